@@ -1,0 +1,18 @@
+"""Exceptions raised by he2rna-sklearn.
+
+Every error names the file or parameter at fault and says what to do about it.
+"""
+
+__all__ = ["MissingMPPError", "SlideReadError", "WeightsNotFoundError"]
+
+
+class SlideReadError(OSError):
+    """A slide file cannot be opened or read (corrupt, truncated or unsupported)."""
+
+
+class MissingMPPError(ValueError):
+    """A slide carries no microns-per-pixel metadata and none was given."""
+
+
+class WeightsNotFoundError(FileNotFoundError):
+    """Pretrained backbone weights were asked for but cannot be found or downloaded."""
