@@ -1,0 +1,11 @@
+"""Stage 3 of the data flow: bags.
+
+A bag is one slide's tile features. This stage validates sequences of bags and reduces
+them to super-tiles.
+"""
+
+from ._bag import Bag
+from ._supertiles import SuperTiles
+from ._validation import bag_label, check_bags, check_finite_bag, is_lazy
+
+__all__ = ["Bag", "SuperTiles", "bag_label", "check_bags", "check_finite_bag", "is_lazy"]

@@ -1,0 +1,121 @@
+"""Super-tiles: per-slide spatial k-means that averages neighbouring tiles' features."""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.cluster import KMeans
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval
+
+from ._bag import Bag
+from ._validation import bag_label, check_bags, check_finite_bag
+
+__all__ = ["SuperTiles"]
+
+
+class SuperTiles(TransformerMixin, BaseEstimator):
+    """Reduce each bag to spatial clusters of tiles ("super-tiles"), as in HE2RNA.
+
+    For each slide, k-means on the tiles' level-0 coordinates groups them into
+    ``n_clusters`` spatially compact clusters (fewer when a slide has fewer tiles); each
+    super-tile's features are the mean of its members' features. The output bags keep the
+    tile-to-cluster ``assignment`` and the source ``tile_coords``, so that super-tile scores
+    can be painted back onto tiles.
+
+    Parameters
+    ----------
+    n_clusters : int, default=100
+        Super-tiles per slide (the paper's value), capped at each slide's tile count.
+    random_state : int, RandomState instance or None, default=None
+        Seeds k-means.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from he2rna_sklearn import Bag, SuperTiles
+    >>> rng = np.random.default_rng(0)
+    >>> bag = Bag(rng.normal(size=(50, 8)), coords=rng.integers(0, 5000, (50, 2)))
+    >>> [st] = SuperTiles(n_clusters=10, random_state=0).fit_transform([bag])
+    >>> st.shape, st.assignment.shape
+    ((10, 8), (50,))
+    """
+
+    _parameter_constraints = {
+        "n_clusters": [Interval(numbers.Integral, 1, None, closed="left")],
+        "random_state": ["random_state"],
+    }
+
+    def __init__(self, n_clusters=100, random_state=None):
+        self.n_clusters = n_clusters
+        self.random_state = random_state
+
+    def fit(self, X, y=None):
+        """Check parameters and the bags' feature count. Super-tiles learn nothing."""
+        self._validate_params()
+        _, self.n_features_in_ = check_bags(X, check_finite=False)
+        return self
+
+    def transform(self, X):
+        """Return one bag of super-tiles per input bag, in input order.
+
+        Super-tiles learn nothing, so ``transform`` works without ``fit``.
+        """
+        self._validate_params()
+        n_features = getattr(self, "n_features_in_", None)
+        bags, _ = check_bags(X, n_features=n_features, check_finite=False)
+        rng = check_random_state(self.random_state)
+        seeds = rng.randint(np.iinfo(np.int32).max, size=len(bags))
+        return [self._reduce(bag, i, seed) for i, (bag, seed) in enumerate(zip(bags, seeds))]
+
+    def _reduce(self, bag, index, seed):
+        coords = getattr(bag, "coords", None)
+        if coords is None:
+            raise ValueError(
+                f"{bag_label(bag, index)} has no tile coordinates; SuperTiles clusters tiles "
+                "by position. Pass Bag objects with coords (as SlideFeaturizer and load_bags "
+                "return)."
+            )
+        features = np.asarray(bag, dtype=np.float32)
+        check_finite_bag(features, index, bag)
+        n = features.shape[0]
+        k = min(self.n_clusters, n)
+        if k == n:
+            labels = np.arange(n)
+        else:
+            km = KMeans(n_clusters=k, n_init=1, random_state=seed)
+            labels = km.fit_predict(np.asarray(coords, dtype=np.float64))
+        # Re-number clusters in order of first appearance (row-major tiles) for stability,
+        # and drop any empty cluster.
+        _, first = np.unique(labels, return_index=True)
+        order = labels[np.sort(first)]
+        remap = np.empty(labels.max() + 1, dtype=np.int64)
+        remap[order] = np.arange(len(order))
+        labels = remap[labels]
+        k = len(order)
+        counts = np.bincount(labels, minlength=k).astype(np.float32)
+        sums = np.zeros((k, features.shape[1]), dtype=np.float64)
+        np.add.at(sums, labels, features)
+        means = (sums / counts[:, None]).astype(np.float32)
+        centers = np.zeros((k, 2), dtype=np.float64)
+        np.add.at(centers, labels, np.asarray(coords, dtype=np.float64))
+        centers = np.round(centers / counts[:, None]).astype(np.int64)
+        meta = dict(getattr(bag, "meta", {}) or {})
+        meta["super_tiles"] = k
+        return Bag(
+            means,
+            coords=centers,
+            slide_id=getattr(bag, "slide_id", None),
+            meta=meta,
+            assignment=labels,
+            tile_coords=np.asarray(coords),
+        )
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False
+        tags.input_tags.three_d_array = True
+        tags.requires_fit = False
+        return tags

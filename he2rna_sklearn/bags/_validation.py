@@ -1,0 +1,134 @@
+"""Validation of bag inputs: a sequence of 2-D (n_tiles, n_features) arrays."""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Sequence
+
+import numpy as np
+
+from ._bag import Bag
+
+__all__ = ["bag_label", "check_bags", "is_lazy"]
+
+
+def bag_label(bag, index):
+    """A human-readable name of bag ``index`` for error messages."""
+    slide = getattr(bag, "slide_id", None)
+    return f"bag {index}" + (f" (slide '{slide}')" if slide is not None else "")
+
+
+def is_lazy(bag):
+    """Whether the bag's features live on disk and are read on conversion."""
+    features = bag.features if isinstance(bag, Bag) else bag
+    return not isinstance(features, np.ndarray)
+
+
+def _as_sequence(X, name):
+    if isinstance(X, Bag):
+        raise TypeError(
+            f"{name} is a single Bag; pass a sequence of bags, e.g. [{name}], one per slide."
+        )
+    if isinstance(X, (str, bytes)):
+        raise TypeError(f"{name} must be a sequence of bags, got a string {X!r}.")
+    if isinstance(X, np.ndarray):
+        if X.dtype == object:
+            if X.ndim != 1:
+                raise ValueError(f"An object array {name} must be 1-D, got shape {X.shape}.")
+            return list(X)
+        if X.ndim == 3:
+            return list(X)
+        if X.ndim == 2:
+            raise ValueError(
+                f"{name} is a 2-D array of shape {X.shape}: expected a sequence of bags, one "
+                f"(n_tiles, n_features) array per slide. If it is one slide's bag, pass "
+                f"[{name}]; if it holds one vector per slide, add a tile axis with "
+                f"{name}[:, None, :]."
+            )
+        raise ValueError(f"{name} must be a sequence of 2-D bags, got an array of shape {X.shape}.")
+    if hasattr(X, "iloc") and hasattr(X, "to_numpy") and getattr(X, "ndim", 2) == 1:
+        return list(X.to_numpy())  # pandas Series of bags
+    if not isinstance(X, Sequence):
+        raise TypeError(
+            f"{name} must be a sequence (list, tuple or 1-D object array) of bags, got "
+            f"{type(X).__name__}."
+        )
+    return list(X)
+
+
+def check_bags(X, *, n_features=None, name="X", check_finite=True, min_bags=1):
+    """Validate a sequence of bags and return it as a list.
+
+    Bags may be :class:`Bag` objects, 2-D arrays or nested lists; the latter are converted
+    to float32 arrays. A 3-D array is read as equal-length bags. Bags whose features live on
+    disk are not read here; their values are checked when they are loaded.
+
+    Parameters
+    ----------
+    X : sequence of array-like of shape (n_tiles, n_features)
+    n_features : int, optional
+        The feature count every bag must have (e.g. the one seen in ``fit``).
+    name : str
+        The parameter name used in messages.
+    check_finite : bool
+        Reject NaN or infinite features in in-memory bags.
+    min_bags : int
+        The fewest bags accepted.
+
+    Returns
+    -------
+    bags : list
+    n_features : int
+    """
+    bags = _as_sequence(X, name)
+    if len(bags) < min_bags:
+        raise ValueError(f"{name} holds {len(bags)} bags; at least {min_bags} are needed.")
+    expected = n_features
+    for i, bag in enumerate(bags):
+        if not (isinstance(bag, Bag) or hasattr(bag, "shape")):
+            try:
+                bag = np.asarray(bag, dtype=np.float32)
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"{bag_label(bag, i)} of {name} is not numeric: {exc}") from exc
+            bags[i] = bag
+        shape = tuple(bag.shape)
+        if len(shape) != 2:
+            raise ValueError(
+                f"{bag_label(bag, i)} of {name} must be 2-D (n_tiles, n_features), got shape "
+                f"{shape}."
+            )
+        if shape[0] == 0:
+            raise ValueError(
+                f"{bag_label(bag, i)} of {name} is empty (0 tiles). Drop it, or featurize its "
+                "slide with a lower min_tissue_fraction."
+            )
+        if expected is None:
+            expected = shape[1]
+        elif shape[1] != expected:
+            where = "as seen in fit" if n_features is not None else "as the first bag"
+            raise ValueError(
+                f"{bag_label(bag, i)} of {name} has {shape[1]} features, expected {expected} "
+                f"{where}."
+            )
+        if isinstance(bag, np.ndarray) and not np.issubdtype(bag.dtype, np.number):
+            raise ValueError(f"{bag_label(bag, i)} of {name} has non-numeric dtype {bag.dtype}.")
+        if check_finite and not is_lazy(bag):
+            check_finite_bag(np.asarray(bag), i, bag, name)
+    return bags, int(expected)
+
+
+def check_finite_bag(arr, index, bag=None, name="X"):
+    """Raise a ValueError naming the bag if ``arr`` holds NaN or infinite values."""
+    if not np.isfinite(arr).all():
+        n_bad = int((~np.isfinite(arr)).any(axis=1).sum())
+        raise ValueError(
+            f"{bag_label(bag if bag is not None else arr, index)} of {name} has NaN or "
+            f"infinite features in {n_bad} of {arr.shape[0]} tiles. Re-featurize the slide "
+            "or drop those tiles."
+        )
+
+
+def check_n_samples(n, y, name="y"):
+    """Check that ``y`` has one row per bag."""
+    if isinstance(n, numbers.Integral) and len(y) != n:
+        raise ValueError(f"X holds {n} bags but {name} has {len(y)} rows; give one row per bag.")
