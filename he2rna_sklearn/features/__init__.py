@@ -1,0 +1,23 @@
+"""Stage 2 of the data flow: features.
+
+Backbones, the extraction engine that runs them over tiles, and the on-disk store of
+one HDF5 file per slide.
+"""
+
+from ._backbones import Backbone, build_backbone
+from ._extract import FeatureRunner, TileDataset, extract_features, resolve_device
+from ._featurizer import SlideFeaturizer
+from ._store import load_bags, read_bag, write_bag
+
+__all__ = [
+    "Backbone",
+    "FeatureRunner",
+    "SlideFeaturizer",
+    "TileDataset",
+    "build_backbone",
+    "extract_features",
+    "load_bags",
+    "read_bag",
+    "resolve_device",
+    "write_bag",
+]

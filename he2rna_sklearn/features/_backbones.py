@@ -1,0 +1,302 @@
+"""CNN backbones that map an RGB tile to a feature vector, and how their weights load."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import urllib.error
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..exceptions import WeightsNotFoundError
+
+__all__ = ["Backbone", "build_backbone", "IMAGENET_MEAN", "IMAGENET_STD"]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+_HEAD_ATTRS = ("fc", "classifier", "head", "heads")
+_WEIGHT_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt", ".safetensors")
+
+
+@dataclass
+class Backbone:
+    """A feature extractor ready for inference.
+
+    Attributes
+    ----------
+    module : torch.nn.Module
+        Maps normalised (B, 3, H, W) float tiles to (B, D) features (or feature maps that
+        are average-pooled).
+    name : str
+        The backbone's name, as recorded in feature files.
+    weights_id : str
+        Which weights were loaded (e.g. ``"torchvision:IMAGENET1K_V1"``, a file's SHA-1,
+        or ``"random-init(seed=0)"``).
+    mean, std : tuple of float
+        Input normalisation, per RGB channel, for inputs scaled to [0, 1].
+    """
+
+    module: nn.Module
+    name: str
+    weights_id: str
+    mean: tuple = IMAGENET_MEAN
+    std: tuple = IMAGENET_STD
+
+
+def _seed_from(random_state):
+    if random_state is None:
+        return 0
+    if isinstance(random_state, (int, np.integer)):
+        return int(random_state)
+    return int(np.random.RandomState(random_state.randint(2**31 - 1)).randint(2**31 - 1))
+
+
+def _file_sha1(path, chunk=1 << 22):
+    h = hashlib.sha1()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _looks_like_path(weights):
+    return isinstance(weights, (os.PathLike, Path)) or (
+        isinstance(weights, str)
+        and (weights.endswith(_WEIGHT_SUFFIXES) or os.sep in weights or os.path.exists(weights))
+    )
+
+
+def _read_state_dict(path):
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsNotFoundError(f"Weights file not found: '{path}'.")
+    if path.suffix == ".safetensors":
+        try:
+            from safetensors.torch import load_file
+        except ImportError as exc:  # pragma: no cover - depends on the environment
+            raise ImportError(
+                f"Reading '{path}' needs the safetensors package: pip install safetensors"
+            ) from exc
+        state = load_file(os.fspath(path))
+    else:
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise ValueError(f"Cannot read weights file '{path}' with torch.load: {exc}") from exc
+    for key in ("state_dict", "model", "model_state_dict", "module"):
+        if isinstance(state, dict) and key in state and isinstance(state[key], dict):
+            state = state[key]
+    if not isinstance(state, dict) or not state:
+        raise ValueError(f"Weights file '{path}' holds no state dict.")
+    prefixes = ("module.", "model.", "backbone.")
+    out = {}
+    for k, v in state.items():
+        for p in prefixes:
+            if k.startswith(p):
+                k = k[len(p) :]
+        out[k] = v
+    return out
+
+
+def _load_into(model, state, source, name, head_attr=None):
+    """Load ``state`` into ``model``, tolerating only a missing or extra classification head."""
+    missing, unexpected = model.load_state_dict(state, strict=False)
+
+    def is_head(key):
+        return head_attr is not None and key.split(".")[0] == head_attr
+
+    missing = [k for k in missing if not is_head(k)]
+    unexpected = [k for k in unexpected if not is_head(k)]
+    if missing or unexpected:
+        raise ValueError(
+            f"Weights from {source} do not fit backbone '{name}': {len(missing)} missing keys "
+            f"(e.g. {missing[:3]}) and {len(unexpected)} unexpected keys (e.g. "
+            f"{unexpected[:3]}). Check that the file was saved from the same architecture."
+        )
+
+
+def _head_attr(model):
+    for attr in _HEAD_ATTRS:
+        if isinstance(getattr(model, attr, None), nn.Module):
+            return attr
+    return None
+
+
+def _strip_head(model, name):
+    attr = _head_attr(model)
+    if attr is None:
+        raise ValueError(
+            f"Cannot find the classification head of '{name}' (looked for {_HEAD_ATTRS}). "
+            "Pass a torch.nn.Module that returns features as backbone instead."
+        )
+    head = getattr(model, attr)
+    if isinstance(head, nn.Sequential):
+        linear = [i for i, m in enumerate(head) if isinstance(m, nn.Linear)]
+        if linear:
+            head[linear[-1]] = nn.Identity()
+            return model
+    setattr(model, attr, nn.Identity())
+    return model
+
+
+def _torchvision_cached_state(weights_enum, name, progress):
+    url = weights_enum.url
+    cache_dir = Path(torch.hub.get_dir()) / "checkpoints"
+    cached = cache_dir / os.path.basename(url)
+    if not cached.is_file():
+        try:
+            cache_dir.mkdir(parents=True, exist_ok=True)
+            torch.hub.download_url_to_file(url, os.fspath(cached), None, progress=progress)
+        except (urllib.error.URLError, OSError, RuntimeError, ValueError) as exc:
+            raise WeightsNotFoundError(
+                f"ImageNet weights for backbone '{name}' are not in torchvision's cache "
+                f"('{cached}') and could not be downloaded ({exc}). On a machine with internet, "
+                f"download {url} and copy it to '{cached}' (or set TORCH_HOME), or pass "
+                f"weights='/path/to/{cached.name}'. Only weights=None gives random weights."
+            ) from exc
+    return _read_state_dict(cached), f"torchvision:{weights_enum.name}"
+
+
+def _torchvision_backbone(name, weights, random_state, progress):
+    from torchvision import models
+
+    builder = models.get_model_builder(name)
+    with torch.random.fork_rng(devices=[]):
+        seed = _seed_from(random_state)
+        torch.manual_seed(seed)
+        model = builder(weights=None)
+    head = _head_attr(model)
+    if weights is None:
+        weights_id = f"random-init(seed={seed})"
+    elif _looks_like_path(weights):
+        _load_into(model, _read_state_dict(weights), f"'{weights}'", name, head)
+        weights_id = f"file:{Path(weights).name}:sha1={_file_sha1(weights)[:12]}"
+    else:
+        enum = models.get_model_weights(name)
+        key = str(weights)
+        if key.lower() == "imagenet":
+            key = "IMAGENET1K_V1" if "IMAGENET1K_V1" in enum.__members__ else "DEFAULT"
+        try:
+            member = enum[key] if key != "DEFAULT" else enum.DEFAULT
+        except KeyError:
+            raise ValueError(
+                f"weights={weights!r} is not a known weights name for '{name}' "
+                f"({['imagenet', *enum.__members__]}) nor an existing file."
+            ) from None
+        state, weights_id = _torchvision_cached_state(member, name, progress)
+        _load_into(model, state, f"torchvision's {member.name}", name, head)
+    return Backbone(_strip_head(model, name), name, weights_id)
+
+
+def _timm_backbone(name, weights, random_state):
+    try:
+        import timm
+    except ImportError as exc:
+        raise ImportError(
+            f"Backbone '{name}' needs timm: pip install 'he2rna-sklearn[timm]'"
+        ) from exc
+    pretrained = weights is not None and not _looks_like_path(weights)
+    if pretrained and str(weights).lower() != "imagenet":
+        raise ValueError(
+            f"For timm backbones weights must be 'imagenet', a file or None, got {weights!r}."
+        )
+    with torch.random.fork_rng(devices=[]):
+        seed = _seed_from(random_state)
+        torch.manual_seed(seed)
+        try:
+            model = timm.create_model(name, pretrained=pretrained, num_classes=0)
+        except RuntimeError as exc:
+            if "Unknown model" in str(exc):
+                raise ValueError(f"Unknown timm model '{name}'.") from exc
+            raise
+        except Exception as exc:
+            if not pretrained:
+                raise
+            raise WeightsNotFoundError(
+                f"Pretrained weights for timm model '{name}' could not be loaded ({exc}). Put "
+                "them in the Hugging Face cache (and set HF_HUB_OFFLINE=1), or pass "
+                "weights='/path/to/weights.pth'. Only weights=None gives random weights."
+            ) from exc
+    if weights is None:
+        weights_id = f"random-init(seed={seed})"
+    elif pretrained:
+        weights_id = f"timm:{model.pretrained_cfg.get('tag') or 'pretrained'}"
+    else:
+        _load_into(model, _read_state_dict(weights), f"'{weights}'", name, _head_attr(model))
+        weights_id = f"file:{Path(weights).name}:sha1={_file_sha1(weights)[:12]}"
+    cfg = getattr(model, "pretrained_cfg", {}) or {}
+    mean = tuple(cfg.get("mean", IMAGENET_MEAN))
+    std = tuple(cfg.get("std", IMAGENET_STD))
+    return Backbone(model, f"timm:{name}", weights_id, mean, std)
+
+
+def _module_weights_id(module):
+    h = hashlib.sha1()
+    for key, tensor in module.state_dict().items():
+        h.update(key.encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return f"module:{type(module).__name__}:sha1={h.hexdigest()[:12]}"
+
+
+def build_backbone(backbone="resnet50", weights="imagenet", *, random_state=None, progress=True):
+    """Build a feature-extraction backbone.
+
+    Parameters
+    ----------
+    backbone : str or torch.nn.Module
+        A torchvision model name (``"resnet50"``, the paper's), a timm model name
+        (``"timm:<name>"``, or a bare name that torchvision does not know), or any
+        ``torch.nn.Module`` that maps (B, 3, H, W) tiles to (B, D) features.
+    weights : {"imagenet", None} or str or path
+        ``"imagenet"`` loads ImageNet weights (torchvision: ``IMAGENET1K_V1``, as in the
+        paper) from torchvision's cache, downloading them when online; a torchvision weights
+        name (``"IMAGENET1K_V2"``); a path to a state dict; or None for random
+        initialisation seeded by ``random_state`` (0 when None). For a module backbone,
+        None uses the module as it is and a path loads a state dict into it.
+    random_state : int, RandomState or None
+        Seed of random initialisation (``weights=None``).
+    progress : bool
+        Show a progress bar while downloading.
+
+    Raises
+    ------
+    WeightsNotFoundError
+        If pretrained weights were asked for and cannot be found or downloaded. There is no
+        silent fallback to random weights.
+    """
+    if isinstance(backbone, nn.Module):
+        if weights is not None and not _looks_like_path(weights):
+            raise ValueError(
+                f"backbone is a torch.nn.Module, so weights={weights!r} has no meaning: its "
+                "own weights are used. Pass weights=None (or a path to a state dict to load "
+                "into it)."
+            )
+        if weights is not None:
+            _load_into(backbone, _read_state_dict(weights), f"'{weights}'", type(backbone).__name__)
+        return Backbone(backbone, f"module:{type(backbone).__name__}", _module_weights_id(backbone))
+    if not isinstance(backbone, str):
+        raise TypeError(
+            f"backbone must be a model name or a torch.nn.Module, got {type(backbone).__name__}."
+        )
+    if backbone.startswith("timm:"):
+        return _timm_backbone(backbone[5:], weights, random_state)
+    from torchvision import models
+
+    if backbone in models.list_models():
+        return _torchvision_backbone(backbone, weights, random_state, progress)
+    try:
+        import timm
+    except ImportError:
+        timm = None
+    if timm is not None and timm.is_model(backbone):
+        return _timm_backbone(backbone, weights, random_state)
+    raise ValueError(
+        f"Unknown backbone '{backbone}': not a torchvision model name"
+        + (" nor a timm model name" if timm is not None else " (and timm is not installed)")
+        + ". Examples: 'resnet50', 'resnet18', 'timm:vit_small_patch16_224', or pass a "
+        "torch.nn.Module."
+    )

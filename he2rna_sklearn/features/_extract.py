@@ -1,0 +1,175 @@
+"""The extraction engine: tiles read in DataLoader workers, batched backbone inference."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+
+from ..slides import SlideReader
+
+__all__ = [
+    "FeatureRunner",
+    "TileDataset",
+    "extract_features",
+    "resolve_device",
+    "resolve_precision",
+]
+
+
+def resolve_device(device="auto"):
+    """``"auto"`` picks CUDA when available, else the CPU."""
+    if isinstance(device, torch.device):
+        return device
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            f"device={device!r} was asked for but CUDA is not available; use 'auto' or 'cpu'."
+        )
+    return dev
+
+
+def cpu_supports_bf16():
+    """Whether this CPU runs bfloat16 convolutions natively (AVX512-BF16 or AMX)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # pragma: no cover - depends on the build
+        return False
+
+
+def resolve_precision(precision, device):
+    """Resolve ``"auto"`` to ``"bf16"`` where the hardware runs it natively, else ``"fp32"``."""
+    if precision not in ("auto", "fp32", "bf16", "fp16"):
+        raise ValueError(f"precision must be 'auto', 'fp32', 'bf16' or 'fp16', got {precision!r}.")
+    if precision == "auto":
+        if device.type == "cuda":
+            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        return "bf16" if cpu_supports_bf16() else "fp32"
+    if precision == "fp16" and device.type != "cuda":
+        raise ValueError("precision='fp16' needs a CUDA device; on the CPU use 'bf16' or 'fp32'.")
+    return precision
+
+
+class FeatureRunner:
+    """Runs a :class:`Backbone` on uint8 tile batches at the chosen device and precision.
+
+    On the CPU with ``bf16``, weights and inputs are cast to bfloat16 in channels-last
+    layout (fast on CPUs with AVX512-BF16/AMX). On CUDA, ``bf16``/``fp16`` use autocast.
+    """
+
+    def __init__(self, backbone, device="auto", precision="auto"):
+        self.device = resolve_device(device)
+        self.precision = resolve_precision(precision, self.device)
+        self.backbone = backbone
+        module = backbone.module.eval().to(self.device)
+        self._dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[
+            self.precision
+        ]
+        self._cast_weights = self.device.type == "cpu" and self.precision == "bf16"
+        self._channels_last = self.precision != "fp32" or self.device.type == "cuda"
+        if self._channels_last:
+            module = module.to(memory_format=torch.channels_last)
+        if self._cast_weights:
+            module = module.to(torch.bfloat16)
+        self.module = module
+        self.mean = torch.tensor(backbone.mean, device=self.device).view(1, 3, 1, 1) * 255
+        self.std = torch.tensor(backbone.std, device=self.device).view(1, 3, 1, 1) * 255
+        self._n_features = None
+
+    @torch.inference_mode()
+    def __call__(self, tiles):
+        """Features of a (B, 3, H, W) uint8 batch, as a (B, D) float32 array."""
+        x = tiles.to(self.device, non_blocking=True).float()
+        x = (x - self.mean) / self.std
+        if self._channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        if self._cast_weights:
+            out = self.module(x.to(torch.bfloat16))
+        elif self.precision != "fp32":
+            with torch.autocast(self.device.type, dtype=self._dtype):
+                out = self.module(x)
+        else:
+            out = self.module(x)
+        if isinstance(out, (tuple, list)):
+            out = out[0]
+        if out.ndim == 4:
+            out = out.mean(dim=(2, 3))
+        elif out.ndim == 3:
+            out = out[:, 0]
+        elif out.ndim != 2:
+            raise ValueError(f"Backbone '{self.backbone.name}' returned shape {tuple(out.shape)}.")
+        return out.float().cpu().numpy()
+
+    def n_features(self, tile_size):
+        """The feature dimension, found with one dummy forward pass."""
+        if self._n_features is None:
+            zeros = torch.zeros(1, 3, tile_size, tile_size, dtype=torch.uint8)
+            self._n_features = int(self(zeros).shape[1])
+        return self._n_features
+
+
+class TileDataset(Dataset):
+    """Tiles of one slide, read and resized in the worker that asks for them.
+
+    Each worker opens its own OpenSlide handle (handles are not shared across processes).
+    Items are (3, tile_size, tile_size) uint8 tensors; normalisation happens on the device.
+    """
+
+    def __init__(self, path, slide_mpp, coords, geometry):
+        self.path = path
+        self.slide_mpp = slide_mpp
+        self.coords = np.asarray(coords)
+        self.geometry = geometry
+        self._reader = None
+
+    def __len__(self):
+        return len(self.coords)
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_reader"] = None
+        return state
+
+    def __getitem__(self, i):
+        if self._reader is None:
+            self._reader = SlideReader(self.path, self.slide_mpp)
+        g = self.geometry
+        x, y = self.coords[i]
+        img = self._reader.read_region((x, y), g.level, (g.read_size, g.read_size))
+        if g.read_size != g.tile_size:
+            img = img.resize((g.tile_size, g.tile_size), Image.Resampling.BILINEAR)
+        arr = np.asarray(img, dtype=np.uint8)
+        return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
+
+
+def extract_features(dataset, runner, *, batch_size=64, num_workers=0, progress=None):
+    """Run ``runner`` over every tile of ``dataset``; returns (n_tiles, D) float32.
+
+    With ``num_workers > 0`` tiles are read and decoded in parallel processes while the
+    backbone runs on the previous batch.
+    """
+    n = len(dataset)
+    d = runner.n_features(dataset.geometry.tile_size)
+    out = np.empty((n, d), dtype=np.float32)
+    if n == 0:
+        return out
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+        pin_memory=runner.device.type == "cuda",
+        persistent_workers=False,
+        prefetch_factor=4 if num_workers > 0 else None,
+    )
+    start = 0
+    for batch in loader:
+        feats = runner(batch)
+        out[start : start + len(feats)] = feats
+        start += len(feats)
+        if progress is not None:
+            progress.update(len(feats))
+    return out

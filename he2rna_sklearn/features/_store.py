@@ -1,0 +1,152 @@
+"""The on-disk feature store: one HDF5 file per slide, written atomically."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from .._version import __version__
+from ..bags import Bag
+
+__all__ = ["H5Array", "load_bags", "read_bag", "write_bag"]
+
+#: Bumped when the layout of our files changes, so stale caches are never reused.
+FORMAT_VERSION = 1
+_FEATURE_KEYS = ("features", "feats")
+
+
+class H5Array:
+    """A lazy 2-D dataset in an HDF5 file: ``shape`` without reading, values on conversion."""
+
+    def __init__(self, path, key, shape, dtype):
+        self.path = os.fspath(path)
+        self.key = key
+        self.shape = tuple(shape)
+        self.dtype = np.dtype(dtype)
+
+    def __array__(self, dtype=None, copy=None):
+        with h5py.File(self.path, "r") as fh:
+            arr = fh[self.key][()]
+        return arr if dtype is None else arr.astype(dtype, copy=False)
+
+    def __repr__(self):
+        return f"H5Array('{self.path}', '{self.key}', shape={self.shape})"
+
+
+def write_bag(path, features, coords, *, attrs=None):
+    """Write one slide's features atomically: to a temporary file, then renamed.
+
+    A reader never sees a half-written file, and an interrupted run leaves no file at
+    ``path`` (at most a ``*.tmp`` file, which is ignored).
+
+    Parameters
+    ----------
+    path : str or Path
+    features : ndarray of shape (n_tiles, n_features)
+    coords : ndarray of shape (n_tiles, 2)
+        Level-0 pixel (x, y) of each tile.
+    attrs : dict, optional
+        Scalars or strings stored as file attributes (mpp, tile_size, backbone, ...).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        with h5py.File(tmp, "w") as fh:
+            fh.create_dataset("features", data=np.asarray(features, dtype=np.float32))
+            fh.create_dataset("coords", data=np.asarray(coords, dtype=np.int64).reshape(-1, 2))
+            fh.attrs["format"] = "he2rna-sklearn"
+            fh.attrs["format_version"] = FORMAT_VERSION
+            fh.attrs["package_version"] = __version__
+            for key, value in (attrs or {}).items():
+                if value is not None:
+                    fh.attrs[key] = value
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def _attr_value(value):
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def read_bag(path, *, lazy=False):
+    """Read one feature file into a :class:`Bag`.
+
+    Reads this package's files and the layouts of other tools: CLAM and TRIDENT
+    (``features`` + ``coords``), STAMP (``feats`` + ``coords``), and files with
+    ``features`` and per-tile ``metadata`` (tile names) but no coordinates.
+
+    Parameters
+    ----------
+    path : str or Path
+    lazy : bool
+        Keep features on disk and read them when the bag is converted with ``np.asarray``
+        (for cohorts larger than memory).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Feature file not found: '{path}'.")
+    try:
+        fh = h5py.File(path, "r")
+    except OSError as exc:
+        raise OSError(f"Cannot read feature file '{path}' as HDF5: {exc}") from exc
+    with fh:
+        key = next((k for k in _FEATURE_KEYS if k in fh), None)
+        if key is None:
+            raise ValueError(
+                f"Feature file '{path}' has no 'features' or 'feats' dataset (found "
+                f"{sorted(fh.keys())})."
+            )
+        dset = fh[key]
+        if dset.ndim == 3 and dset.shape[0] == 1:  # CLAM sometimes stores (1, n, d)
+            features = dset[0]
+        elif dset.ndim != 2:
+            raise ValueError(f"'{key}' in '{path}' must be 2-D, got shape {dset.shape}.")
+        elif lazy:
+            features = H5Array(path, key, dset.shape, dset.dtype)
+        else:
+            features = dset[()].astype(np.float32, copy=False)
+        coords = fh["coords"][()] if "coords" in fh else None
+        if coords is not None:
+            coords = np.asarray(coords).reshape(-1, 2)
+        meta = {k: _attr_value(v) for k, v in fh.attrs.items()}
+        if "coords" in fh:
+            meta.update({f"coords_{k}": _attr_value(v) for k, v in fh["coords"].attrs.items()})
+        if "metadata" in fh and coords is None:
+            meta["tile_names"] = [_attr_value(v) for v in fh["metadata"][()]]
+    slide_id = meta.get("slide_id")
+    if slide_id is None:
+        slide_id = path.parent.name if path.stem in _FEATURE_KEYS else path.stem
+    meta["feature_file"] = os.fspath(path)
+    return Bag(features, coords=coords, slide_id=slide_id, meta=meta)
+
+
+def load_bags(paths, *, lazy=False):
+    """Read feature files into a list of bags, in the order given.
+
+    Parameters
+    ----------
+    paths : sequence of str or Path
+        One HDF5 file per slide (this package's, CLAM/TRIDENT's or STAMP's).
+    lazy : bool
+        Keep features on disk until each bag is used.
+
+    Examples
+    --------
+    >>> from he2rna_sklearn import load_bags
+    >>> bags = load_bags(["features/slide-1.h5"])  # doctest: +SKIP
+    """
+    if isinstance(paths, (str, os.PathLike)):
+        raise TypeError("load_bags expects a list of paths; wrap a single path in a list.")
+    return [read_bag(p, lazy=lazy) for p in paths]
