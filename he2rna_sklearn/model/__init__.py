@@ -1,0 +1,21 @@
+"""Stage 4 of the data flow: the model.
+
+Torch modules (per-tile MLP, masked top-k pooling), the skorch glue (bag datasets,
+padding, per-batch k draws) and the scikit-learn estimators.
+"""
+
+from ._modules import HE2RNAModule, masked_mean, top_k_mean
+from ._net import BagDataset, BagNet, collate_bags
+from ._regressor import KS_ALL_TILES, KS_SUPER_TILES, HE2RNARegressor
+
+__all__ = [
+    "BagDataset",
+    "BagNet",
+    "HE2RNAModule",
+    "HE2RNARegressor",
+    "KS_ALL_TILES",
+    "KS_SUPER_TILES",
+    "collate_bags",
+    "masked_mean",
+    "top_k_mean",
+]
