@@ -1,0 +1,20 @@
+"""Data sets: a synthetic cohort on real tissue, and readers of expression tables."""
+
+from ._expression import load_expression, tcga_patient_id
+from ._synthetic import (
+    CLASS_NAMES,
+    GENE_PROGRAMS,
+    make_synthetic_cohort,
+    tile_classes,
+    write_pyramidal_tiff,
+)
+
+__all__ = [
+    "CLASS_NAMES",
+    "GENE_PROGRAMS",
+    "load_expression",
+    "make_synthetic_cohort",
+    "tcga_patient_id",
+    "tile_classes",
+    "write_pyramidal_tiff",
+]

@@ -1,0 +1,205 @@
+"""Reading gene expression tables (TCGA-style and others)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.utils import Bunch
+
+__all__ = ["load_expression", "tcga_patient_id"]
+
+_TCGA = re.compile(r"^TCGA-[A-Z0-9]{2}-[A-Z0-9]{4}", re.IGNORECASE)
+
+
+def tcga_patient_id(sample_id):
+    """Patient id of a TCGA barcode: its first 12 characters (``TCGA-XX-XXXX``).
+
+    Examples
+    --------
+    >>> tcga_patient_id("TCGA-4N-A93T-01A-11R")
+    'TCGA-4N-A93T'
+    """
+    sample_id = str(sample_id)
+    if not _TCGA.match(sample_id):
+        raise ValueError(f"'{sample_id}' is not a TCGA barcode (TCGA-XX-XXXX...).")
+    return sample_id[:12].upper()
+
+
+def _separator(path):
+    name = Path(path).name.lower()
+    if name.endswith(".gz"):
+        name = name[:-3]
+    if name.endswith((".tsv", ".tab", ".txt")):
+        return "\t"
+    if name.endswith(".csv"):
+        return ","
+    import gzip
+
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "rt") as fh:
+        header = fh.readline()
+    return "\t" if "\t" in header else ","
+
+
+def _numeric_fraction(col):
+    return pd.to_numeric(col, errors="coerce").notna().mean()
+
+
+def load_expression(
+    path,
+    *,
+    orient="auto",
+    gene_column=None,
+    log_transform=False,
+    drop_zero_median=False,
+    patient_id="tcga",
+):
+    """Read a gene expression table into a samples x genes DataFrame.
+
+    Accepts CSV or TSV, optionally gzip-compressed, with genes as rows and samples as
+    columns (as GDC and most R packages write them) or the transpose. Leading non-numeric
+    columns of a genes x samples table (e.g. ``entrez``, ``symbol``) are gene annotations.
+
+    Parameters
+    ----------
+    path : str or Path
+    orient : {"auto", "genes_x_samples", "samples_x_genes"}, default="auto"
+        ``"auto"`` finds TCGA barcodes in the header (genes x samples) or in the first
+        column (samples x genes); otherwise a table with more rows than numeric columns is
+        read as genes x samples (genes outnumber samples).
+    gene_column : str, optional
+        The annotation column naming genes in a genes x samples table. Default:
+        ``"symbol"`` if present, else the first column.
+    log_transform : bool, default=False
+        Apply the paper's log10(1 + x) (to FPKM-UQ or counts).
+    drop_zero_median : bool, default=False
+        Drop genes whose median over samples is zero, as the paper did.
+    patient_id : {"tcga", None} or callable, default="tcga"
+        How to map sample ids to patients: ``"tcga"`` takes the first 12 characters of
+        TCGA barcodes (other ids are their own patient), None makes each sample its own
+        patient, a callable maps one sample id to a patient id.
+
+    Returns
+    -------
+    data : sklearn.utils.Bunch
+        ``expression`` (DataFrame, samples x genes, float), ``patient_ids`` (Series indexed
+        by sample) and ``genes`` (DataFrame of gene annotations, or None).
+
+    Raises
+    ------
+    ValueError
+        On duplicated sample or gene ids, non-numeric cells or missing values, naming the
+        offending samples and genes.
+
+    Examples
+    --------
+    >>> from he2rna_sklearn.datasets import load_expression
+    >>> data = load_expression("tcga-coadread-rsem-counts.csv.gz",
+    ...                        log_transform=True)  # doctest: +SKIP
+    >>> data.expression.shape  # doctest: +SKIP
+    (92, 17045)
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Expression table not found: '{path}'.")
+    if orient not in ("auto", "genes_x_samples", "samples_x_genes"):
+        raise ValueError(
+            f"orient must be 'auto', 'genes_x_samples' or 'samples_x_genes', got {orient!r}."
+        )
+    raw = pd.read_csv(path, sep=_separator(path), dtype=str, keep_default_na=False)
+    if raw.shape[1] < 2:
+        raise ValueError(f"'{path}' has fewer than 2 columns; is the separator right?")
+
+    if orient == "auto":
+        header_tcga = sum(bool(_TCGA.match(str(c))) for c in raw.columns)
+        first_tcga = raw.iloc[:, 0].map(lambda v: bool(_TCGA.match(v))).mean()
+        if header_tcga >= max(1, 0.5 * raw.shape[1] - 3):
+            orient = "genes_x_samples"
+        elif first_tcga > 0.5:
+            orient = "samples_x_genes"
+        else:
+            n_numeric = sum(_numeric_fraction(raw[c]) > 0.9 for c in raw.columns[1:])
+            orient = "genes_x_samples" if raw.shape[0] > n_numeric else "samples_x_genes"
+
+    genes = None
+    if orient == "genes_x_samples":
+        n_annot = 0
+        while n_annot < raw.shape[1] - 1 and _numeric_fraction(raw.iloc[:, n_annot]) < 0.9:
+            n_annot += 1
+        n_annot = max(n_annot, 1)
+        annot = raw.iloc[:, :n_annot]
+        if gene_column is None:
+            gene_column = "symbol" if "symbol" in annot.columns else annot.columns[0]
+        elif gene_column not in annot.columns:
+            raise ValueError(
+                f"gene_column={gene_column!r} is not an annotation column of '{path}' "
+                f"({list(annot.columns)})."
+            )
+        gene_ids = annot[gene_column].astype(str)
+        values = raw.iloc[:, n_annot:].set_axis(gene_ids, axis=0).T
+        genes = annot.set_index(gene_ids).rename_axis("gene") if n_annot > 1 else None
+    else:
+        values = raw.set_index(raw.columns[0])
+    values.index = values.index.astype(str)
+    values.columns = values.columns.astype(str)
+    values.index.name, values.columns.name = "sample_id", "gene"
+
+    dup_samples = values.index[values.index.duplicated()].unique().tolist()
+    if dup_samples:
+        raise ValueError(f"Duplicated sample ids in '{path}': {dup_samples[:10]}.")
+    dup_genes = values.columns[values.columns.duplicated()].unique().tolist()
+    if dup_genes:
+        hint = " Choose another gene_column (e.g. 'entrez')." if genes is not None else ""
+        raise ValueError(f"Duplicated gene ids in '{path}': {dup_genes[:10]}.{hint}")
+
+    stripped = values.apply(lambda c: c.str.strip())
+    missing = stripped.isin(["", "NA", "NaN", "nan", "NULL", "null"])
+    numeric = stripped.apply(pd.to_numeric, errors="coerce")
+    bad = numeric.isna() & ~missing
+    if bad.to_numpy().any():
+        rows, cols = np.nonzero(bad.to_numpy())
+        examples = [
+            f"{values.index[r]}/{values.columns[c]}={values.iat[r, c]!r}"
+            for r, c in zip(rows[:5], cols[:5])
+        ]
+        raise ValueError(
+            f"Non-numeric cells in '{path}' (sample/gene=value): {examples}"
+            + (f" and {len(rows) - 5} more." if len(rows) > 5 else ".")
+        )
+    if missing.to_numpy().any():
+        samples = values.index[missing.any(axis=1)].tolist()
+        gene_ids_missing = values.columns[missing.any(axis=0)].tolist()
+        raise ValueError(
+            f"Missing values (NaN) in '{path}' in samples {samples[:10]} and genes "
+            f"{gene_ids_missing[:10]}; impute or drop them first."
+        )
+    expression = numeric.astype(np.float64)
+    if drop_zero_median:
+        expression = expression.loc[:, expression.median(axis=0) != 0]
+        if genes is not None:
+            genes = genes.loc[expression.columns]
+    if log_transform:
+        if (expression.to_numpy() < 0).any():
+            neg = expression.columns[(expression < 0).any(axis=0)].tolist()
+            raise ValueError(
+                f"log_transform=True needs non-negative values; genes {neg[:10]} in '{path}' "
+                "have negative ones (already log-transformed?)."
+            )
+        expression = np.log10(1.0 + expression)
+
+    if patient_id is None:
+        patients = expression.index.to_list()
+    elif patient_id == "tcga":
+        patients = [tcga_patient_id(s) if _TCGA.match(s) else s for s in expression.index]
+    elif callable(patient_id):
+        patients = [str(patient_id(s)) for s in expression.index]
+    else:
+        raise ValueError(f"patient_id must be 'tcga', None or a callable, got {patient_id!r}.")
+    return Bunch(
+        expression=expression,
+        patient_ids=pd.Series(patients, index=expression.index, name="patient_id"),
+        genes=genes,
+    )
