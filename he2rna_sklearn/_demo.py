@@ -44,9 +44,12 @@ def _fold_models(bags, Y, msi, groups, n_splits, random_state, progress):
         )
         reg.fit(train_bags, Y[train], groups=groups[train])
         oof_expr[test] = reg.predict(test_bags)
-        clf = make_pipeline(StandardScaler(), LogisticRegression(C=0.05, max_iter=2000))
-        clf.fit(reg.transform(train_bags), msi[train])
-        oof_msi[test] = clf.predict_proba(reg.transform(test_bags))[:, 1]
+        if len(np.unique(msi[train])) < 2:  # tiny cohorts: a fold may lack MSI-H patients
+            oof_msi[test] = msi[train].mean()
+        else:
+            clf = make_pipeline(StandardScaler(), LogisticRegression(C=0.05, max_iter=2000))
+            clf.fit(reg.transform(train_bags), msi[train])
+            oof_msi[test] = clf.predict_proba(reg.transform(test_bags))[:, 1]
         fold_of[test] = fold
         models.append(reg)
     return oof_expr, oof_msi, fold_of, models
@@ -77,6 +80,11 @@ def run_demo(
         ``msi_auc``, ``msi_auc_patient``, ``spatial_auc``, ``heatmap`` (path), ``seconds``.
     """
     start = time.perf_counter()
+    if n_patients < 2 * n_splits:
+        raise ValueError(
+            f"n_patients={n_patients} is too few for {n_splits}-fold cross-validation by "
+            f"patient; use at least {2 * n_splits}."
+        )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     echo(
@@ -151,10 +159,13 @@ def run_demo(
     echo(f"  composition-driven genes: mean r = {composition_r:.3f}")
     echo(f"  noise genes:              mean r = {noise_r:+.3f}")
 
-    msi_auc = float(roc_auc_score(msi, oof_msi))
     by_patient = pd.DataFrame({"patient": groups, "msi": msi, "p": oof_msi}).groupby("patient")
     pat = by_patient.agg(msi=("msi", "first"), p=("p", "mean"))
-    msi_auc_patient = float(roc_auc_score(pat["msi"], pat["p"]))
+    if 0 < msi.sum() < len(msi):
+        msi_auc = float(roc_auc_score(msi, oof_msi))
+        msi_auc_patient = float(roc_auc_score(pat["msi"], pat["p"]))
+    else:
+        msi_auc = msi_auc_patient = float("nan")
     pd.DataFrame(
         {
             "slide_id": cohort.slide_ids,

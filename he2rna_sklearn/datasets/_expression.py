@@ -12,6 +12,36 @@ from sklearn.utils import Bunch
 __all__ = ["load_expression", "tcga_patient_id"]
 
 _TCGA = re.compile(r"^TCGA-[A-Z0-9]{2}-[A-Z0-9]{4}", re.IGNORECASE)
+#: Column names that identify genes (annotation columns of a genes x samples table).
+_GENE_COLUMNS = {
+    "entrez",
+    "entrez_id",
+    "entrezid",
+    "gene",
+    "gene_id",
+    "gene_name",
+    "symbol",
+    "hugo_symbol",
+    "ensembl",
+    "ensembl_id",
+    "ensembl_gene_id",
+    "id",
+    "name",
+    "description",
+}
+#: Column names that identify samples (first column of a samples x genes table).
+_SAMPLE_COLUMNS = {
+    "sample",
+    "sample_id",
+    "samples",
+    "barcode",
+    "case",
+    "case_id",
+    "patient",
+    "patient_id",
+    "slide",
+    "slide_id",
+}
 
 
 def tcga_patient_id(sample_id):
@@ -109,25 +139,37 @@ def load_expression(
         raise ValueError(
             f"orient must be 'auto', 'genes_x_samples' or 'samples_x_genes', got {orient!r}."
         )
-    raw = pd.read_csv(path, sep=_separator(path), dtype=str, keep_default_na=False)
+    sep = _separator(path)
+    raw = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False)
     if raw.shape[1] < 2:
         raise ValueError(f"'{path}' has fewer than 2 columns; is the separator right?")
+    # pandas renames repeated header names ("x", "x.1"); read the header as written.
+    header = pd.read_csv(path, sep=sep, header=None, nrows=1, dtype=str).iloc[0].tolist()
+    header = [str(h) for h in header]
 
+    is_tcga = [bool(_TCGA.match(h)) for h in header]
     if orient == "auto":
-        header_tcga = sum(bool(_TCGA.match(str(c))) for c in raw.columns)
         first_tcga = raw.iloc[:, 0].map(lambda v: bool(_TCGA.match(v))).mean()
-        if header_tcga >= max(1, 0.5 * raw.shape[1] - 3):
+        if sum(is_tcga) >= max(1, len(header) // 2):
             orient = "genes_x_samples"
-        elif first_tcga > 0.5:
+        elif first_tcga > 0.5 or header[0].lower() in _SAMPLE_COLUMNS:
             orient = "samples_x_genes"
+        elif header[0].lower() in _GENE_COLUMNS:
+            orient = "genes_x_samples"
         else:
             n_numeric = sum(_numeric_fraction(raw[c]) > 0.9 for c in raw.columns[1:])
             orient = "genes_x_samples" if raw.shape[0] > n_numeric else "samples_x_genes"
 
     genes = None
     if orient == "genes_x_samples":
+        # Leading annotation columns: non-numeric, or named like gene ids, or (in a TCGA
+        # table) anything before the first barcode.
         n_annot = 0
-        while n_annot < raw.shape[1] - 1 and _numeric_fraction(raw.iloc[:, n_annot]) < 0.9:
+        while n_annot < raw.shape[1] - 1 and (
+            _numeric_fraction(raw.iloc[:, n_annot]) < 0.9
+            or header[n_annot].lower() in _GENE_COLUMNS
+            or (any(is_tcga) and not is_tcga[n_annot])
+        ):
             n_annot += 1
         n_annot = max(n_annot, 1)
         annot = raw.iloc[:, :n_annot]
@@ -140,9 +182,11 @@ def load_expression(
             )
         gene_ids = annot[gene_column].astype(str)
         values = raw.iloc[:, n_annot:].set_axis(gene_ids, axis=0).T
+        values.index = header[n_annot:]
         genes = annot.set_index(gene_ids).rename_axis("gene") if n_annot > 1 else None
     else:
         values = raw.set_index(raw.columns[0])
+        values.columns = header[1:]
     values.index = values.index.astype(str)
     values.columns = values.columns.astype(str)
     values.index.name, values.columns.name = "sample_id", "gene"

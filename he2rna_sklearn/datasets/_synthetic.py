@@ -47,7 +47,7 @@ GENE_PROGRAMS = {
 # Prior weights of the tissue classes (tumour, stroma, lymphoid, mucin, debris, adipose)
 # and how MSI-high tumours shift them: richer in lymphocytes and mucin.
 _BASE_WEIGHTS = np.array([0.34, 0.26, 0.10, 0.10, 0.08, 0.12])
-_MSI_SHIFT = np.array([1.0, 1.0, 2.8, 2.2, 1.0, 1.0])
+_MSI_SHIFT = np.array([1.0, 1.0, 3.5, 2.5, 1.0, 1.0])
 # Spatial scale (in cells) of each class's regions: lymphoid aggregates are small.
 _SIGMAS = np.array([3.0, 2.2, 1.1, 1.8, 1.4, 2.4])
 
@@ -269,7 +269,7 @@ def make_synthetic_cohort(
     )
     for p, patient in enumerate(patients):
         weights = _BASE_WEIGHTS * (_MSI_SHIFT if is_msi[p] else 1.0)
-        weights = rng.dirichlet(5.0 * weights / weights.sum())
+        weights = rng.dirichlet(10.0 * weights / weights.sum())
         for s in range(n_slides[p]):
             cmap = _class_map(rng, grid, weights)
             img = _render(cmap, textures, rng)

@@ -384,10 +384,11 @@ class HE2RNARegressor(
 
     def _finish_fit(self, net, validated):
         history = net.history
-        if validated:
-            scores = history[:, "valid_r"]
-            self.best_epoch_ = int(np.argmax(scores)) + 1
-            self.best_score_ = float(scores[self.best_epoch_ - 1])
+        stopper = dict(net.callbacks_).get("early_stopping")
+        if validated and stopper is not None and stopper.best_epoch_:
+            # The epoch whose weights EarlyStopping restored.
+            self.best_epoch_ = int(stopper.best_epoch_)
+            self.best_score_ = float(history[self.best_epoch_ - 1, "valid_r"])
         else:
             self.best_epoch_ = len(history)
             self.best_score_ = None

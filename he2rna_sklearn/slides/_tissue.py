@@ -29,8 +29,10 @@ def otsu_threshold(values, *, bins=256):
     m0 = np.cumsum(hist * centers)
     mean0 = m0 / np.maximum(w0, 1)
     mean1 = (m0[-1] - m0) / np.maximum(w1, 1)
-    between = w0 * w1 * (mean0 - mean1) ** 2
-    return float(edges[1:][np.argmax(between[:-1])])
+    between = (w0 * w1 * (mean0 - mean1) ** 2)[:-1]
+    # Empty bins between two modes give a plateau of equal scores: take its middle.
+    best = np.flatnonzero(between >= between.max() * (1 - 1e-9))
+    return float((edges[best[0] + 1] + edges[best[-1] + 1]) / 2)
 
 
 def tissue_mask(rgb, *, min_saturation=0.08, min_region_px=16, closing=2):

@@ -1,0 +1,93 @@
+import gzip
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from he2rna_sklearn.datasets import load_expression, tcga_patient_id
+
+from ..conftest import DATA, SHARED
+
+SUBSET = DATA / "tcga-coadread-subset.csv.gz"
+FULL = SHARED / "expression" / "tcga-coadread-rsem-counts.csv.gz"
+
+
+def test_tcga_genes_x_samples_table():
+    data = load_expression(SUBSET)
+    expr = data.expression
+    assert expr.shape == (92, 300)
+    assert expr.index[0] == "TCGA-4N-A93T-01A-11R" and expr.columns[0] == "A1BG"
+    assert data.patient_ids.iloc[0] == "TCGA-4N-A93T"
+    assert data.patient_ids.str.len().eq(12).all()
+    assert list(data.genes.columns) == ["entrez", "symbol"]
+    raw = pd.read_csv(SUBSET)
+    assert expr.loc["TCGA-4T-AA8H-01A-11R", "A1CF"] == raw.loc[1, "TCGA-4T-AA8H-01A-11R"]
+
+
+def test_log_transform_and_zero_median_filter():
+    raw = load_expression(SUBSET).expression
+    data = load_expression(SUBSET, log_transform=True, drop_zero_median=True)
+    kept = raw.columns[raw.median() != 0]
+    assert list(data.expression.columns) == list(kept)
+    np.testing.assert_allclose(data.expression.to_numpy(), np.log10(1 + raw[kept].to_numpy()))
+
+
+@pytest.mark.skipif(not FULL.exists(), reason="../shared data not beside this checkout")
+def test_full_shared_table():
+    data = load_expression(FULL, gene_column="entrez", log_transform=True)
+    assert data.expression.shape == (92, 17045)
+    assert data.patient_ids.nunique() == 92
+
+
+def test_samples_x_genes_tsv_and_custom_patients(tmp_path):
+    path = tmp_path / "expr.tsv.gz"
+    with gzip.open(path, "wt") as fh:
+        fh.write("sample\tGENE1\tGENE2\nP1-a\t1\t2\nP1-b\t3\t4\nP2-a\t5\t6\n")
+    data = load_expression(path, patient_id=lambda s: s.split("-")[0])  # "sample" header
+    assert data.expression.shape == (3, 2)
+    assert data.patient_ids.tolist() == ["P1", "P1", "P2"]
+    assert data.genes is None
+
+
+def _write(tmp_path, text):
+    path = tmp_path / "e.csv"
+    path.write_text(text)
+    return path
+
+
+def test_duplicated_samples_named(tmp_path):
+    path = _write(tmp_path, "gene,TCGA-AA-0001-01A,TCGA-AA-0001-01A\nG1,1,2\nG2,3,4\n")
+    with pytest.raises(ValueError, match="Duplicated sample ids.*TCGA-AA-0001-01A"):
+        load_expression(path)
+
+
+def test_duplicated_genes_named(tmp_path):
+    path = _write(tmp_path, "gene,TCGA-AA-0001-01A,TCGA-AA-0002-01A\nG1,1,2\nG1,3,4\n")
+    with pytest.raises(ValueError, match="Duplicated gene ids.*G1"):
+        load_expression(path)
+
+
+def test_non_numeric_cells_named(tmp_path):
+    path = _write(tmp_path, "gene,TCGA-AA-0001-01A,TCGA-AA-0002-01A\nG1,1,2\nG2,3,abc\n")
+    with pytest.raises(ValueError, match=r"TCGA-AA-0002-01A/G2='abc'"):
+        load_expression(path)
+
+
+def test_missing_values_named(tmp_path):
+    path = _write(tmp_path, "gene,TCGA-AA-0001-01A,TCGA-AA-0002-01A\nG1,1,\nG2,3,NA\n")
+    with pytest.raises(
+        ValueError, match=r"samples \['TCGA-AA-0002-01A'\] and genes \['G1', 'G2'\]"
+    ):
+        load_expression(path)
+
+
+def test_negative_values_refused_for_log(tmp_path):
+    path = _write(tmp_path, "gene,TCGA-AA-0001-01A,TCGA-AA-0002-01A\nG1,1,-2\nG2,3,4\n")
+    with pytest.raises(ValueError, match="non-negative.*G1"):
+        load_expression(path, log_transform=True)
+
+
+def test_tcga_patient_id():
+    assert tcga_patient_id("tcga-aa-3489-01a") == "TCGA-AA-3489"
+    with pytest.raises(ValueError, match="barcode"):
+        tcga_patient_id("SYN-0001")

@@ -1,0 +1,204 @@
+import pickle
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn import config_context
+from sklearn.base import clone
+from sklearn.model_selection import GridSearchCV, GroupKFold
+from sklearn.pipeline import make_pipeline
+
+from he2rna_sklearn import Bag, HE2RNARegressor, SuperTiles
+from he2rna_sklearn.metrics import pearson_per_gene
+from he2rna_sklearn.model import KS_ALL_TILES
+
+from ..conftest import planted_fraction, random_bags
+
+FAST = dict(hidden_layer_sizes=(16,), max_epochs=8, validation_fraction=None, random_state=0)
+
+
+@pytest.fixture(scope="module")
+def data():
+    bags = random_bags(30, n_features=6, seed=1)
+    y = np.column_stack([[b[:, 0].max() for b in bags], [b[:, 1].mean() for b in bags]])
+    return bags, y
+
+
+@pytest.fixture(scope="module")
+def fitted(data):
+    bags, y = data
+    return HE2RNARegressor(**FAST).fit(bags, y)
+
+
+def test_learns_planted_fraction_signal():
+    X, y = planted_fraction(200, seed=0)
+    X_test, y_test = planted_fraction(80, seed=1)
+    model = HE2RNARegressor(hidden_layer_sizes=(32,), ks=KS_ALL_TILES, random_state=0)
+    model.fit(X, y)
+    r = pearson_per_gene(y_test, model.predict(X_test))[0]
+    assert r >= 0.9
+
+
+def test_shapes(fitted, data):
+    bags, y = data
+    assert fitted.predict(bags).shape == (30, 2)
+    assert fitted.transform(bags).shape == (30, 16)
+    assert fitted.predict_tiles(bags[3]).shape == (bags[3].shape[0], 2)
+    assert fitted.n_features_in_ == 6 and fitted.n_outputs_ == 2
+    assert list(fitted.gene_names_) == ["gene_0", "gene_1"]
+    assert len(fitted.net_.history) == 8 and fitted.best_epoch_ == 8
+
+
+def test_predict_is_topk_of_tile_scores(fitted, data):
+    bags, _ = data
+    tiles = fitted.predict_tiles(bags[0])
+    srt = -np.sort(-tiles, axis=0)
+    ks = fitted.net_.module_.ks
+    expected = np.mean([srt[: min(k, len(srt))].mean(0) for k in ks], axis=0)
+    np.testing.assert_allclose(fitted.predict(bags[:1])[0], expected, rtol=1e-4, atol=1e-5)
+
+
+def test_same_seed_same_model_and_clone(fitted, data):
+    bags, y = data
+    again = clone(fitted).fit(bags, y)
+    np.testing.assert_array_equal(again.predict(bags), fitted.predict(bags))
+    other = clone(fitted).set_params(random_state=1).fit(bags, y)
+    assert not np.allclose(other.predict(bags), fitted.predict(bags))
+
+
+def test_pickle_roundtrip(fitted, data):
+    bags, _ = data
+    loaded = pickle.loads(pickle.dumps(fitted))
+    np.testing.assert_array_equal(loaded.predict(bags), fitted.predict(bags))
+    np.testing.assert_array_equal(loaded.transform(bags), fitted.transform(bags))
+
+
+def test_no_leak_across_padded_batch(fitted, data):
+    bags, _ = data
+    full = fitted.predict(bags)
+    for k in (1, 5, 17):
+        np.testing.assert_allclose(fitted.predict(bags[:k]), full[:k], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(fitted.predict(bags[::-1]), full[::-1], rtol=1e-5, atol=1e-6)
+
+
+def test_bags_smaller_than_k_work():
+    bags = random_bags(12, n_features=4, min_tiles=1, max_tiles=4, seed=2)
+    y = np.array([b.sum() for b in bags])
+    model = HE2RNARegressor(**{**FAST, "ks": (1, 50, 100)}).fit(bags, y)
+    assert np.isfinite(model.predict(bags)).all()
+
+
+def test_input_containers_agree(fitted):
+    bags = random_bags(6, n_features=6, min_tiles=7, max_tiles=8, seed=3)
+    equal = np.stack(bags)  # all bags have 7 tiles: a 3-D array
+    obj = np.empty(len(bags), dtype=object)
+    obj[:] = [Bag(b) for b in bags]
+    ref = fitted.predict(bags)
+    for X in (tuple(bags), obj, equal):
+        np.testing.assert_allclose(fitted.predict(X), ref, rtol=1e-6)
+
+
+def test_dataframe_and_1d_targets(data):
+    bags, y = data
+    df = pd.DataFrame(y, columns=["CD3E", "EPCAM"])
+    model = HE2RNARegressor(**FAST).fit(bags, df)
+    assert list(model.gene_names_) == ["CD3E", "EPCAM"]
+    single = HE2RNARegressor(**FAST).fit(bags, y[:, 0])
+    assert single.predict(bags).shape == (30,)
+    assert -1 <= single.score(bags, y[:, 0]) <= 1
+
+
+def test_standardize_false_starts_bias_at_gene_means(data):
+    bags, y = data
+    model = HE2RNARegressor(**{**FAST, "max_epochs": 1, "lr": 1e-12, "standardize": False})
+    model.fit(bags, y + 10)
+    bias = model.net_.module_.output.bias.detach().numpy()
+    np.testing.assert_allclose(bias, (y + 10).mean(0), rtol=1e-5)
+
+
+def test_transform_set_output_pandas(fitted, data):
+    bags, _ = data
+    out = clone(fitted).set_output(transform="pandas").fit(*data).transform(bags)
+    assert isinstance(out, pd.DataFrame) and out.shape == (30, 16)
+    assert list(out.columns[:2]) == ["he2rnaregressor0", "he2rnaregressor1"]
+
+
+def test_errors(fitted, data):
+    bags, y = data
+    with pytest.raises(ValueError, match="empty"):
+        HE2RNARegressor(**FAST).fit(bags[:3] + [np.zeros((0, 6))], y[:4])
+    nan = [b.copy() for b in bags]
+    nan[4][0, 0] = np.nan
+    with pytest.raises(ValueError, match="bag 4 .*NaN"):
+        HE2RNARegressor(**FAST).fit(nan, y)
+    with pytest.raises(ValueError, match="expected 6 as seen in fit"):
+        fitted.predict([np.zeros((3, 5))])
+    with pytest.raises(ValueError, match="30 bags but y has 29 rows"):
+        HE2RNARegressor(**FAST).fit(bags, y[:29])
+    y_nan = y.copy()
+    y_nan[2, 1] = np.nan
+    with pytest.raises(ValueError, match=r"rows \[2\] and genes \['gene_1'\]"):
+        HE2RNARegressor(**FAST).fit(bags, y_nan)
+    with pytest.raises(ValueError, match="validation_fraction=None"):
+        HE2RNARegressor(validation_fraction=0.1).fit(bags[:3], y[:3])
+
+
+def test_validation_split_keeps_patients_together():
+    model = HE2RNARegressor(validation_fraction=0.25)
+    groups = np.repeat(np.arange(10), 3)
+    train, valid = model._validation_split(30, groups, seed=0)
+    assert not set(groups[train]) & set(groups[valid])
+    assert len(set(groups[valid])) == 3
+
+
+def test_early_stopping_restores_best(data):
+    bags, y = data
+    model = HE2RNARegressor(
+        hidden_layer_sizes=(16,), max_epochs=60, patience=3, validation_fraction=0.2, random_state=0
+    ).fit(bags, y)
+    history = model.net_.history
+    assert len(history) < 60
+    assert model.best_epoch_ == len(history) - 3  # stopped after `patience` epochs
+    assert model.best_score_ == history[model.best_epoch_ - 1, "valid_r"]
+    assert model.best_score_ >= max(history[:, "valid_r"]) - 1e-4
+    # skorch marked that epoch as the best of the monitored score
+    assert history[model.best_epoch_ - 1, "valid_r_best"]
+
+
+def test_grid_search_on_list_of_bags_by_patient():
+    bags = random_bags(24, n_features=5, seed=4)
+    coords = [np.column_stack([np.arange(len(b)) * 224, np.zeros(len(b))]) for b in bags]
+    X = [Bag(b, coords=c) for b, c in zip(bags, coords)]
+    y = np.array([b[:, 0].mean() for b in bags])
+    groups = np.repeat(np.arange(12), 2)
+    pipe = make_pipeline(SuperTiles(n_clusters=10, random_state=0), HE2RNARegressor(**FAST))
+    search = GridSearchCV(
+        pipe,
+        {
+            "he2rnaregressor__ks": [(1, 2), (5, 10)],
+            "he2rnaregressor__hidden_layer_sizes": [(8,), (16,)],
+        },
+        cv=GroupKFold(3),
+    )
+    search.fit(X, y, groups=groups)
+    assert search.best_estimator_.predict(X).shape == (24,)
+    assert np.isfinite(search.cv_results_["mean_test_score"]).all()
+
+
+def test_groups_routed_under_metadata_routing():
+    bags = random_bags(24, n_features=5, seed=5)
+    y = np.array([b[:, 0].mean() for b in bags])
+    groups = np.repeat(np.arange(8), 3)
+    seen = {}
+
+    class Spy(HE2RNARegressor):
+        def fit(self, X, y, groups=None):
+            seen["groups"] = groups
+            return super().fit(X, y, groups=groups)
+
+    with config_context(enable_metadata_routing=True):
+        search = GridSearchCV(
+            Spy(**{**FAST, "validation_fraction": 0.3}), {"max_epochs": [2]}, cv=GroupKFold(2)
+        )
+        search.fit(bags, y, groups=groups)
+    assert seen["groups"] is not None and len(seen["groups"]) == 24
