@@ -7,11 +7,13 @@ one HDF5 file per slide.
 from ._backbones import Backbone, build_backbone
 from ._extract import FeatureRunner, TileDataset, extract_features, resolve_device
 from ._featurizer import SlideFeaturizer
+from ._stain import ReinhardNormalizer
 from ._store import load_bags, read_bag, write_bag
 
 __all__ = [
     "Backbone",
     "FeatureRunner",
+    "ReinhardNormalizer",
     "SlideFeaturizer",
     "TileDataset",
     "build_backbone",

@@ -116,13 +116,15 @@ class TileDataset(Dataset):
 
     Each worker opens its own OpenSlide handle (handles are not shared across processes).
     Items are (3, tile_size, tile_size) uint8 tensors; normalisation happens on the device.
+    ``transform`` (e.g. a stain normaliser) maps each (h, w, 3) uint8 tile to another.
     """
 
-    def __init__(self, path, slide_mpp, coords, geometry):
+    def __init__(self, path, slide_mpp, coords, geometry, transform=None):
         self.path = path
         self.slide_mpp = slide_mpp
         self.coords = np.asarray(coords)
         self.geometry = geometry
+        self.transform = transform
         self._reader = None
 
     def __len__(self):
@@ -142,18 +144,22 @@ class TileDataset(Dataset):
         if g.read_size != g.tile_size:
             img = img.resize((g.tile_size, g.tile_size), Image.Resampling.BILINEAR)
         arr = np.asarray(img, dtype=np.uint8)
+        if self.transform is not None:
+            arr = np.asarray(self.transform(arr), dtype=np.uint8)
         return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
 
 
-def extract_features(dataset, runner, *, batch_size=64, num_workers=0, progress=None):
+def extract_features(dataset, runner, *, batch_size=64, num_workers=0, progress=None, out=None):
     """Run ``runner`` over every tile of ``dataset``; returns (n_tiles, D) float32.
 
     With ``num_workers > 0`` tiles are read and decoded in parallel processes while the
-    backbone runs on the previous batch.
+    backbone runs on the previous batch. ``out`` (e.g. a :class:`BagWriter`) receives the
+    features batch by batch instead of an array in memory.
     """
     n = len(dataset)
     d = runner.n_features(dataset.geometry.tile_size)
-    out = np.empty((n, d), dtype=np.float32)
+    if out is None:
+        out = np.empty((n, d), dtype=np.float32)
     if n == 0:
         return out
     loader = DataLoader(

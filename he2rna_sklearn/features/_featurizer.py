@@ -6,7 +6,9 @@ import hashlib
 import json
 import numbers
 import os
+import pickle
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -25,9 +27,10 @@ from ..slides import (
     select_tissue_tiles,
     slide_fingerprint,
 )
+from ..slides._reader import lookup_by_slide
 from ._backbones import build_backbone
 from ._extract import FeatureRunner, TileDataset, extract_features
-from ._store import FORMAT_VERSION, read_bag, write_bag
+from ._store import FORMAT_VERSION, BagWriter, read_bag
 
 __all__ = ["SlideFeaturizer"]
 
@@ -37,10 +40,12 @@ class SlideFeaturizer(TransformerMixin, BaseEstimator):
 
     Each slide is opened with OpenSlide, tissue is found on a thumbnail, tissue tiles are
     laid on a grid at a physical resolution (``mpp``, not a pyramid level), and a CNN
-    backbone maps every tile to a feature vector. With ``cache_dir``, each slide's bag is
-    stored as one HDF5 file (``features``, ``coords`` and the tiling facts as attributes),
-    keyed by the slide's content and every parameter that changes the features, so a rerun
-    skips finished slides and a parameter change never reuses a stale file.
+    backbone maps every tile to a feature vector. Tiles are read and decoded in DataLoader
+    workers while the backbone runs. With ``cache_dir``, each slide's bag is stored as one
+    HDF5 file (``features``, ``coords`` and the tiling facts as attributes), written
+    atomically and keyed by the slide's content and every parameter that changes the
+    features: a rerun skips finished slides, an interrupted run resumes, and a parameter
+    change never reuses a stale file.
 
     Parameters
     ----------
@@ -50,14 +55,26 @@ class SlideFeaturizer(TransformerMixin, BaseEstimator):
         ``"imagenet"`` (from torchvision's cache, or downloaded when online), a path to a
         state dict, or None for seeded random weights. Missing pretrained weights raise
         :class:`~he2rna_sklearn.exceptions.WeightsNotFoundError`; there is no fallback.
-    mpp : float, default=0.5
-        Tile resolution in µm per pixel (0.5 is about 20x, the paper's).
+    mpp : float, optional
+        Tile resolution in µm per pixel. Default 0.5 (about 20x, the paper's).
+    magnification : float, optional
+        Alternative to ``mpp``: an objective magnification, converted as
+        ``mpp = 10 / magnification`` (20x is 0.5 µm/px). Give one of the two.
     tile_size : int, default=224
         Tile side in pixels at ``mpp``.
     max_tiles : int or None, default=8000
-        At most this many tissue tiles per slide, drawn with ``random_state``.
+        At most this many tissue tiles per slide, drawn with ``random_state``; the kept
+        tiles stay in row-major order.
     min_tissue_fraction : float, default=0.5
         A tile is kept when at least this fraction of it is tissue.
+    tissue_masks : dict, optional
+        User tissue masks replacing automatic detection, keyed by slide path, file name or
+        stem: a 2-D boolean array covering the whole slide (any resolution) or the path of
+        a mask image (non-zero is tissue).
+    tile_transform : callable, optional
+        Applied to every (h, w, 3) uint8 tile before the backbone, in the reading
+        workers, e.g. :class:`~he2rna_sklearn.features.ReinhardNormalizer`. Must be
+        picklable when ``num_workers > 0``.
     batch_size : int, default=64
         Tiles per backbone batch.
     num_workers : int, default=0
@@ -65,17 +82,34 @@ class SlideFeaturizer(TransformerMixin, BaseEstimator):
     device : {"auto", "cpu", "cuda"} or str, default="auto"
         ``"auto"`` uses CUDA when present.
     precision : {"auto", "fp32", "bf16", "fp16"}, default="auto"
-        ``"auto"`` is bf16 where the CPU or GPU runs it natively, else fp32.
+        ``"auto"`` is bf16 where the CPU (AVX512-BF16/AMX) or GPU runs it natively, else
+        fp32. On the CPU, bf16 also uses the channels-last layout.
     cache_dir : str or Path, optional
-        Folder of the per-slide HDF5 feature files.
+        Folder of the per-slide HDF5 feature files. Features are streamed to the file
+        batch by batch.
+    lazy : bool, default=False
+        Return bags whose features stay in the cache files and are read when used (needs
+        ``cache_dir``): memory stays flat whatever the number of tiles and slides.
     slide_mpp : float or dict, optional
         Base resolution of slides lacking metadata (or overriding it): one number, or a
         mapping from slide path, file name or stem to a number.
+    on_error : {"raise", "skip"}, default="raise"
+        What a slide that cannot be featurized (corrupt, unsupported, no resolution)
+        does: raise an error naming the file, or be skipped: its entry in the output is
+        None, the failure is recorded in ``failed_slides_`` and the other slides complete.
+    on_empty : {"warn", "raise"}, default="warn"
+        A slide without tissue tiles gives a warning and an empty bag, or an error.
     random_state : int, default=0
         Seeds tile subsampling and random backbone weights. Featurization is deterministic
         by default so that cached features can be reused.
     progress : bool, default=True
         Show progress bars per cohort and per slide.
+
+    Attributes
+    ----------
+    failed_slides_ : dict
+        Set by ``transform``: slide path to error message, for the slides skipped with
+        ``on_error="skip"``.
 
     Examples
     --------
@@ -88,16 +122,22 @@ class SlideFeaturizer(TransformerMixin, BaseEstimator):
     _parameter_constraints = {
         "backbone": [str, torch.nn.Module],
         "weights": [str, os.PathLike, None],
-        "mpp": [Interval(numbers.Real, 0, None, closed="neither")],
+        "mpp": [Interval(numbers.Real, 0, None, closed="neither"), None],
+        "magnification": [Interval(numbers.Real, 0, None, closed="neither"), None],
         "tile_size": [Interval(numbers.Integral, 8, None, closed="left")],
         "max_tiles": [Interval(numbers.Integral, 1, None, closed="left"), None],
         "min_tissue_fraction": [Interval(numbers.Real, 0, 1, closed="both")],
+        "tissue_masks": [Mapping, None],
+        "tile_transform": [callable, None],
         "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
         "num_workers": [Interval(numbers.Integral, 0, None, closed="left")],
         "device": [str, torch.device],
         "precision": [StrOptions({"auto", "fp32", "bf16", "fp16"})],
         "cache_dir": [str, os.PathLike, None],
-        "slide_mpp": [Interval(numbers.Real, 0, None, closed="neither"), dict, None],
+        "lazy": ["boolean"],
+        "slide_mpp": [Interval(numbers.Real, 0, None, closed="neither"), Mapping, None],
+        "on_error": [StrOptions({"raise", "skip"})],
+        "on_empty": [StrOptions({"warn", "raise"})],
         "random_state": [Interval(numbers.Integral, 0, None, closed="left")],
         "progress": ["boolean"],
     }
@@ -106,38 +146,63 @@ class SlideFeaturizer(TransformerMixin, BaseEstimator):
         self,
         backbone="resnet50",
         weights="imagenet",
-        mpp=0.5,
+        mpp=None,
+        magnification=None,
         tile_size=224,
         max_tiles=8000,
         min_tissue_fraction=0.5,
+        tissue_masks=None,
+        tile_transform=None,
         batch_size=64,
         num_workers=0,
         device="auto",
         precision="auto",
         cache_dir=None,
+        lazy=False,
         slide_mpp=None,
+        on_error="raise",
+        on_empty="warn",
         random_state=0,
         progress=True,
     ):
         self.backbone = backbone
         self.weights = weights
         self.mpp = mpp
+        self.magnification = magnification
         self.tile_size = tile_size
         self.max_tiles = max_tiles
         self.min_tissue_fraction = min_tissue_fraction
+        self.tissue_masks = tissue_masks
+        self.tile_transform = tile_transform
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.device = device
         self.precision = precision
         self.cache_dir = cache_dir
+        self.lazy = lazy
         self.slide_mpp = slide_mpp
+        self.on_error = on_error
+        self.on_empty = on_empty
         self.random_state = random_state
         self.progress = progress
 
     def fit(self, X=None, y=None):
         """Check parameters. The featurizer learns nothing from data."""
         self._validate_params()
+        self._target_mpp()
         return self
+
+    def _target_mpp(self):
+        if self.mpp is not None and self.magnification is not None:
+            raise ValueError(
+                f"Give mpp or magnification, not both (got mpp={self.mpp}, "
+                f"magnification={self.magnification})."
+            )
+        if self.lazy and self.cache_dir is None:
+            raise ValueError("lazy=True keeps features in the cache files: set cache_dir too.")
+        if self.magnification is not None:
+            return 10.0 / float(self.magnification)
+        return 0.5 if self.mpp is None else float(self.mpp)
 
     def build_runner(self):
         """Build the backbone and the inference runner (device and precision resolved)."""
@@ -157,16 +222,31 @@ class SlideFeaturizer(TransformerMixin, BaseEstimator):
         Returns
         -------
         bags : list of Bag
-            One bag per slide, in input order, with ``coords`` in level-0 pixels.
+            One bag per slide, in input order, with ``coords`` in level-0 pixels. With
+            ``on_error="skip"``, a slide that failed is None.
         """
         self._validate_params()
+        mpp = self._target_mpp()
         paths = self._check_paths(X)
         runner = self.build_runner()
+        self.failed_slides_ = {}
         bags = []
         bar = tqdm(paths, desc="Featurizing slides", unit="slide", disable=not self.progress)
         for path in bar:
             bar.set_postfix_str(Path(path).name)
-            bags.append(self._featurize_one(path, runner))
+            try:
+                bags.append(self._featurize_one(path, runner, mpp))
+            except Exception as exc:
+                if self.on_error == "raise":
+                    raise
+                self.failed_slides_[os.fspath(path)] = f"{type(exc).__name__}: {exc}"
+                bags.append(None)
+        if self.failed_slides_:
+            warnings.warn(
+                f"{len(self.failed_slides_)} of {len(paths)} slides failed and were skipped "
+                f"(None in the output); see failed_slides_: {list(self.failed_slides_)[:5]}",
+                stacklevel=2,
+            )
         return bags
 
     # -- internals ----------------------------------------------------------------------
@@ -181,24 +261,50 @@ class SlideFeaturizer(TransformerMixin, BaseEstimator):
         for p in paths:
             if not isinstance(p, (str, os.PathLike)):
                 raise TypeError(f"Slide paths must be str or Path, got {type(p).__name__}: {p!r}.")
-            if not Path(p).is_file():
-                raise FileNotFoundError(f"Slide file not found: '{p}'.")
             key = os.path.realpath(p)
             if key in seen:
                 raise ValueError(f"Slide '{p}' is listed twice.")
             seen.add(key)
         return paths
 
-    def _cache_path(self, path, runner, slide_mpp):
+    def _tissue_mask(self, path):
+        mask = lookup_by_slide(self.tissue_masks, path)
+        if mask is None:
+            return None
+        if isinstance(mask, (str, os.PathLike)):
+            from PIL import Image
+
+            if not Path(mask).is_file():
+                raise FileNotFoundError(f"Tissue mask of slide '{path}' not found: '{mask}'.")
+            with Image.open(mask) as im:
+                mask = np.asarray(im.convert("L")) > 0
+        mask = np.asarray(mask, dtype=bool)
+        if mask.ndim != 2:
+            raise ValueError(f"The tissue mask of slide '{path}' must be 2-D, got {mask.shape}.")
+        return mask
+
+    def _transform_id(self):
+        if self.tile_transform is None:
+            return None
+        try:
+            return hashlib.sha1(pickle.dumps(self.tile_transform)).hexdigest()[:16]
+        except Exception:
+            return repr(self.tile_transform)
+
+    def _cache_path(self, path, runner, mpp, slide_mpp, mask):
         if self.cache_dir is None:
             return None
         spec = {
             "format": FORMAT_VERSION,
             "slide": slide_fingerprint(path),
-            "mpp": float(self.mpp),
+            "mpp": mpp,
             "tile_size": int(self.tile_size),
             "max_tiles": self.max_tiles,
             "min_tissue_fraction": float(self.min_tissue_fraction),
+            "mask": None
+            if mask is None
+            else hashlib.sha1(np.packbits(mask)).hexdigest() + str(mask.shape),
+            "transform": self._transform_id(),
             "backbone": runner.backbone.name,
             "weights": runner.backbone.weights_id,
             "precision": runner.precision,
@@ -208,13 +314,16 @@ class SlideFeaturizer(TransformerMixin, BaseEstimator):
         key = hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
         return Path(self.cache_dir) / f"{Path(path).stem}.{key}.h5"
 
-    def _featurize_one(self, path, runner):
+    def _featurize_one(self, path, runner, mpp):
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"Slide file not found: '{path}'.")
         slide_mpp = lookup_slide_mpp(self.slide_mpp, path)
-        cache = self._cache_path(path, runner, slide_mpp)
+        mask = self._tissue_mask(path)
+        cache = self._cache_path(path, runner, mpp, slide_mpp, mask)
         if cache is not None and cache.is_file():
-            return read_bag(cache)
+            return read_bag(cache, lazy=self.lazy)
         with SlideReader(path, slide_mpp) as reader:
-            geometry = plan_geometry(reader, self.mpp, self.tile_size)
+            geometry = plan_geometry(reader, mpp, self.tile_size)
             seed = check_random_state(self.random_state).randint(2**31 - 1)
             coords, _, _ = select_tissue_tiles(
                 reader,
@@ -222,26 +331,19 @@ class SlideFeaturizer(TransformerMixin, BaseEstimator):
                 min_tissue_fraction=self.min_tissue_fraction,
                 max_tiles=self.max_tiles,
                 random_state=seed,
+                mask=mask,
             )
             base_mpp = reader.mpp
         slide_id = Path(path).stem
         if len(coords) == 0:
-            warnings.warn(
+            message = (
                 f"No tissue tiles found in slide '{path}' (min_tissue_fraction="
-                f"{self.min_tissue_fraction}); its bag is empty.",
-                stacklevel=3,
+                f"{self.min_tissue_fraction})"
             )
-        dataset = TileDataset(path, slide_mpp, coords, geometry)
-        with tqdm(
-            total=len(coords), desc=slide_id, unit="tile", leave=False, disable=not self.progress
-        ) as bar:
-            features = extract_features(
-                dataset,
-                runner,
-                batch_size=self.batch_size,
-                num_workers=self.num_workers,
-                progress=bar,
-            )
+            if self.on_empty == "raise":
+                raise ValueError(message + ". Lower min_tissue_fraction or give a tissue mask.")
+            warnings.warn(message + "; its bag is empty.", stacklevel=4)
+        dataset = TileDataset(path, slide_mpp, coords, geometry, transform=self.tile_transform)
         meta = {
             "slide_id": slide_id,
             "slide_path": os.fspath(path),
@@ -256,11 +358,22 @@ class SlideFeaturizer(TransformerMixin, BaseEstimator):
             "slide_fingerprint": slide_fingerprint(path),
             "package_version": __version__,
         }
-        if cache is not None:
-            write_bag(cache, features, coords, attrs=meta)
-        return Bag(
-            features, coords=np.asarray(coords, dtype=np.int64), slide_id=slide_id, meta=meta
-        )
+        extract = dict(batch_size=self.batch_size, num_workers=self.num_workers)
+        with tqdm(
+            total=len(coords), desc=slide_id, unit="tile", leave=False, disable=not self.progress
+        ) as bar:
+            if cache is None:
+                features = extract_features(dataset, runner, progress=bar, **extract)
+                return Bag(
+                    features,
+                    coords=np.asarray(coords, dtype=np.int64),
+                    slide_id=slide_id,
+                    meta=meta,
+                )
+            n_features = runner.n_features(geometry.tile_size)
+            with BagWriter(cache, len(coords), n_features, coords, attrs=meta) as writer:
+                extract_features(dataset, runner, progress=bar, out=writer, **extract)
+        return read_bag(cache, lazy=self.lazy)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

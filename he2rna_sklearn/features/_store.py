@@ -12,7 +12,7 @@ import numpy as np
 from .._version import __version__
 from ..bags import Bag
 
-__all__ = ["H5Array", "load_bags", "read_bag", "write_bag"]
+__all__ = ["BagWriter", "H5Array", "load_bags", "read_bag", "write_bag"]
 
 #: Bumped when the layout of our files changes, so stale caches are never reused.
 FORMAT_VERSION = 1
@@ -33,15 +33,92 @@ class H5Array:
             arr = fh[self.key][()]
         return arr if dtype is None else arr.astype(dtype, copy=False)
 
+    def read_into(self, out):
+        """Read the whole dataset into ``out`` (an array of this shape) without a copy."""
+        with h5py.File(self.path, "r") as fh:
+            dset = fh[self.key]
+            if dset.dtype == out.dtype and out.flags.c_contiguous:
+                dset.read_direct(out)
+            else:
+                out[...] = dset[()]
+
     def __repr__(self):
         return f"H5Array('{self.path}', '{self.key}', shape={self.shape})"
 
 
-def write_bag(path, features, coords, *, attrs=None):
-    """Write one slide's features atomically: to a temporary file, then renamed.
+class BagWriter:
+    """Write one slide's feature file incrementally and atomically.
 
-    A reader never sees a half-written file, and an interrupted run leaves no file at
-    ``path`` (at most a ``*.tmp`` file, which is ignored).
+    The file is built under a temporary name and renamed into place on success, so a
+    reader never sees a half-written file and an interrupted run leaves no file at
+    ``path`` (the temporary is removed). Features can be written batch by batch with
+    ``writer[start:stop] = features``, so a slide's features never need to be in memory
+    all at once.
+
+    Parameters
+    ----------
+    path : str or Path
+    n_tiles, n_features : int
+    coords : ndarray of shape (n_tiles, 2)
+        Level-0 pixel (x, y) of each tile.
+    attrs : dict, optional
+        Scalars or strings stored as file attributes (mpp, tile_size, backbone, ...).
+    """
+
+    def __init__(self, path, n_tiles, n_features, coords, *, attrs=None):
+        self.path = Path(path)
+        self.shape = (int(n_tiles), int(n_features))
+        self.coords = np.asarray(coords, dtype=np.int64).reshape(-1, 2)
+        self.attrs = attrs or {}
+        self._tmp = None
+        self._fh = None
+
+    def __enter__(self):
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._tmp = self.path.with_name(
+            f".{self.path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
+        )
+        try:
+            self._create()
+        except BaseException:
+            if self._fh is not None:
+                self._fh.close()
+            self._tmp.unlink(missing_ok=True)
+            raise
+        return self
+
+    def _create(self):
+        self._fh = h5py.File(self._tmp, "w")
+        chunks = (
+            (max(1, min(self.shape[0], 256)), max(1, self.shape[1])) if all(self.shape) else None
+        )
+        self._features = self._fh.create_dataset(
+            "features", shape=self.shape, dtype=np.float32, chunks=chunks
+        )
+        self._fh.create_dataset("coords", data=self.coords)
+        self._fh.attrs["format"] = "he2rna-sklearn"
+        self._fh.attrs["format_version"] = FORMAT_VERSION
+        self._fh.attrs["package_version"] = __version__
+        for key, value in self.attrs.items():
+            if value is not None:
+                self._fh.attrs[key] = value
+
+    def __setitem__(self, index, values):
+        self._features[index] = values
+
+    def __exit__(self, exc_type, exc, tb):
+        try:
+            self._fh.close()
+            if exc_type is None:
+                os.replace(self._tmp, self.path)
+        finally:
+            if self._tmp.exists():
+                self._tmp.unlink()
+        return False
+
+
+def write_bag(path, features, coords, *, attrs=None):
+    """Write one slide's features atomically (see :class:`BagWriter`).
 
     Parameters
     ----------
@@ -52,24 +129,11 @@ def write_bag(path, features, coords, *, attrs=None):
     attrs : dict, optional
         Scalars or strings stored as file attributes (mpp, tile_size, backbone, ...).
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with h5py.File(tmp, "w") as fh:
-            fh.create_dataset("features", data=np.asarray(features, dtype=np.float32))
-            fh.create_dataset("coords", data=np.asarray(coords, dtype=np.int64).reshape(-1, 2))
-            fh.attrs["format"] = "he2rna-sklearn"
-            fh.attrs["format_version"] = FORMAT_VERSION
-            fh.attrs["package_version"] = __version__
-            for key, value in (attrs or {}).items():
-                if value is not None:
-                    fh.attrs[key] = value
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    features = np.asarray(features, dtype=np.float32)
+    with BagWriter(path, *features.shape, coords, attrs=attrs) as writer:
+        if features.size:
+            writer[:] = features
+    return Path(path)
 
 
 def _attr_value(value):

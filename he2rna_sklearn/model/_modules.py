@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["ACTIVATIONS", "HE2RNAModule", "masked_mean", "top_k_mean"]
@@ -108,12 +109,25 @@ class HE2RNAModule(nn.Module):
             with torch.no_grad():
                 self.output.bias.copy_(torch.as_tensor(output_bias, dtype=torch.float32))
 
+    def _standardized_linear(self, layer, X):
+        """``layer((X - mean) / scale)`` with the standardisation folded into the weights.
+
+        Folding avoids materialising a standardised copy of the (large) input batch.
+        """
+        weight = layer.weight / self.input_scale
+        bias = layer.bias - weight @ self.input_mean
+        return F.linear(X, weight, bias)
+
     def tile_embeddings(self, X):
         """Last hidden layer of every tile: (B, N, D) -> (B, N, H)."""
-        return self.hidden((X - self.input_mean) / self.input_scale)
+        if len(self.hidden) == 0:
+            return (X - self.input_mean) / self.input_scale
+        return self.hidden[1:](self._standardized_linear(self.hidden[0], X))
 
     def tile_scores(self, X):
         """Score of every tile for every output: (B, N, D) -> (B, N, G)."""
+        if len(self.hidden) == 0:
+            return self._standardized_linear(self.output, X)
         return self.output(self.tile_embeddings(X))
 
     def embed(self, X, mask):

@@ -5,18 +5,20 @@ from __future__ import annotations
 import numpy as np
 import torch
 from skorch import NeuralNet
+from skorch.dataset import unpack_data
 from torch.utils.data import DataLoader, Dataset
 
-from ..bags import check_finite_bag, is_lazy
+from ..bags import Bag, check_finite_bag, is_lazy
 
-__all__ = ["BagDataset", "BagNet", "collate_bags", "iterate_batches"]
+__all__ = ["BagDataset", "BagNet", "collate_bags", "iterate_batches", "split_batch"]
 
 
 class BagDataset(Dataset):
-    """Bags (and optionally targets) as a torch Dataset; lazy bags are read per item.
+    """Bags (and optionally targets) as a torch Dataset.
 
-    Items are ``(features, target)`` with features a (n_tiles, D) float32 array. Padding
-    happens per batch in :func:`collate_bags`, so memory is bounded by one batch.
+    Items are ``(index, bag, target)``; bags stay as they are (lazy bags are not read
+    here) and :func:`collate_bags` reads them straight into the padded batch, so memory is
+    bounded by one batch and a bag is never held twice.
     """
 
     def __init__(self, bags, y=None):
@@ -27,29 +29,51 @@ class BagDataset(Dataset):
         return len(self.bags)
 
     def __getitem__(self, i):
-        bag = self.bags[i]
-        arr = np.asarray(bag, dtype=np.float32)
-        if is_lazy(bag):
-            check_finite_bag(arr, i, bag)
         target = self.y[i] if self.y is not None else np.zeros(0, dtype=np.float32)
-        return arr, target
+        return i, self.bags[i], target
+
+
+def _fill(out, bag):
+    """Write a bag's features into ``out`` (a float32 array of the bag's shape)."""
+    features = bag.features if isinstance(bag, Bag) else bag
+    read_into = getattr(features, "read_into", None)
+    if read_into is not None:
+        read_into(out)
+    else:
+        out[...] = np.asarray(bag, dtype=np.float32)
 
 
 def collate_bags(batch):
-    """Pad a list of ``(features, target)`` to ``({"X": (B, N, D), "mask": (B, N)}, y)``."""
-    arrays, targets = zip(*batch)
-    n_tiles = [a.shape[0] for a in arrays]
-    X = torch.zeros(len(arrays), max(n_tiles), arrays[0].shape[1], dtype=torch.float32)
-    mask = torch.zeros(len(arrays), max(n_tiles), dtype=torch.bool)
-    for i, (a, n) in enumerate(zip(arrays, n_tiles)):
-        X[i, :n] = torch.from_numpy(a)
-        mask[i, :n] = True
+    """Pad ``(index, bag, target)`` items to ``({"X": (B, N, D), "mask": (B, N)}, y)``."""
+    indices, bags, targets = zip(*batch)
+    n_tiles = [bag.shape[0] for bag in bags]
+    X = torch.zeros(len(bags), max(n_tiles), bags[0].shape[1], dtype=torch.float32)
+    mask = torch.zeros(len(bags), max(n_tiles), dtype=torch.bool)
+    view = X.numpy()
+    for row, (i, bag, n) in enumerate(zip(indices, bags, n_tiles)):
+        _fill(view[row, :n], bag)
+        if is_lazy(bag):
+            check_finite_bag(view[row, :n], i, bag)
+        mask[row, :n] = True
     y = torch.from_numpy(np.stack(targets))
     return {"X": X, "mask": mask}, y
 
 
-def iterate_batches(bags, *, batch_size, device, num_workers=0):
-    """Yield padded ``(X, mask)`` batches of ``bags`` on ``device``, in order."""
+def split_batch(X, mask, max_tiles):
+    """Split a padded batch into chunks of at most ``max_tiles`` padded tiles each.
+
+    Each chunk is trimmed to its own longest bag. Yields ``(slice, X_chunk, mask_chunk)``.
+    """
+    batch, n_max = mask.shape
+    per = batch if not max_tiles else max(1, int(max_tiles) // max(n_max, 1))
+    for start in range(0, batch, per):
+        sl = slice(start, min(start + per, batch))
+        n = int(mask[sl].sum(dim=1).max())
+        yield sl, X[sl, :n], mask[sl, :n]
+
+
+def iterate_batches(bags, *, batch_size, device, num_workers=0, max_tiles=None):
+    """Yield padded ``(X, mask)`` chunks of ``bags`` on ``device``, in order."""
     loader = DataLoader(
         BagDataset(bags),
         batch_size=batch_size,
@@ -58,21 +82,49 @@ def iterate_batches(bags, *, batch_size, device, num_workers=0):
         num_workers=num_workers,
     )
     for xb, _ in loader:
-        yield xb["X"].to(device), xb["mask"].to(device)
+        for _, X, mask in split_batch(xb["X"], xb["mask"], max_tiles):
+            yield X.to(device), mask.to(device)
 
 
 class BagNet(NeuralNet):
     """A skorch ``NeuralNet`` whose module takes padded bags and draws k per batch.
 
-    In training mode, one k per batch is drawn from ``module_.ks`` with ``k_generator``
-    (a seeded ``torch.Generator``); in evaluation mode the module averages over all ks.
+    In training, one k per batch is drawn from ``module_.ks`` with ``k_generator`` (a
+    seeded ``torch.Generator``); in evaluation the module averages over all ks. Batches
+    with more than ``max_batch_tiles`` padded tiles are processed in chunks whose gradients
+    accumulate before the optimizer step, so memory stays bounded with large bags.
     """
 
     k_generator = None
+    max_batch_tiles = None
 
-    def infer(self, x, **fit_params):
-        if self.module_.training and self.k_generator is not None and "k" not in fit_params:
-            ks = self.module_.ks
-            draw = int(torch.randint(len(ks), (1,), generator=self.k_generator))
-            fit_params = {**fit_params, "k": ks[draw]}
-        return super().infer(x, **fit_params)
+    def _draw_k(self, fit_params):
+        if self.k_generator is None or "k" in fit_params:
+            return fit_params
+        ks = self.module_.ks
+        draw = int(torch.randint(len(ks), (1,), generator=self.k_generator))
+        return {**fit_params, "k": ks[draw]}
+
+    def _chunked_step(self, batch, training, **fit_params):
+        Xi, yi = unpack_data(batch)
+        total, preds = 0.0, []
+        n = len(yi)
+        for sl, X, mask in split_batch(Xi["X"], Xi["mask"], self.max_batch_tiles):
+            x = {"X": X, "mask": mask}
+            y_pred = self.infer(x, **fit_params)
+            loss = self.get_loss(y_pred, yi[sl], X=x, training=training)
+            loss = loss * ((sl.stop - sl.start) / n)
+            if training:
+                loss.backward()
+            total = total + loss.detach()
+            preds.append(y_pred.detach() if training else y_pred)
+        return {"loss": total, "y_pred": torch.cat(preds)}
+
+    def train_step_single(self, batch, **fit_params):
+        self._set_training(True)
+        return self._chunked_step(batch, True, **self._draw_k(fit_params))
+
+    def validation_step(self, batch, **fit_params):
+        self._set_training(False)
+        with torch.no_grad():
+            return self._chunked_step(batch, False, **fit_params)

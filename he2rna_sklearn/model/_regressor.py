@@ -151,6 +151,10 @@ class HE2RNARegressor(
         stopping. None trains for ``max_epochs`` with no validation.
     device : {"auto", "cpu", "cuda"}, default="auto"
         ``"auto"`` trains on CUDA when present.
+    max_batch_tiles : int or None, default=65536
+        Largest number of padded tiles processed at once. A batch with more is split into
+        chunks whose gradients accumulate before the optimizer step (the same update,
+        up to rounding), so memory stays bounded with bags of thousands of tiles.
     num_workers : int, default=0
         DataLoader workers (useful for bags read lazily from disk).
     random_state : int, RandomState instance or None, default=None
@@ -201,6 +205,7 @@ class HE2RNARegressor(
         "patience": [Interval(numbers.Integral, 1, None, closed="left")],
         "validation_fraction": [Interval(numbers.Real, 0, 1, closed="neither"), None],
         "device": [str, torch.device],
+        "max_batch_tiles": [Interval(numbers.Integral, 1, None, closed="left"), None],
         "num_workers": [Interval(numbers.Integral, 0, None, closed="left")],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
@@ -220,6 +225,7 @@ class HE2RNARegressor(
         patience=20,
         validation_fraction=0.1,
         device="auto",
+        max_batch_tiles=65536,
         num_workers=0,
         random_state=None,
         verbose=0,
@@ -236,6 +242,7 @@ class HE2RNARegressor(
         self.patience = patience
         self.validation_fraction = validation_fraction
         self.device = device
+        self.max_batch_tiles = max_batch_tiles
         self.num_workers = num_workers
         self.random_state = random_state
         self.verbose = verbose
@@ -369,6 +376,7 @@ class HE2RNARegressor(
             verbose=self.verbose,
         )
         net.k_generator = torch.Generator().manual_seed(k_seed)
+        net.max_batch_tiles = self.max_batch_tiles
         fork = [device.index or 0] if device.type == "cuda" else []
         with torch.random.fork_rng(devices=fork):
             torch.manual_seed(torch_seed)
@@ -417,6 +425,7 @@ class HE2RNARegressor(
                 batch_size=self.batch_size,
                 device=self.net_.device,
                 num_workers=self.num_workers,
+                max_tiles=self.max_batch_tiles,
             ):
                 outs.append(fn(module, xb, mask).float().cpu().numpy())
         return np.concatenate(outs)

@@ -16,6 +16,17 @@ from ..exceptions import MissingMPPError, SlideReadError
 __all__ = ["SlideReader", "lookup_slide_mpp", "slide_fingerprint"]
 
 
+def lookup_by_slide(mapping, path):
+    """The value of ``mapping`` for a slide, keyed by its path, file name or stem."""
+    if mapping is None:
+        return None
+    p = Path(path)
+    for key in (os.fspath(path), str(p), os.path.realpath(p), p.name, p.stem):
+        if key in mapping:
+            return mapping[key]
+    return None
+
+
 def lookup_slide_mpp(slide_mpp, path):
     """Return the user-given base resolution for ``path``, or None.
 
@@ -25,11 +36,8 @@ def lookup_slide_mpp(slide_mpp, path):
     if slide_mpp is None:
         return None
     if isinstance(slide_mpp, Mapping):
-        p = Path(path)
-        for key in (str(path), str(p), p.name, p.stem):
-            if key in slide_mpp:
-                return float(slide_mpp[key])
-        return None
+        value = lookup_by_slide(slide_mpp, path)
+        return None if value is None else float(value)
     return float(slide_mpp)
 
 

@@ -8,7 +8,7 @@ from he2rna_sklearn.datasets import write_pyramidal_tiff
 from he2rna_sklearn.exceptions import MissingMPPError
 from he2rna_sklearn.features import _featurizer
 
-from ..conftest import CMU_SVS
+from ..conftest import CMU_SVS, SHARED
 
 
 def _featurizer_for(tiny_cnn, **kwargs):
@@ -117,3 +117,128 @@ def test_clone_and_params(tiny_cnn):
     assert copy.get_params() == feat.get_params()
     with pytest.raises(ValueError, match="mpp"):
         SlideFeaturizer(mpp=-1).fit()
+
+
+def test_magnification_is_an_alternative_to_mpp(tiny_cnn):
+    a = _featurizer_for(tiny_cnn, mpp=None, magnification=20).transform([CMU_SVS])[0]
+    b = _featurizer_for(tiny_cnn, mpp=0.5).transform([CMU_SVS])[0]
+    assert a.meta["extent"] == b.meta["extent"]
+    np.testing.assert_array_equal(a.coords, b.coords)
+    with pytest.raises(ValueError, match="not both"):
+        _featurizer_for(tiny_cnn, mpp=0.5, magnification=20).fit()
+
+
+def test_user_tissue_mask_array_and_image(tiny_cnn, tmp_path):
+    mask = np.zeros((30, 20), dtype=bool)
+    mask[:15, :10] = True  # the top-left quarter only
+    [bag] = _featurizer_for(tiny_cnn, tissue_masks={"cmu-1-small-region": mask}).transform(
+        [CMU_SVS]
+    )
+    centers = bag.coords + bag.meta["extent"] / 2
+    assert len(bag.coords) and (centers[:, 0] < 1110).all() and (centers[:, 1] < 1484).all()
+    png = tmp_path / "mask.png"
+    Image.fromarray(mask.astype(np.uint8) * 255).save(png)
+    [again] = _featurizer_for(tiny_cnn, tissue_masks={str(CMU_SVS): png}).transform([CMU_SVS])
+    np.testing.assert_array_equal(again.coords, bag.coords)
+
+
+def test_tile_transform_changes_features_and_cache_key(tiny_cnn, tmp_path):
+    from he2rna_sklearn.features import ReinhardNormalizer
+
+    reference = np.full((32, 32, 3), (120, 60, 160), dtype=np.uint8)
+    reference[::2] = (200, 150, 210)
+    norm = ReinhardNormalizer().fit(reference)
+    plain = _featurizer_for(tiny_cnn, cache_dir=tmp_path, max_tiles=8)
+    [a] = plain.transform([CMU_SVS])
+    [b] = clone(plain).set_params(tile_transform=norm).transform([CMU_SVS])
+    assert not np.allclose(np.asarray(a), np.asarray(b))
+    assert len(list(tmp_path.glob("*.h5"))) == 2
+
+
+def test_bad_slides_raise_or_are_skipped(tiny_cnn, tmp_path):
+    from he2rna_sklearn.exceptions import SlideReadError
+
+    truncated = tmp_path / "truncated.svs"
+    data = CMU_SVS.read_bytes()
+    truncated.write_bytes(data[: len(data) // 3])
+    paths = [truncated, CMU_SVS, tmp_path / "missing.svs"]
+    dicom = SHARED / "slides" / "he-no-imagetype.dcm"
+    if dicom.exists():  # a real DICOM that OpenSlide refuses
+        paths.append(dicom)
+    with pytest.raises(SlideReadError, match="truncated.svs"):
+        _featurizer_for(tiny_cnn).transform(paths)
+    feat = _featurizer_for(tiny_cnn, on_error="skip", max_tiles=4)
+    with pytest.warns(UserWarning, match="failed and were skipped"):
+        bags = feat.transform(paths)
+    assert bags[0] is None and bags[1].n_tiles == 4 and bags[2] is None
+    assert set(feat.failed_slides_) == {str(p) for p in paths} - {str(CMU_SVS)}
+    assert "SlideReadError" in feat.failed_slides_[str(truncated)]
+    if dicom.exists():
+        assert bags[3] is None and "image flavor" in feat.failed_slides_[str(dicom)]
+
+
+def test_empty_slide_can_raise(tmp_path, tiny_cnn):
+    path = write_pyramidal_tiff(
+        tmp_path / "blank.tiff", np.full((600, 600, 3), 242, dtype=np.uint8), 0.5
+    )
+    with pytest.raises(ValueError, match="No tissue tiles.*blank.tiff"):
+        _featurizer_for(tiny_cnn, on_empty="raise").transform([path])
+
+
+def test_interrupted_run_resumes_without_redoing_slides(
+    tiny_cohort, tiny_cnn, tmp_path, monkeypatch
+):
+    paths = tiny_cohort.slide_paths[:3]
+    feat = _featurizer_for(tiny_cnn, mpp=1.0, cache_dir=tmp_path)
+    calls = []
+    real = _featurizer.extract_features
+
+    class Killed(BaseException):
+        """Stands for the process being killed (not an Exception: never skipped)."""
+
+    crash = [True]
+
+    def crash_on_second(dataset, *args, **kwargs):
+        calls.append(dataset.path)
+        if crash[0] and len(calls) == 2:
+            raise Killed  # the run dies while featurizing slide 2
+        return real(dataset, *args, **kwargs)
+
+    monkeypatch.setattr(_featurizer, "extract_features", crash_on_second)
+    with pytest.raises(Killed):
+        feat.transform(paths)
+    assert len(list(tmp_path.glob("*.h5"))) == 1 and not list(tmp_path.glob("*.tmp"))
+    calls.clear()
+    crash[0] = False
+    bags = feat.transform(paths)
+    assert calls == paths[1:]  # only the unfinished slides
+    assert all(b.n_tiles for b in bags)
+
+
+def test_workers_give_the_same_features(tiny_cohort, tiny_cnn):
+    paths = tiny_cohort.slide_paths[:1]
+    [a] = _featurizer_for(tiny_cnn, mpp=1.0, tile_size=64).transform(paths)
+    [b] = _featurizer_for(tiny_cnn, mpp=1.0, tile_size=64, num_workers=2, batch_size=8).transform(
+        paths
+    )
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+
+
+def test_timm_backbone():
+    pytest.importorskip("timm")
+    feat = SlideFeaturizer(
+        backbone="timm:resnet18", weights=None, mpp=1.0, tile_size=64, max_tiles=4, progress=False
+    )
+    [bag] = feat.transform([CMU_SVS])
+    assert bag.shape == (4, 512) and bag.meta["backbone"] == "timm:resnet18"
+
+
+def test_lazy_bags_stay_on_disk(tiny_cnn, tmp_path):
+    from he2rna_sklearn.features._store import H5Array
+
+    [lazy] = _featurizer_for(tiny_cnn, cache_dir=tmp_path, lazy=True).transform([CMU_SVS])
+    [eager] = _featurizer_for(tiny_cnn, cache_dir=tmp_path).transform([CMU_SVS])
+    assert isinstance(lazy.features, H5Array) and isinstance(eager.features, np.ndarray)
+    np.testing.assert_array_equal(np.asarray(lazy), np.asarray(eager))
+    with pytest.raises(ValueError, match="cache_dir"):
+        _featurizer_for(tiny_cnn, lazy=True).fit()

@@ -202,3 +202,60 @@ def test_groups_routed_under_metadata_routing():
         )
         search.fit(bags, y, groups=groups)
     assert seen["groups"] is not None and len(seen["groups"]) == 24
+
+
+def _extreme_tiles(n_bags, seed):
+    """Large bags where a handful (0-5) of extreme tiles drive the gene."""
+    rng = np.random.default_rng(seed)
+    bags, y = [], []
+    for _ in range(n_bags):
+        n, count = int(rng.integers(100, 400)), int(rng.integers(0, 6))
+        x = rng.normal(size=(n, 16)).astype(np.float32)
+        x[rng.choice(n, count, replace=False), :4] += 3.0
+        bags.append(x)
+        y.append(count)
+    return bags, np.array(y, dtype=float)
+
+
+@pytest.mark.slow
+def test_top_k_beats_mean_pooling_on_a_few_extreme_tiles():
+    X, y = _extreme_tiles(200, seed=0)
+    X_test, y_test = _extreme_tiles(80, seed=1)
+    # Without early stopping: top-k training escapes its initial plateau after ~50 epochs.
+    params = dict(
+        hidden_layer_sizes=(32,), validation_fraction=None, max_epochs=120, random_state=0
+    )
+    top_k = HE2RNARegressor(**params).fit(X, y)  # the paper's ks (1, ..., 100)
+    mean = HE2RNARegressor(**params, ks=(10**6,)).fit(X, y)  # k above every bag: the mean
+    r_top_k = pearson_per_gene(y_test, top_k.predict(X_test))[0]
+    r_mean = pearson_per_gene(y_test, mean.predict(X_test))[0]
+    assert r_top_k >= 0.75
+    assert r_top_k >= r_mean + 0.15
+
+
+def test_chunked_batches_give_the_same_model(data):
+    bags, y = data  # bags of 3-39 tiles; 16 per batch
+    params = {**FAST, "dropout": 0.0}
+    whole = HE2RNARegressor(**params, max_batch_tiles=None).fit(bags, y)
+    chunked = HE2RNARegressor(**params, max_batch_tiles=40).fit(bags, y)  # 1 bag at a time
+    np.testing.assert_allclose(chunked.predict(bags), whole.predict(bags), rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(
+        chunked.net_.history[:, "train_loss"], whole.net_.history[:, "train_loss"], rtol=1e-4
+    )
+
+
+def test_lazy_bags_from_disk(tmp_path, data):
+    from he2rna_sklearn import load_bags
+    from he2rna_sklearn.features import write_bag
+
+    bags, y = data
+    paths = [write_bag(tmp_path / f"{i}.h5", b, np.zeros((len(b), 2))) for i, b in enumerate(bags)]
+    lazy = load_bags(paths, lazy=True)
+    model = HE2RNARegressor(**FAST).fit(lazy, y)
+    in_memory = HE2RNARegressor(**FAST).fit(bags, y)
+    np.testing.assert_allclose(model.predict(lazy), in_memory.predict(bags), rtol=1e-5)
+    bad = bags[0].copy()
+    bad[1, 2] = np.inf
+    write_bag(paths[0], bad, np.zeros((len(bad), 2)))
+    with pytest.raises(ValueError, match="bag 0 .*NaN or infinite"):
+        model.predict(lazy)

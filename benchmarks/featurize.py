@@ -1,0 +1,216 @@
+"""Featurization throughput and memory of SlideFeaturizer.
+
+Measured in one run, each case in a fresh process (its peak RSS is its own, workers
+counted separately):
+
+* ``model``: the backbone alone on random uint8 tiles at the featurizer's precision
+  (model-only tiles/s), and plain fp32 NCHW for comparison.
+* ``e2e``: SlideFeaturizer end to end (thumbnail, tissue detection, reading in DataLoader
+  workers, inference) on a synthetic 20k x 20k px slide and on cmu-1-small-region.svs.
+* ``rss``: peak RSS on slides of growing size with a tiny backbone (memory of the engine,
+  not of the model), with the features kept on disk (``lazy=True``).
+
+Targets on the 2-core development machine (issue 3): end-to-end >= 90% of model-only;
+ResNet50 with default settings >= 3x plain fp32 NCHW; peak RSS flat in slide size (under
+2 GB for a 100k-tile slide).
+
+Usage::
+
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/featurize.py --tiles 1024 --threads 2
+    python benchmarks/featurize.py --case rss --sizes 20000 40000 70000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+CMU = HERE.parent / "tests" / "data" / "cmu-1-small-region.svs"
+
+
+def _rss_gb():
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return round(own / 1024**2, 2), round(children / 1024**2, 2)
+
+
+def case_model(backbone, precision, tiles, batch, threads):
+    import torch
+
+    from he2rna_sklearn.features import FeatureRunner, build_backbone
+
+    torch.set_num_threads(threads)
+    runner = FeatureRunner(build_backbone(backbone, None), device="cpu", precision=precision)
+    x = torch.randint(0, 256, (batch, 3, 224, 224), dtype=torch.uint8)
+    runner(x)  # warm-up
+    n = 0
+    start = time.perf_counter()
+    while n < tiles:
+        runner(x)
+        n += batch
+    dt = time.perf_counter() - start
+    return {
+        "case": "model",
+        "backbone": backbone,
+        "precision": runner.precision,
+        "tiles_per_s": round(n / dt, 1),
+    }
+
+
+def case_e2e(backbone, slide, tiles, batch, workers, threads, lazy, workdir, precision):
+    import torch
+
+    from he2rna_sklearn import SlideFeaturizer
+
+    torch.set_num_threads(threads)
+    feat = SlideFeaturizer(
+        backbone=backbone,
+        weights=None,
+        mpp=0.5,
+        tile_size=224,
+        max_tiles=tiles,
+        batch_size=batch,
+        num_workers=workers,
+        precision=precision,
+        progress=False,
+        cache_dir=workdir if lazy else None,
+        lazy=lazy,
+    )
+    start = time.perf_counter()
+    [bag] = feat.transform([slide])
+    dt = time.perf_counter() - start
+    own, children = _rss_gb()
+    return {
+        "case": "e2e",
+        "backbone": backbone,
+        "slide": Path(slide).name,
+        "precision": bag.meta["precision"],
+        "tiles": bag.n_tiles,
+        "seconds": round(dt, 1),
+        "tiles_per_s": round(bag.n_tiles / dt, 1),
+        "workers": workers,
+        "peak_rss_gb": own,
+        "peak_rss_worker_gb": children,
+    }
+
+
+def _child(args, extra):
+    cmd = [
+        sys.executable,
+        __file__,
+        "--worker",
+        *extra,
+        "--threads",
+        str(args.threads),
+        "--workdir",
+        args.workdir,
+    ]
+    env = dict(os.environ, OMP_WAIT_POLICY=os.environ.get("OMP_WAIT_POLICY", "PASSIVE"))
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if out.returncode:
+        raise RuntimeError(out.stderr)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--case", choices=["speed", "rss", "all"], default="speed")
+    parser.add_argument("--backbone", default="resnet50")
+    parser.add_argument("--tiles", type=int, default=1024, help="tiles per measurement")
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--sizes",
+        type=int,
+        nargs="+",
+        default=[20_000, 40_000, 70_000],
+        help="slide sides (px) for the rss case",
+    )
+    parser.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "he2rna-bench"))
+    parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.worker:
+        kind, *rest = args.worker
+        if kind == "model":
+            backbone, precision, tiles, batch = rest
+            result = case_model(backbone, precision, int(tiles), int(batch), args.threads)
+        else:
+            backbone, slide, tiles, batch, workers, lazy, precision = rest
+            tiles = None if tiles == "all" else int(tiles)
+            result = case_e2e(
+                backbone,
+                slide,
+                tiles,
+                int(batch),
+                int(workers),
+                args.threads,
+                lazy == "1",
+                args.workdir,
+                precision,
+            )
+        print(json.dumps(result))
+        return 0
+
+    sys.path.insert(0, str(HERE))
+    from _large_slide import write_large_slide
+
+    Path(args.workdir).mkdir(parents=True, exist_ok=True)
+    common = dict(
+        threads=args.threads, OMP_WAIT_POLICY=os.environ.get("OMP_WAIT_POLICY", "PASSIVE")
+    )
+    print(json.dumps({"settings": common}))
+    if args.case in ("speed", "all"):
+        big = write_large_slide(Path(args.workdir) / "synthetic-20k.tiff", size=20_000)
+        model = _child(args, ["model", args.backbone, "auto", str(args.tiles), str(args.batch)])
+        fp32 = _child(
+            args, ["model", args.backbone, "fp32", str(max(args.batch * 3, 128)), str(args.batch)]
+        )
+        print(json.dumps(model))
+        print(json.dumps(fp32))
+        for slide in (big, CMU):
+            e2e = _child(
+                args,
+                [
+                    "e2e",
+                    args.backbone,
+                    str(slide),
+                    str(args.tiles),
+                    str(args.batch),
+                    str(args.workers),
+                    "0",
+                    "auto",
+                ],
+            )
+            e2e["ratio_to_model_only"] = round(e2e["tiles_per_s"] / model["tiles_per_s"], 3)
+            print(json.dumps(e2e))
+        print(
+            json.dumps(
+                {"default_vs_fp32_nchw": round(model["tiles_per_s"] / fp32["tiles_per_s"], 2)}
+            )
+        )
+    if args.case in ("rss", "all"):
+        tiny = "resnet18"
+        for size in args.sizes:
+            slide = write_large_slide(
+                Path(args.workdir) / f"synthetic-{size // 1000}k.tiff", size=size
+            )
+            r = _child(
+                args,
+                ["e2e", tiny, str(slide), "all", str(args.batch), str(args.workers), "1", "auto"],
+            )
+            print(json.dumps({"case": "rss", "side_px": size, **r}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
