@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["plot_tile_heatmap", "tile_extent", "tile_layout"]
+__all__ = [
+    "export_tile_scores",
+    "plot_tile_heatmap",
+    "spatial_auc",
+    "tile_extent",
+    "tile_layout",
+]
 
 
 def tile_extent(bag):
@@ -128,3 +134,144 @@ def plot_tile_heatmap(
     ax.set_title(f"{label or 'tile score'}: {getattr(bag, 'slide_id', '') or ''}")
     ax.set_axis_off()
     return ax
+
+
+def spatial_auc(tile_scores, tile_labels, positive):
+    """ROC AUC of tile scores against tile classes: do high scores mark ``positive`` tiles?
+
+    The paper's check of virtual spatialization (lymphocyte-marker scores against
+    lymphocyte tiles of NCT-CRC-HE).
+
+    Parameters
+    ----------
+    tile_scores : array-like of shape (n_tiles,)
+    tile_labels : array-like of shape (n_tiles,)
+    positive : label or sequence of labels
+        The class (or classes) counted as positive; every other tile is negative.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    scores = np.asarray(tile_scores, dtype=np.float64).ravel()
+    labels = np.asarray(tile_labels)
+    if scores.shape != labels.shape:
+        raise ValueError(f"Got {scores.shape[0]} scores for {labels.shape[0]} tile labels.")
+    target = np.isin(labels, np.atleast_1d(positive))
+    if target.all() or not target.any():
+        raise ValueError(
+            f"spatial_auc needs both positive ({positive!r}) and other tiles; got "
+            f"{int(target.sum())} positive of {len(target)}."
+        )
+    return float(roc_auc_score(target, scores))
+
+
+def _score_table(bag, scores, names):
+    scores = np.asarray(scores, dtype=np.float64)
+    if scores.ndim == 1:
+        scores = scores[:, None]
+    if names is None:
+        names = [f"score_{j}" for j in range(scores.shape[1])]
+    names = [str(n) for n in names]
+    if len(names) != scores.shape[1]:
+        raise ValueError(f"Got {len(names)} names for {scores.shape[1]} score columns.")
+    columns = [tile_layout(bag, scores[:, j])[1] for j in range(scores.shape[1])]
+    coords, _ = tile_layout(bag, scores[:, 0])
+    import pandas as pd
+
+    extent = tile_extent(bag)
+    table = pd.DataFrame(
+        {
+            "slide_id": getattr(bag, "slide_id", None),
+            "x": coords[:, 0],
+            "y": coords[:, 1],
+            "width": extent,
+            "height": extent,
+        }
+    )
+    for name, col in zip(names, columns):
+        table[name] = col
+    return table, names
+
+
+def export_tile_scores(bag, scores, path, *, names=None, format=None):
+    """Write per-tile scores for other tools; super-tile scores are painted back on tiles.
+
+    Parameters
+    ----------
+    bag : Bag
+    scores : array-like of shape (n_rows,) or (n_rows, n_scores)
+        E.g. :meth:`HE2RNARegressor.predict_tiles` for some genes.
+    path : str or Path
+    names : sequence of str, optional
+        Score names (gene names); default ``score_0``...
+    format : {"csv", "parquet", "geojson", "anndata"}, optional
+        Default from the suffix: ``.csv``, ``.parquet``, ``.geojson``/``.json``,
+        ``.h5ad``. GeoJSON holds one square polygon per tile in level-0 pixels with the
+        scores as ``measurements``, which QuPath imports (File > Import objects).
+        AnnData (needs ``anndata``) has tiles as observations and tile centres in
+        ``obsm["spatial"]``. Parquet needs ``pyarrow``.
+
+    Returns
+    -------
+    path : Path
+    """
+    import json
+    import os
+    from pathlib import Path
+
+    path = Path(path)
+    if format is None:
+        format = {
+            ".csv": "csv",
+            ".parquet": "parquet",
+            ".geojson": "geojson",
+            ".json": "geojson",
+            ".h5ad": "anndata",
+        }.get(path.suffix.lower())
+        if format is None:
+            raise ValueError(f"Cannot tell the format of '{path}'; pass format=.")
+    table, names = _score_table(bag, scores, names)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    if format == "csv":
+        table.to_csv(tmp, index=False)
+    elif format == "parquet":
+        table.to_parquet(tmp, index=False)
+    elif format == "geojson":
+        features = []
+        for i, row in enumerate(table.itertuples(index=False)):
+            x, y, e = float(row.x), float(row.y), float(row.width)
+            features.append(
+                {
+                    "type": "Feature",
+                    "id": str(i),
+                    "geometry": {
+                        "type": "Polygon",
+                        "coordinates": [[[x, y], [x + e, y], [x + e, y + e], [x, y + e], [x, y]]],
+                    },
+                    "properties": {
+                        "objectType": "detection",
+                        "measurements": {n: float(table.at[i, n]) for n in names},
+                    },
+                }
+            )
+        tmp.write_text(json.dumps({"type": "FeatureCollection", "features": features}))
+    elif format == "anndata":
+        try:
+            import anndata
+        except ImportError as exc:
+            raise ImportError("AnnData export needs anndata: pip install anndata") from exc
+        obs = table[["slide_id", "x", "y", "width", "height"]].copy()
+        obs.index = [f"tile_{i}" for i in range(len(obs))]
+        adata = anndata.AnnData(
+            X=table[names].to_numpy(np.float32),
+            obs=obs,
+            var=__import__("pandas").DataFrame(index=names),
+        )
+        adata.obsm["spatial"] = (
+            table[["x", "y"]].to_numpy(np.float64) + table[["width"]].to_numpy() / 2
+        )
+        adata.write_h5ad(tmp)
+    else:
+        raise ValueError(f"format must be csv, parquet, geojson or anndata, got {format!r}.")
+    os.replace(tmp, path)
+    return path

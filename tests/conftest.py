@@ -1,11 +1,14 @@
 """Shared fixtures: small real and synthetic data, and a fast weights-free backbone."""
 
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from torch import nn
+
+os.environ.setdefault("MPLBACKEND", "Agg")  # tests draw figures without a display
 
 DATA = Path(__file__).parent / "data"
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"

@@ -1,13 +1,16 @@
-import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 from PIL import Image
 
 from he2rna_sklearn import Bag, SuperTiles
-from he2rna_sklearn.spatial import plot_tile_heatmap, tile_extent, tile_layout
+from he2rna_sklearn.spatial import (
+    export_tile_scores,
+    plot_tile_heatmap,
+    spatial_auc,
+    tile_extent,
+    tile_layout,
+)
 
 
 @pytest.fixture
@@ -50,3 +53,111 @@ def test_extent_from_grid_and_errors():
         tile_layout(b, [1.0, 2.0])
     with pytest.raises(ValueError, match="slide_path"):
         plot_tile_heatmap(b, [1.0, 2.0, 3.0])
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A regressor trained on 14 synthetic patients, and the slides of 6 held-out ones."""
+    from he2rna_sklearn import HE2RNARegressor, SlideFeaturizer
+    from he2rna_sklearn.datasets import make_synthetic_cohort
+    from he2rna_sklearn.model import KS_ALL_TILES
+
+    cohort = make_synthetic_cohort(
+        n_patients=20,
+        out_dir=tmp_path_factory.mktemp("sp"),
+        grid=(10, 12),
+        random_state=5,
+        progress=False,
+    )
+    feat = SlideFeaturizer(backbone="resnet18", weights=None, mpp=1.0, tile_size=64, progress=False)
+    bags = feat.transform(cohort.slide_paths)
+    patients = np.unique(cohort.patient_ids)
+    test = np.isin(cohort.patient_ids, patients[14:])
+    model = HE2RNARegressor(
+        ks=KS_ALL_TILES,
+        hidden_layer_sizes=(64,),
+        lr=1e-3,
+        validation_fraction=None,
+        max_epochs=80,
+        random_state=0,
+    )
+    model.fit([b for b, t in zip(bags, test) if not t], cohort.expression[~test])
+    return cohort, bags, test, model
+
+
+def test_lymphocyte_marker_lights_up_lymphoid_tiles(trained):
+    from he2rna_sklearn.datasets import tile_classes
+
+    cohort, bags, test, model = trained
+    lymphoid = cohort.class_names.index("lymphoid")
+    aucs = []
+    for i in np.flatnonzero(test):
+        labels = tile_classes(
+            bags[i].coords, bags[i].meta["extent"], cohort.class_maps[i], cohort.cell_size
+        )
+        if 0 < (labels == lymphoid).sum() < len(labels):
+            aucs.append(spatial_auc(model.predict_tiles(bags[i], "CD3E"), labels, lymphoid))
+    assert len(aucs) >= 3
+    assert np.mean(aucs) >= 0.8
+
+
+def test_gene_set_scores_are_mean_z_scores(trained):
+    _, bags, _, model = trained
+    full = model.predict_tiles(bags[0])
+    genes = ["CD3E", "MS4A1"]
+    idx = [list(model.gene_names_).index(g) for g in genes]
+    z = (full[:, idx] - full[:, idx].mean(0)) / full[:, idx].std(0)
+    np.testing.assert_allclose(model.predict_tiles(bags[0], genes), z.mean(1), rtol=1e-5)
+    np.testing.assert_array_equal(model.predict_tiles(bags[0], "CD3E"), full[:, idx[0]])
+    with pytest.raises(ValueError, match="Unknown genes"):
+        model.predict_tiles(bags[0], ["NOT_A_GENE"])
+
+
+def test_spatial_auc_checks():
+    assert spatial_auc([0.1, 0.9, 0.2, 0.8], ["a", "lym", "a", "lym"], "lym") == 1.0
+    assert spatial_auc([0.1, 0.9, 0.05], [1, 2, 3], [2, 3]) == 0.5
+    with pytest.raises(ValueError, match="both"):
+        spatial_auc([0.1, 0.2], ["a", "a"], "lym")
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".geojson", ".parquet", ".h5ad"])
+def test_exports(bag, tmp_path, suffix):
+    import json
+
+    import pandas as pd
+
+    if suffix == ".parquet":
+        pytest.importorskip("pyarrow")
+    if suffix == ".h5ad":
+        anndata = pytest.importorskip("anndata")
+    scores = np.column_stack([np.arange(bag.n_tiles), -np.arange(bag.n_tiles)]).astype(float)
+    path = export_tile_scores(bag, scores, tmp_path / f"tiles{suffix}", names=["CD3E", "EPCAM"])
+    extent = bag.meta["extent"]
+    if suffix == ".csv":
+        table = pd.read_csv(path)
+        assert list(table.columns) == ["slide_id", "x", "y", "width", "height", "CD3E", "EPCAM"]
+        np.testing.assert_array_equal(table[["x", "y"]], bag.coords)
+    elif suffix == ".parquet":
+        assert pd.read_parquet(path)["EPCAM"].min() == -(bag.n_tiles - 1)
+    elif suffix == ".geojson":
+        data = json.loads(path.read_text())
+        assert data["type"] == "FeatureCollection" and len(data["features"]) == bag.n_tiles
+        first = data["features"][1]
+        ring = np.array(first["geometry"]["coordinates"][0])
+        np.testing.assert_allclose(ring[0], bag.coords[1])
+        np.testing.assert_allclose(ring[2], bag.coords[1] + extent)
+        assert first["properties"]["measurements"] == {"CD3E": 1.0, "EPCAM": -1.0}
+    else:
+        adata = anndata.read_h5ad(path)
+        assert adata.shape == (bag.n_tiles, 2) and list(adata.var_names) == ["CD3E", "EPCAM"]
+        np.testing.assert_allclose(adata.obsm["spatial"], bag.coords + extent / 2)
+
+
+def test_export_paints_super_tiles_back(bag, tmp_path):
+    import pandas as pd
+
+    [st] = SuperTiles(n_clusters=4, random_state=0).transform([bag])
+    path = export_tile_scores(st, np.arange(4.0), tmp_path / "st.csv")
+    table = pd.read_csv(path)
+    assert len(table) == bag.n_tiles
+    np.testing.assert_array_equal(table["score_0"], st.assignment)

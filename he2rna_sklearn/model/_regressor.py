@@ -445,20 +445,51 @@ class HE2RNARegressor(
         """
         return self._run(X, lambda m, x, mask: m.embed(x, mask))
 
-    def predict_tiles(self, bag):
-        """Per-tile scores of one bag, (n_tiles, n_genes): the virtual spatialization.
+    def predict_tiles(self, bag, genes=None):
+        """Per-tile scores of one bag: the virtual spatialization.
 
-        These are the MLP outputs before top-k pooling. For a bag of super-tiles, each row
-        is a super-tile; ``bag.assignment`` maps source tiles to rows.
+        These are the MLP outputs before top-k pooling, in the units of ``y``. For a bag of
+        super-tiles each row is a super-tile; :func:`he2rna_sklearn.spatial.tile_layout`
+        paints them back on the source tiles.
+
+        Parameters
+        ----------
+        bag : Bag or array-like of shape (n_tiles, n_features)
+        genes : str or sequence of str, optional
+            One gene (its scores), or a gene set (the mean over its genes of their
+            z-scored tile scores). Default: every gene.
+
+        Returns
+        -------
+        scores : ndarray of shape (n_tiles, n_genes), or (n_tiles,) with ``genes``
         """
         check_is_fitted(self, "net_")
         [bag], _ = check_bags([bag], n_features=self.n_features_in_, name="bag")
+        columns = None
+        if genes is not None:
+            names = list(self.gene_names_)
+            wanted = [genes] if isinstance(genes, str) else list(genes)
+            missing = [g for g in wanted if g not in names]
+            if missing or not wanted:
+                raise ValueError(
+                    f"Unknown genes {missing or wanted}; the model predicts "
+                    f"{names[:10]}{'...' if len(names) > 10 else ''}."
+                )
+            columns = [names.index(g) for g in wanted]
         module = self.net_.module_
         module.eval()
         x = torch.as_tensor(np.asarray(bag, dtype=np.float32), device=self.net_.device)
         with torch.inference_mode():
             scores = module.tile_scores(x.unsqueeze(0))[0].float().cpu().numpy()
-        return scores * self._y_scale + self._y_mean
+        scores = scores * self._y_scale + self._y_mean
+        if columns is None:
+            return scores
+        if isinstance(genes, str):
+            return scores[:, columns[0]]
+        chosen = scores[:, columns]
+        std = chosen.std(axis=0)
+        z = (chosen - chosen.mean(axis=0)) / np.where(std > 0, std, 1.0)
+        return z.mean(axis=1)
 
     def score(self, X, y, sample_weight=None):
         """Mean over genes of the Pearson r between predictions and ``y``.

@@ -116,7 +116,7 @@ def tile_fractions(mask, downsample, coords, extent):
     return covered / area
 
 
-def thumbnail_mpp(reader, geometry, *, min_px_per_tile=16, coarsest=8.0):
+def thumbnail_mpp(reader, geometry, *, min_px_per_tile=8, coarsest=16.0):
     """A thumbnail resolution fine enough to give each tile ``min_px_per_tile`` pixels."""
     tile_um = geometry.extent * reader.mpp
     return max(reader.mpp, min(coarsest, tile_um / min_px_per_tile))
