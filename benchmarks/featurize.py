@@ -217,7 +217,7 @@ def main(argv=None):
             )
         )
     if args.case in ("rss", "all"):
-        tiny = "resnet18"
+        tiny = "mobilenet_v3_small"
         for size in args.sizes:
             slide = write_large_slide(
                 Path(args.workdir) / f"synthetic-{size // 1000}k.tiff", size=size

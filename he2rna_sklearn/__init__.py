@@ -15,10 +15,12 @@ Examples
 from ._version import __version__
 from .bags import Bag, SuperTiles
 from .features import SlideFeaturizer, load_bags
-from .model import HE2RNARegressor
+from .model import HE2RNAClassifier, HE2RNAEmbedder, HE2RNARegressor
 
 __all__ = [
     "Bag",
+    "HE2RNAClassifier",
+    "HE2RNAEmbedder",
     "HE2RNARegressor",
     "SlideFeaturizer",
     "SuperTiles",

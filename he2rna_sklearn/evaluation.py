@@ -14,7 +14,7 @@ from sklearn.utils import Bunch, _safe_indexing
 
 from .metrics import gene_correlations
 
-__all__ = ["cross_validate_genes"]
+__all__ = ["aggregate_by_patient", "cross_validate_genes"]
 
 
 def _fit_predict(estimator, X, Y, groups, train, test, fit_groups):
@@ -132,3 +132,44 @@ def cross_validate_genes(
     }
     predictions = pd.DataFrame(oof, columns=genes, index=index)
     return Bunch(per_fold=per_fold, pooled=pooled, summary=summary, predictions=predictions)
+
+
+def aggregate_by_patient(scores, patient_ids, *, how="mean"):
+    """Combine slide-level scores into one score per patient.
+
+    A patient with several slides has one label (one tumour, one MSI status), so slide
+    probabilities are averaged (or their maximum taken) into a patient score before a
+    patient-level ROC AUC.
+
+    Parameters
+    ----------
+    scores : array-like of shape (n_slides,) or (n_slides, n_outputs)
+        E.g. ``predict_proba(X)[:, 1]``.
+    patient_ids : array-like of shape (n_slides,)
+    how : {"mean", "max", "median"}, default="mean"
+
+    Returns
+    -------
+    patient_scores : Series or DataFrame indexed by patient id (in order of first
+        appearance)
+
+    Examples
+    --------
+    >>> aggregate_by_patient([0.2, 0.4, 0.9], ["P1", "P1", "P2"])
+    patient_id
+    P1    0.3
+    P2    0.9
+    Name: score, dtype: float64
+    """
+    if how not in ("mean", "max", "median"):
+        raise ValueError(f"how must be 'mean', 'max' or 'median', got {how!r}.")
+    values = np.asarray(scores, dtype=np.float64)
+    patient_ids = np.asarray(patient_ids)
+    if len(values) != len(patient_ids):
+        raise ValueError(f"Got {len(values)} scores for {len(patient_ids)} patient ids.")
+    frame = pd.DataFrame(values.reshape(len(values), -1))
+    frame.index = pd.Index(patient_ids, name="patient_id")
+    out = frame.groupby(level=0, sort=False).agg(how)
+    if values.ndim == 1:
+        return out.iloc[:, 0].rename("score")
+    return out

@@ -8,9 +8,21 @@ small bags, clear errors) is tested in each estimator's own test module.
 import pytest
 from sklearn.utils import estimator_checks as ec
 
-from he2rna_sklearn import HE2RNARegressor, SlideFeaturizer, SuperTiles
+from he2rna_sklearn import (
+    HE2RNAClassifier,
+    HE2RNAEmbedder,
+    HE2RNARegressor,
+    SlideFeaturizer,
+    SuperTiles,
+)
 
-ESTIMATORS = [HE2RNARegressor(), SuperTiles(), SlideFeaturizer()]
+ESTIMATORS = [
+    HE2RNARegressor(),
+    HE2RNAClassifier(),
+    HE2RNAEmbedder(),
+    SuperTiles(),
+    SlideFeaturizer(),
+]
 CHECKS = [
     "check_estimator_cloneable",
     "check_no_attributes_set_in_init",

@@ -77,3 +77,14 @@ def test_int_cv_means_group_k_fold(cohort, monkeypatch):
     model = HE2RNARegressor(hidden_layer_sizes=(4,), max_epochs=1, validation_fraction=None)
     cross_validate_genes(model, bags, Y, groups, cv=4)
     assert len(seen) == 4 and all(not (a & b) for a, b in seen)
+
+
+def test_aggregate_by_patient():
+    from he2rna_sklearn.evaluation import aggregate_by_patient
+
+    s = aggregate_by_patient([0.2, 0.4, 0.9, 0.1], ["B", "B", "A", "C"])
+    assert list(s.index) == ["B", "A", "C"] and s["B"] == pytest.approx(0.3)
+    m = aggregate_by_patient(np.array([[0.2, 0.8], [0.6, 0.4]]), ["P", "P"], how="max")
+    assert m.loc["P"].tolist() == [0.6, 0.8]
+    with pytest.raises(ValueError, match="how"):
+        aggregate_by_patient([0.1], ["P"], how="vote")

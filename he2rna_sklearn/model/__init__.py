@@ -4,13 +4,17 @@ Torch modules (per-tile MLP, masked top-k pooling), the skorch glue (bag dataset
 padding, per-batch k draws) and the scikit-learn estimators.
 """
 
+from ._classifier import HE2RNAClassifier
 from ._modules import HE2RNAModule, masked_mean, top_k_mean
 from ._net import BagDataset, BagNet, collate_bags
 from ._regressor import KS_ALL_TILES, KS_SUPER_TILES, HE2RNARegressor
+from ._transfer import HE2RNAEmbedder
 
 __all__ = [
     "BagDataset",
     "BagNet",
+    "HE2RNAClassifier",
+    "HE2RNAEmbedder",
     "HE2RNAModule",
     "HE2RNARegressor",
     "KS_ALL_TILES",

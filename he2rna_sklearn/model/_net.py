@@ -23,7 +23,7 @@ class BagDataset(Dataset):
 
     def __init__(self, bags, y=None):
         self.bags = bags
-        self.y = None if y is None else np.asarray(y, dtype=np.float32)
+        self.y = None if y is None else np.asarray(y)
 
     def __len__(self):
         return len(self.bags)

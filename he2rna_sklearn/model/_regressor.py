@@ -7,23 +7,17 @@ import numbers
 import numpy as np
 import torch
 from sklearn.base import (
-    BaseEstimator,
     ClassNamePrefixFeaturesOutMixin,
     RegressorMixin,
     TransformerMixin,
 )
-from sklearn.model_selection import GroupShuffleSplit, ShuffleSplit
-from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
-from skorch.callbacks import EarlyStopping, EpochScoring
-from skorch.helper import predefined_split
 
 from ..bags import check_bags
-from ..features._extract import resolve_device
 from ..metrics import mean_gene_correlation
-from ._modules import ACTIVATIONS, HE2RNAModule
-from ._net import BagDataset, BagNet, collate_bags, iterate_batches
+from ._base import BaseHE2RNA
+from ._modules import ACTIVATIONS
 
 __all__ = ["HE2RNARegressor", "KS_ALL_TILES", "KS_SUPER_TILES"]
 
@@ -37,31 +31,6 @@ KS_ALL_TILES = (10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
 def _valid_mean_r(net, X, y):
     """EpochScoring callable: validation mean per-gene Pearson r (NaN counted as 0)."""
     return mean_gene_correlation(y, net.predict(X))
-
-
-def feature_stats(bags, random_state, max_tiles=200_000):
-    """Per-feature mean and standard deviation over the tiles of ``bags``.
-
-    Bags are visited in a seeded random order until ``max_tiles`` tiles are seen, so that
-    cohorts read lazily from disk are not read in full. A constant feature gets scale 1.
-    """
-    order = check_random_state(random_state).permutation(len(bags))
-    total = None
-    count = 0
-    for i in order:
-        arr = np.asarray(bags[i], dtype=np.float64)
-        if total is None:
-            total = np.zeros(arr.shape[1])
-            total_sq = np.zeros(arr.shape[1])
-        total += arr.sum(axis=0)
-        total_sq += (arr * arr).sum(axis=0)
-        count += arr.shape[0]
-        if count >= max_tiles:
-            break
-    mean = total / count
-    std = np.sqrt(np.maximum(total_sq / count - mean**2, 0.0))
-    scale = np.where(std > 1e-6 * max(1.0, np.abs(mean).max()), std, 1.0)
-    return mean.astype(np.float32), scale.astype(np.float32)
 
 
 def check_targets(y, n_bags, name="y"):
@@ -108,7 +77,7 @@ def check_targets(y, n_bags, name="y"):
 
 
 class HE2RNARegressor(
-    RegressorMixin, TransformerMixin, ClassNamePrefixFeaturesOutMixin, BaseEstimator
+    RegressorMixin, TransformerMixin, ClassNamePrefixFeaturesOutMixin, BaseHE2RNA
 ):
     """Predict gene expression from bags of tile features (HE2RNA).
 
@@ -247,44 +216,6 @@ class HE2RNARegressor(
         self.random_state = random_state
         self.verbose = verbose
 
-    # -- validation ---------------------------------------------------------------------
-    def _check_architecture(self):
-        hidden = tuple(int(h) for h in np.atleast_1d(self.hidden_layer_sizes))
-        if any(h < 1 for h in hidden):
-            raise ValueError(f"hidden_layer_sizes must be positive, got {self.hidden_layer_sizes}.")
-        ks = tuple(sorted({int(k) for k in np.atleast_1d(self.ks)}))
-        if not ks or ks[0] < 1:
-            raise ValueError(f"ks must hold positive integers, got {self.ks}.")
-        return hidden, ks
-
-    def _validation_split(self, n, groups, seed):
-        """Train/validation indices, by patient when ``groups`` is given."""
-        if self.validation_fraction is None:
-            return np.arange(n), None
-        if groups is not None:
-            groups = np.asarray(groups)
-            if groups.shape != (n,):
-                raise ValueError(
-                    f"groups must have one entry per bag ({n}), got shape {groups.shape}."
-                )
-            n_units, unit = len(np.unique(groups)), "patients (groups)"
-        else:
-            n_units, unit = n, "slides"
-        n_valid = max(2, int(np.ceil(self.validation_fraction * n_units)))
-        if n_units - n_valid < 2:
-            raise ValueError(
-                f"validation_fraction={self.validation_fraction} needs at least {n_valid + 2} "
-                f"{unit} ({n_valid} held out for early stopping, 2 to train) but X has "
-                f"{n_units}. Pass validation_fraction=None to train for max_epochs without "
-                "early stopping."
-            )
-        if groups is not None:
-            splitter = GroupShuffleSplit(n_splits=1, test_size=n_valid, random_state=seed)
-        else:
-            splitter = ShuffleSplit(n_splits=1, test_size=n_valid, random_state=seed)
-        train, valid = next(splitter.split(np.zeros(n), groups=groups))
-        return np.sort(train), np.sort(valid)
-
     # -- fitting ------------------------------------------------------------------------
     def fit(self, X, y, groups=None):
         """Fit the network.
@@ -304,131 +235,36 @@ class HE2RNARegressor(
         self
         """
         self._validate_params()
-        hidden, ks = self._check_architecture()
-        bags, n_features = check_bags(X)
+        self._check_architecture()
+        bags, _ = check_bags(X)
         Y, names, was_1d = check_targets(y, len(bags))
-        rng = check_random_state(self.random_state)
-        torch_seed, split_seed, k_seed, shuffle_seed, stats_seed = (
-            int(s) for s in rng.randint(2**31 - 1, size=5)
-        )
-        train, valid = self._validation_split(len(bags), groups, split_seed)
-        mean = scale = None
-        y_mean, y_scale = np.zeros(Y.shape[1], np.float32), np.ones(Y.shape[1], np.float32)
+        seeds = self._seeds()
+        train, valid = self._validation_split(len(bags), groups, seeds["split"])
+        y_mean = np.zeros(Y.shape[1], np.float32)
+        y_scale = np.ones(Y.shape[1], np.float32)
         if self.standardize:
-            mean, scale = feature_stats([bags[i] for i in train], stats_seed)
             y_mean = Y[train].mean(axis=0)
             std = Y[train].std(axis=0)
             y_scale = np.where(std > 1e-12, std, 1.0).astype(np.float32)
         Y = (Y - y_mean) / y_scale
-
-        device = resolve_device(self.device)
-        train_ds = BagDataset([bags[i] for i in train], Y[train])
-        callbacks = []
-        train_split = None
-        if valid is not None:
-            valid_ds = BagDataset([bags[i] for i in valid], Y[valid])
-            train_split = predefined_split(valid_ds)
-            callbacks = [
-                (
-                    "valid_r",
-                    EpochScoring(
-                        _valid_mean_r, name="valid_r", lower_is_better=False, on_train=False
-                    ),
-                ),
-                (
-                    "early_stopping",
-                    EarlyStopping(
-                        monitor="valid_r",
-                        lower_is_better=False,
-                        patience=self.patience,
-                        threshold=1e-4,
-                        threshold_mode="abs",
-                        load_best=True,
-                    ),
-                ),
-            ]
-        net = BagNet(
-            HE2RNAModule,
-            module__n_features=n_features,
-            module__n_outputs=Y.shape[1],
-            module__hidden_layer_sizes=hidden,
-            module__activation=self.activation,
-            module__dropout=float(self.dropout),
-            module__ks=ks,
-            module__output_bias=Y[train].mean(axis=0),
-            module__input_mean=mean,
-            module__input_scale=scale,
+        self._fit_net(
+            bags,
+            Y,
+            train,
+            valid,
+            seeds,
+            n_outputs=Y.shape[1],
             criterion=torch.nn.MSELoss,
-            optimizer=torch.optim.Adam,
-            optimizer__weight_decay=float(self.weight_decay),
-            lr=float(self.lr),
-            max_epochs=int(self.max_epochs),
-            batch_size=int(self.batch_size),
-            iterator_train__shuffle=True,
-            iterator_train__collate_fn=collate_bags,
-            iterator_train__generator=torch.Generator().manual_seed(shuffle_seed),
-            iterator_train__num_workers=self.num_workers,
-            iterator_valid__collate_fn=collate_bags,
-            iterator_valid__num_workers=self.num_workers,
-            train_split=train_split,
-            callbacks=callbacks,
-            device=device.type if device.index is None else str(device),
-            verbose=self.verbose,
+            output_bias=Y[train].mean(axis=0),
+            monitor="valid_r",
+            lower_is_better=False,
+            scoring=_valid_mean_r,
         )
-        net.k_generator = torch.Generator().manual_seed(k_seed)
-        net.max_batch_tiles = self.max_batch_tiles
-        fork = [device.index or 0] if device.type == "cuda" else []
-        with torch.random.fork_rng(devices=fork):
-            torch.manual_seed(torch_seed)
-            net.fit(train_ds, None)
-        self._finish_fit(net, valid is not None)
-        self.n_features_in_ = n_features
         self.gene_names_ = names
         self.n_outputs_ = Y.shape[1]
         self._y_was_1d = was_1d
-        self._n_features_out = net.module_.embedding_size
         self._y_mean, self._y_scale = y_mean, y_scale
         return self
-
-    def _finish_fit(self, net, validated):
-        history = net.history
-        stopper = dict(net.callbacks_).get("early_stopping")
-        if validated and stopper is not None and stopper.best_epoch_:
-            # The epoch whose weights EarlyStopping restored.
-            self.best_epoch_ = int(stopper.best_epoch_)
-            self.best_score_ = float(history[self.best_epoch_ - 1, "valid_r"])
-        else:
-            self.best_epoch_ = len(history)
-            self.best_score_ = None
-        # Drop what a fitted model does not need: the validation data held by the split,
-        # the copy of the best weights, and the training generators.
-        net.train_split = None
-        net.k_generator = None
-        net.iterator_train__generator = None
-        for _, cb in net.callbacks_:
-            if isinstance(cb, EarlyStopping):
-                cb.best_model_weights_ = None
-            if isinstance(cb, EpochScoring):
-                cb.y_preds_, cb.y_trues_ = [], []
-        self.net_ = net
-
-    # -- inference ----------------------------------------------------------------------
-    def _run(self, X, fn):
-        check_is_fitted(self, "net_")
-        bags, _ = check_bags(X, n_features=self.n_features_in_)
-        module = self.net_.module_
-        module.eval()
-        outs = []
-        with torch.inference_mode():
-            for xb, mask in iterate_batches(
-                bags,
-                batch_size=self.batch_size,
-                device=self.net_.device,
-                num_workers=self.num_workers,
-                max_tiles=self.max_batch_tiles,
-            ):
-                outs.append(fn(module, xb, mask).float().cpu().numpy())
-        return np.concatenate(outs)
 
     def predict(self, X):
         """Predicted expression, (n_slides, n_genes) (1-D if ``y`` was 1-D in fit)."""
@@ -443,7 +279,7 @@ class HE2RNARegressor(
         predicted, as reused for MSI transfer in the paper (there a 256-d hidden layer).
         With no hidden layers it is the mean tile feature vector.
         """
-        return self._run(X, lambda m, x, mask: m.embed(x, mask))
+        return self._embed(X)
 
     def predict_tiles(self, bag, genes=None):
         """Per-tile scores of one bag: the virtual spatialization.
@@ -463,10 +299,9 @@ class HE2RNARegressor(
         -------
         scores : ndarray of shape (n_tiles, n_genes), or (n_tiles,) with ``genes``
         """
-        check_is_fitted(self, "net_")
-        [bag], _ = check_bags([bag], n_features=self.n_features_in_, name="bag")
         columns = None
         if genes is not None:
+            check_is_fitted(self, "net_")
             names = list(self.gene_names_)
             wanted = [genes] if isinstance(genes, str) else list(genes)
             missing = [g for g in wanted if g not in names]
@@ -476,11 +311,7 @@ class HE2RNARegressor(
                     f"{names[:10]}{'...' if len(names) > 10 else ''}."
                 )
             columns = [names.index(g) for g in wanted]
-        module = self.net_.module_
-        module.eval()
-        x = torch.as_tensor(np.asarray(bag, dtype=np.float32), device=self.net_.device)
-        with torch.inference_mode():
-            scores = module.tile_scores(x.unsqueeze(0))[0].float().cpu().numpy()
+        scores = self._tile_outputs(bag)
         scores = scores * self._y_scale + self._y_mean
         if columns is None:
             return scores
