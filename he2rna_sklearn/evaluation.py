@@ -20,7 +20,13 @@ __all__ = ["aggregate_by_patient", "cross_validate_genes"]
 def _fit_predict(estimator, X, Y, groups, train, test, fit_groups):
     model = clone(estimator)
     X_train, X_test = _safe_indexing(X, train), _safe_indexing(X, test)
-    params = {"groups": groups[train]} if fit_groups else {}
+    params = {}
+    if fit_groups:
+        from sklearn.pipeline import Pipeline
+
+        # A Pipeline takes fit parameters as <step>__<name>: groups go to its last step.
+        name = f"{model.steps[-1][0]}__groups" if isinstance(model, Pipeline) else "groups"
+        params = {name: groups[train]}
     model.fit(X_train, Y[train], **params)
     pred = np.asarray(model.predict(X_test), dtype=np.float64)
     return pred.reshape(len(test), -1)
@@ -64,7 +70,8 @@ def cross_validate_genes(
         ``joblib.parallel_config(backend="dask")``).
     fit_groups : bool, default=True
         Pass the training patients' ``groups`` to ``estimator.fit`` (for the early-stopping
-        split of ``HE2RNARegressor``). Set False for estimators whose ``fit`` takes none.
+        split of ``HE2RNARegressor``; to the last step of a Pipeline). Set False for
+        estimators whose ``fit`` takes none.
     verbose : int, default=0
         joblib verbosity.
 

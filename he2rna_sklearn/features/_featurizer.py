@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from tqdm.auto import tqdm
@@ -99,6 +99,11 @@ class SlideFeaturizer(TransformerMixin, BaseEstimator):
         None, the failure is recorded in ``failed_slides_`` and the other slides complete.
     on_empty : {"warn", "raise"}, default="warn"
         A slide without tissue tiles gives a warning and an empty bag, or an error.
+    n_jobs : int, optional
+        Slides featurized in parallel with joblib, one task per slide (each task writes
+        its own HDF5 file atomically; results come back in input order). Under
+        ``joblib.parallel_config(backend="dask")`` the tasks run on a Dask cluster.
+        None or 1 featurizes in this process.
     random_state : int, default=0
         Seeds tile subsampling and random backbone weights. Featurization is deterministic
         by default so that cached features can be reused.
@@ -138,6 +143,7 @@ class SlideFeaturizer(TransformerMixin, BaseEstimator):
         "slide_mpp": [Interval(numbers.Real, 0, None, closed="neither"), Mapping, None],
         "on_error": [StrOptions({"raise", "skip"})],
         "on_empty": [StrOptions({"warn", "raise"})],
+        "n_jobs": [numbers.Integral, None],
         "random_state": [Interval(numbers.Integral, 0, None, closed="left")],
         "progress": ["boolean"],
     }
@@ -162,6 +168,7 @@ class SlideFeaturizer(TransformerMixin, BaseEstimator):
         slide_mpp=None,
         on_error="raise",
         on_empty="warn",
+        n_jobs=None,
         random_state=0,
         progress=True,
     ):
@@ -183,6 +190,7 @@ class SlideFeaturizer(TransformerMixin, BaseEstimator):
         self.slide_mpp = slide_mpp
         self.on_error = on_error
         self.on_empty = on_empty
+        self.n_jobs = n_jobs
         self.random_state = random_state
         self.progress = progress
 
@@ -228,19 +236,28 @@ class SlideFeaturizer(TransformerMixin, BaseEstimator):
         self._validate_params()
         mpp = self._target_mpp()
         paths = self._check_paths(X)
-        runner = self.build_runner()
         self.failed_slides_ = {}
         bags = []
-        bar = tqdm(paths, desc="Featurizing slides", unit="slide", disable=not self.progress)
-        for path in bar:
+        bar = tqdm(
+            total=len(paths), desc="Featurizing slides", unit="slide", disable=not self.progress
+        )
+        if self.n_jobs in (None, 1):
+            runner = self.build_runner()
+            results = (_featurize_task(self, path, mpp, runner) for path in paths)
+        else:
+            from joblib import Parallel, delayed
+
+            task = clone(self).set_params(n_jobs=None, progress=False)
+            results = Parallel(n_jobs=self.n_jobs, return_as="generator")(
+                delayed(_featurize_task)(task, path, mpp) for path in paths
+            )
+        for path, (bag, error) in zip(paths, results):
             bar.set_postfix_str(Path(path).name)
-            try:
-                bags.append(self._featurize_one(path, runner, mpp))
-            except Exception as exc:
-                if self.on_error == "raise":
-                    raise
-                self.failed_slides_[os.fspath(path)] = f"{type(exc).__name__}: {exc}"
-                bags.append(None)
+            bar.update()
+            if error is not None:
+                self.failed_slides_[os.fspath(path)] = error
+            bags.append(bag)
+        bar.close()
         if self.failed_slides_:
             warnings.warn(
                 f"{len(self.failed_slides_)} of {len(paths)} slides failed and were skipped "
@@ -381,3 +398,34 @@ class SlideFeaturizer(TransformerMixin, BaseEstimator):
         tags.input_tags.two_d_array = False
         tags.input_tags.string = True
         return tags
+
+
+_RUNNERS = {}
+
+
+def _featurize_task(featurizer, path, mpp, runner=None):
+    """Featurize one slide; returns ``(bag, None)`` or, with ``on_error="skip"``,
+    ``(None, message)``. Runs in the caller or in a joblib worker (one task per slide); a
+    worker builds the backbone once and reuses it for its later slides."""
+    if runner is None:
+        key = None
+        if isinstance(featurizer.backbone, str):
+            key = (
+                featurizer.backbone,
+                str(featurizer.weights),
+                featurizer.random_state,
+                str(featurizer.device),
+                featurizer.precision,
+            )
+        runner = _RUNNERS.get(key) if key else None
+        if runner is None:
+            runner = featurizer.build_runner()
+            if key:
+                _RUNNERS.clear()
+                _RUNNERS[key] = runner
+    try:
+        return featurizer._featurize_one(path, runner, mpp), None
+    except Exception as exc:
+        if featurizer.on_error == "raise":
+            raise
+        return None, f"{type(exc).__name__}: {exc}"

@@ -1,0 +1,257 @@
+"""The ``he2rna`` command line (stage 6 of the data flow).
+
+Subcommands: ``featurize`` -> ``fit`` -> ``predict`` / ``evaluate`` -> ``heatmap``, and
+``demo``. Input errors (a missing file, an unmatched sample id, a duplicated slide) are
+reported on one line and give exit status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ._manifest import CLIError
+
+__all__ = ["build_parser", "main"]
+
+_RAW = argparse.RawDescriptionHelpFormatter
+
+_EPILOG = """\
+examples:
+  he2rna demo                                   # the whole job offline, synthetic data
+  he2rna featurize --manifest slides.csv --out features/
+  he2rna fit --features features/ --expression expr.csv.gz --log-transform --out model.joblib
+  he2rna predict --model model.joblib --features features/ --out predictions.csv
+  he2rna evaluate --features features/ --expression expr.csv.gz --log-transform --out genes.csv
+  he2rna heatmap --model model.joblib --features features/ --slide TCGA-AA-3489 --gene CD3E
+
+A manifest is a CSV with a slide_path column and optional sample_id and patient_id.
+"""
+
+
+def _weights(value):
+    return None if value.lower() in ("none", "random") else value
+
+
+def _slide_mpp(value):
+    try:
+        return float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--slide-mpp must be a number, got {value!r}") from None
+
+
+def _add_model_options(p):
+    g = p.add_argument_group("model")
+    g.add_argument(
+        "--hidden",
+        type=int,
+        nargs="+",
+        default=[256, 256],
+        help="hidden layer sizes (default: 256 256)",
+    )
+    g.add_argument(
+        "--super-tiles",
+        type=int,
+        default=0,
+        metavar="N",
+        help="reduce each slide to N super-tiles first (the paper used 100; default: all tiles)",
+    )
+    g.add_argument("--epochs", type=int, default=200, help="maximum epochs (default: 200)")
+    g.add_argument("--lr", type=float, default=3e-4, help="learning rate (default: 3e-4)")
+    g.add_argument("--patience", type=int, default=20, help="early stopping (default: 20)")
+    g.add_argument(
+        "--validation-fraction",
+        type=float,
+        default=0.1,
+        help="patients held out for early stopping; 0 disables (default: 0.1)",
+    )
+    g.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    g.add_argument("--verbose", type=int, default=0, help="1 prints the epoch table")
+
+
+def _add_expression_options(p):
+    p.add_argument("--features", required=True, help="folder (or index.csv) from featurize")
+    p.add_argument(
+        "--expression",
+        required=True,
+        help="expression table: CSV/TSV(.gz), genes x samples or samples x genes",
+    )
+    p.add_argument("--log-transform", action="store_true", help="apply log10(1 + x)")
+    p.add_argument(
+        "--drop-zero-median",
+        action="store_true",
+        help="drop genes with zero median, as the paper did",
+    )
+    p.add_argument("--genes", help="comma-separated genes to model (default: all)")
+    p.add_argument(
+        "--match",
+        choices=["exact", "tcga-sample"],
+        default="exact",
+        help="how sample ids meet expression columns (default: exact)",
+    )
+
+
+def build_parser():
+    from .._version import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="he2rna",
+        description="Predict tumour gene expression from H&E whole-slide images (HE2RNA).",
+        epilog=_EPILOG,
+        formatter_class=_RAW,
+    )
+    parser.add_argument("--version", action="version", version=f"he2rna-sklearn {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser(
+        "featurize",
+        help="tile slides and compute tile features (one HDF5 file per slide)",
+        formatter_class=_RAW,
+        description="Tile slides at a physical resolution and run a CNN on every tissue tile. "
+        "Finished slides are skipped on a rerun; an interrupted run resumes.",
+        epilog="examples:\n"
+        "  he2rna featurize slides/*.svs --out features/\n"
+        "  he2rna featurize --manifest slides.csv --out features/ --backbone resnet50 "
+        "--weights imagenet --mpp 0.5 --workers 2\n"
+        "  he2rna featurize --manifest slides.csv --out features/ --weights "
+        "resnet50.pth --on-error skip",
+    )
+    p.add_argument("slides", nargs="*", help="slide files (or use --manifest)")
+    p.add_argument("--manifest", help="CSV with slide_path[, sample_id, patient_id]")
+    p.add_argument("--out", required=True, help="output folder (feature files + index.csv)")
+    p.add_argument(
+        "--backbone", default="resnet50", help="torchvision/timm name (default: resnet50)"
+    )
+    p.add_argument(
+        "--weights",
+        type=_weights,
+        default="imagenet",
+        help="'imagenet', a weights file, or 'none' for random (default: imagenet)",
+    )
+    p.add_argument("--mpp", type=float, help="tile resolution in µm/px (default: 0.5)")
+    p.add_argument("--magnification", type=float, help="alternative to --mpp (20 = 0.5 µm/px)")
+    p.add_argument("--tile-size", type=int, default=224, help="tile size in px (default: 224)")
+    p.add_argument("--max-tiles", type=int, default=8000, help="per slide (default: 8000)")
+    p.add_argument("--min-tissue-fraction", type=float, default=0.5)
+    p.add_argument("--slide-mpp", type=_slide_mpp, help="base µm/px of slides without metadata")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--workers", type=int, default=0, help="tile-reading worker processes")
+    p.add_argument("--jobs", type=int, default=None, help="slides in parallel (joblib)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
+    p.add_argument(
+        "--on-error",
+        default="raise",
+        choices=["raise", "skip"],
+        help="skip slides that cannot be read (default: raise)",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    p = sub.add_parser(
+        "fit",
+        help="train HE2RNA on features and expression; save the model (joblib)",
+        formatter_class=_RAW,
+        epilog="examples:\n"
+        "  he2rna fit --features features/ --expression expr.csv.gz --log-transform "
+        "--out model.joblib\n"
+        "  he2rna fit --features features/ --expression expr.tsv --genes CD3E,EPCAM "
+        "--super-tiles 100 --match tcga-sample --out model.joblib",
+    )
+    _add_expression_options(p)
+    p.add_argument("--out", required=True, help="model file (.joblib)")
+    p.add_argument("--quiet", action="store_true")
+    _add_model_options(p)
+
+    p = sub.add_parser(
+        "predict",
+        help="predict expression for featurized slides",
+        formatter_class=_RAW,
+        epilog="example:\n  he2rna predict --model model.joblib --features features/ "
+        "--out predictions.csv",
+    )
+    p.add_argument("--model", required=True)
+    p.add_argument("--features", required=True)
+    p.add_argument("--out", required=True, help="CSV: slides x genes")
+    p.add_argument("--quiet", action="store_true")
+
+    p = sub.add_parser(
+        "evaluate",
+        help="cross-validate by patient and report every gene",
+        formatter_class=_RAW,
+        epilog="example:\n  he2rna evaluate --features features/ --expression expr.csv.gz "
+        "--log-transform --folds 5 --out genes.csv\n"
+        "writes genes.csv (pooled r, one-sided p, Holm and BH), genes_per_fold.csv and "
+        "genes_predictions.csv",
+    )
+    _add_expression_options(p)
+    p.add_argument("--folds", type=int, default=5, help="GroupKFold by patient (default: 5)")
+    p.add_argument("--jobs", type=int, default=None, help="folds in parallel (joblib)")
+    p.add_argument("--out", required=True, help="per-gene CSV")
+    p.add_argument("--quiet", action="store_true")
+    _add_model_options(p)
+
+    p = sub.add_parser(
+        "heatmap",
+        help="paint a gene's tile scores over a slide thumbnail (PNG)",
+        formatter_class=_RAW,
+        epilog="examples:\n  he2rna heatmap --model model.joblib --features features/ "
+        "--slide SAMPLE_ID --gene CD3E --out cd3e.png\n"
+        "  he2rna heatmap ... --gene CD3E,CD8A,MS4A1   # a gene set (mean z-score)",
+    )
+    p.add_argument("--model", required=True)
+    p.add_argument("--features", required=True)
+    p.add_argument("--slide", required=True, help="sample id of the slide (see index.csv)")
+    p.add_argument("--gene", required=True, help="a gene, or comma-separated gene set")
+    p.add_argument("--slide-path", help="the slide file, if it moved since featurize")
+    p.add_argument("--out", required=True, help="PNG file")
+    p.add_argument("--quiet", action="store_true")
+
+    p = sub.add_parser(
+        "demo",
+        help="run the whole job offline on a synthetic cohort",
+        description="Write a synthetic cohort of slides built from real H&E textures, "
+        "featurize it, cross-validate HE2RNA by patient, report per-gene Pearson "
+        "r and the MSI ROC AUC of the learned embedding, and save a heatmap of a "
+        "T-cell marker.",
+        epilog="example:\n  he2rna demo --out he2rna-demo",
+        formatter_class=_RAW,
+    )
+    p.add_argument("--out", default="he2rna-demo", help="output folder (default: %(default)s)")
+    p.add_argument("--n-patients", type=int, default=48, help="patients (default: %(default)s)")
+    p.add_argument(
+        "--backbone", default="resnet18", help="torchvision/timm model name (default: %(default)s)"
+    )
+    p.add_argument(
+        "--weights",
+        type=_weights,
+        default=None,
+        help="'none' (random init, offline), 'imagenet' or a weights file (default: none)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    return parser
+
+
+def main(argv=None):
+    """Entry point of the ``he2rna`` command; returns the exit status."""
+    from . import _commands
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    command = getattr(_commands, f"cmd_{args.command}")
+    try:
+        return command(args)
+    except (CLIError, OSError, ValueError) as exc:
+        message = " ".join(str(exc).split())
+        print(f"he2rna {args.command}: error: {message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"he2rna {args.command}: interrupted; rerun to resume.", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
