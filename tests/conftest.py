@@ -70,3 +70,16 @@ def planted_fraction(n_bags, seed, n_features=16):
         bags.append(x)
         y.append(marker.mean())
     return bags, np.array(y)
+
+
+class SlowTransform:
+    """A tile transform that only waits: makes a slide take a while (picklable)."""
+
+    def __init__(self, delay):
+        self.delay = delay
+
+    def __call__(self, tile):
+        import time
+
+        time.sleep(self.delay)
+        return tile
