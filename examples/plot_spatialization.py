@@ -50,9 +50,10 @@ for i in np.flatnonzero(test):
         print(f"{bags[i].slide_id}: AUC = {auc:.3f}")
 
 # %%
-# The heatmap of a held-out slide, and a gene set (T and B cell markers, z-scored).
+# The heatmap of a held-out slide, a gene set (T and B cell markers, z-scored), and the
+# true lymphoid regions of the same slide.
 i = int(np.flatnonzero(test)[0])
-fig, axes = plt.subplots(1, 2, figsize=(12, 5))
+fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
 plot_tile_heatmap(bags[i], model.predict_tiles(bags[i], "CD3E"), label="CD3E", ax=axes[0])
 plot_tile_heatmap(
     bags[i],
@@ -60,6 +61,10 @@ plot_tile_heatmap(
     label="lymphocyte gene set (mean z)",
     ax=axes[1],
 )
+truth = cohort.class_maps[i] == lymphoid
+axes[2].imshow(np.ma.masked_where(~truth, np.ones(truth.shape)), cmap="Blues", vmin=0, vmax=1)
+axes[2].set_title("ground truth: lymphoid cells (blue)")
+axes[2].set_axis_off()
 plt.show()
 
 # %%
