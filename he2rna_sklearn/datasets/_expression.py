@@ -101,8 +101,9 @@ def load_expression(
         column (samples x genes); otherwise a table with more rows than numeric columns is
         read as genes x samples (genes outnumber samples).
     gene_column : str, optional
-        The annotation column naming genes in a genes x samples table. Default:
-        ``"symbol"`` if present, else the first column.
+        The annotation column naming genes in a genes x samples table. Default: the
+        first of ``"symbol"``, ``"gene_name"`` (GDC) and ``"hugo_symbol"`` present, else
+        the first column.
     log_transform : bool, default=False
         Apply the paper's log10(1 + x) (to FPKM-UQ or counts).
     drop_zero_median : bool, default=False
@@ -174,7 +175,8 @@ def load_expression(
         n_annot = max(n_annot, 1)
         annot = raw.iloc[:, :n_annot]
         if gene_column is None:
-            gene_column = "symbol" if "symbol" in annot.columns else annot.columns[0]
+            names = [c for c in ("symbol", "gene_name", "hugo_symbol") if c in annot.columns]
+            gene_column = names[0] if names else annot.columns[0]
         elif gene_column not in annot.columns:
             raise ValueError(
                 f"gene_column={gene_column!r} is not an annotation column of '{path}' "

@@ -91,3 +91,18 @@ def test_tcga_patient_id():
     assert tcga_patient_id("tcga-aa-3489-01a") == "TCGA-AA-3489"
     with pytest.raises(ValueError, match="barcode"):
         tcga_patient_id("SYN-0001")
+
+
+def test_gdc_layout_uses_gene_names(tmp_path):
+    path = tmp_path / "gdc.tsv"
+    path.write_text(
+        "gene_id\tgene_name\tTCGA-AA-0001-01A-11R\tTCGA-AA-0002-01A-11R\n"
+        "ENSG01\tCD3E\t1\t2\nENSG02\tEPCAM\t3\t4\n"
+    )
+    data = load_expression(path)
+    assert list(data.expression.columns) == ["CD3E", "EPCAM"]
+    assert data.genes.loc["CD3E", "gene_id"] == "ENSG01"
+    assert list(load_expression(path, gene_column="gene_id").expression.columns) == [
+        "ENSG01",
+        "ENSG02",
+    ]

@@ -181,7 +181,9 @@ def test_grid_search_on_list_of_bags_by_patient():
         cv=GroupKFold(3),
     )
     search.fit(X, y, groups=groups)
-    assert search.best_estimator_.predict(X).shape == (24,)
+    best = search.best_estimator_
+    assert best.predict(X).shape == (24,)
+    assert best.transform(X).shape == (24, best[-1].hidden_layer_sizes[-1])
     assert np.isfinite(search.cv_results_["mean_test_score"]).all()
 
 

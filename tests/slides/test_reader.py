@@ -3,9 +3,9 @@ import pytest
 from PIL import Image
 
 from he2rna_sklearn.exceptions import MissingMPPError, SlideReadError
-from he2rna_sklearn.slides import SlideReader, lookup_slide_mpp, slide_fingerprint
+from he2rna_sklearn.slides import SlideReader, lookup_slide_mpp, plan_geometry, slide_fingerprint
 
-from ..conftest import CMU_SVS
+from ..conftest import CMU_SVS, SHARED
 
 
 def test_reads_real_svs_metadata():
@@ -83,3 +83,16 @@ def test_fingerprint_follows_content(tmp_path):
     assert slide_fingerprint(a) == first
     a.write_bytes(b"x" * 4999 + b"y")
     assert slide_fingerprint(a) != first
+
+
+@pytest.mark.skipif(not (SHARED / "slides").exists(), reason="../shared data not beside checkout")
+def test_other_real_formats():
+    with SlideReader(SHARED / "slides" / "camelyon-lowres.dcm") as dicom:
+        assert dicom.dimensions == (1152, 700) and dicom.mpp == pytest.approx(28.969, rel=1e-3)
+        assert np.asarray(dicom.read_region((0, 0), 0, (32, 32))).shape == (32, 32, 3)
+    with SlideReader(SHARED / "slides" / "fluorescence-dapi.ndpi") as ndpi:
+        assert ndpi.level_count == 7 and ndpi.mpp == pytest.approx(0.228, rel=1e-2)
+        g = plan_geometry(ndpi, 2.0, 64)  # 2 µm/px from a 0.23 µm/px scan: level 3 (8x)
+        assert ndpi.level_downsamples[g.level] == pytest.approx(8.0)
+    with pytest.raises(SlideReadError, match="he-no-imagetype.dcm"):
+        SlideReader(SHARED / "slides" / "he-no-imagetype.dcm")
