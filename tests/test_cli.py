@@ -54,25 +54,23 @@ def _ok(argv, capsys):
 def test_round_trip(workspace, capsys):
     w = str(workspace)
     feats = f"{w}/features"
-    out = _ok(
-        [
-            "featurize",
-            "--manifest",
-            f"{w}/slides.csv",
-            "--out",
-            feats,
-            "--backbone",
-            "resnet18",
-            "--weights",
-            "none",
-            "--mpp",
-            "1.0",
-            "--tile-size",
-            "64",
-            "--quiet",
-        ],
-        capsys,
-    )
+    featurize = [
+        "featurize",
+        "--manifest",
+        f"{w}/slides.csv",
+        "--out",
+        feats,
+        "--backbone",
+        "resnet18",
+        "--weights",
+        "none",
+        "--mpp",
+        "1.0",
+        "--tile-size",
+        "64",
+        "--quiet",
+    ]
+    out = _ok(featurize, capsys)
     assert "Backbone resnet18, weights random-init(seed=0)" in out
     index = pd.read_csv(f"{feats}/index.csv")
     assert len(index) == len(pd.read_csv(f"{w}/slides.csv")) and (index["n_tiles"] > 0).all()
@@ -123,25 +121,7 @@ def test_round_trip(workspace, capsys):
     assert (workspace / "cd3e.png").stat().st_size > 5000
     # a rerun of featurize reuses every feature file
     before = {p.name: p.stat().st_mtime_ns for p in (workspace / "features").glob("*.h5")}
-    _ok(
-        [
-            "featurize",
-            "--manifest",
-            f"{w}/slides.csv",
-            "--out",
-            feats,
-            "--backbone",
-            "resnet18",
-            "--weights",
-            "none",
-            "--mpp",
-            "1.0",
-            "--tile-size",
-            "64",
-            "--quiet",
-        ],
-        capsys,
-    )
+    _ok(featurize, capsys)
     after = {p.name: p.stat().st_mtime_ns for p in (workspace / "features").glob("*.h5")}
     assert before == after
 

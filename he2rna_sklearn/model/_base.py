@@ -2,21 +2,44 @@
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator
 from sklearn.model_selection import GroupShuffleSplit, ShuffleSplit
 from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 from skorch.callbacks import EarlyStopping, EpochScoring
 from skorch.helper import predefined_split
 
 from ..bags import check_bags
 from ..features._extract import resolve_device
-from ._modules import HE2RNAModule
+from ._modules import ACTIVATIONS, HE2RNAModule
 from ._net import BagDataset, BagNet, collate_bags, iterate_batches
 
-__all__ = ["BaseHE2RNA", "feature_stats"]
+__all__ = ["BaseHE2RNA", "NETWORK_CONSTRAINTS", "feature_stats"]
+
+#: Parameter constraints shared by the HE2RNA estimators (scikit-learn's validation).
+NETWORK_CONSTRAINTS = {
+    "hidden_layer_sizes": ["array-like"],
+    "activation": [StrOptions(set(ACTIVATIONS))],
+    "dropout": [Interval(numbers.Real, 0, 1, closed="left")],
+    "standardize": ["boolean"],
+    "ks": ["array-like"],
+    "max_epochs": [Interval(numbers.Integral, 1, None, closed="left")],
+    "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
+    "lr": [Interval(numbers.Real, 0, None, closed="neither")],
+    "weight_decay": [Interval(numbers.Real, 0, None, closed="left")],
+    "patience": [Interval(numbers.Integral, 1, None, closed="left")],
+    "validation_fraction": [Interval(numbers.Real, 0, 1, closed="neither"), None],
+    "device": [str, torch.device],
+    "max_batch_tiles": [Interval(numbers.Integral, 1, None, closed="left"), None],
+    "num_workers": [Interval(numbers.Integral, 0, None, closed="left")],
+    "random_state": ["random_state"],
+    "verbose": ["verbose"],
+}
 
 
 def feature_stats(bags, random_state, max_tiles=200_000):

@@ -13,8 +13,8 @@ from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.validation import check_is_fitted
 
 from ..bags import check_bags
-from ._base import BaseHE2RNA
-from ._modules import ACTIVATIONS, HE2RNAModule
+from ._base import NETWORK_CONSTRAINTS, BaseHE2RNA
+from ._modules import HE2RNAModule
 from ._regressor import KS_SUPER_TILES
 
 __all__ = ["HE2RNAClassifier"]
@@ -90,28 +90,13 @@ class HE2RNAClassifier(ClassifierMixin, BaseHE2RNA):
     __metadata_request__fit = {"groups": True}
 
     _parameter_constraints = {
-        "hidden_layer_sizes": ["array-like"],
-        "activation": [StrOptions(set(ACTIVATIONS))],
-        "dropout": [Interval(numbers.Real, 0, 1, closed="left")],
-        "standardize": ["boolean"],
-        "ks": ["array-like"],
+        **NETWORK_CONSTRAINTS,
         "class_weight": [dict, StrOptions({"balanced"}), None],
         "init_from": [BaseEstimator, None],
         "freeze": [
             StrOptions({"none", "hidden"}),
             Interval(numbers.Integral, 0, None, closed="left"),
         ],
-        "max_epochs": [Interval(numbers.Integral, 1, None, closed="left")],
-        "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
-        "lr": [Interval(numbers.Real, 0, None, closed="neither")],
-        "weight_decay": [Interval(numbers.Real, 0, None, closed="left")],
-        "patience": [Interval(numbers.Integral, 1, None, closed="left")],
-        "validation_fraction": [Interval(numbers.Real, 0, 1, closed="neither"), None],
-        "device": [str, torch.device],
-        "max_batch_tiles": [Interval(numbers.Integral, 1, None, closed="left"), None],
-        "num_workers": [Interval(numbers.Integral, 0, None, closed="left")],
-        "random_state": ["random_state"],
-        "verbose": ["verbose"],
     }
 
     def __init__(

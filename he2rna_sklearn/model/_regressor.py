@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 import torch
 from sklearn.base import (
@@ -11,13 +9,11 @@ from sklearn.base import (
     RegressorMixin,
     TransformerMixin,
 )
-from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from ..bags import check_bags
 from ..metrics import mean_gene_correlation
-from ._base import BaseHE2RNA
-from ._modules import ACTIVATIONS
+from ._base import NETWORK_CONSTRAINTS, BaseHE2RNA
 
 __all__ = ["HE2RNARegressor", "KS_ALL_TILES", "KS_SUPER_TILES"]
 
@@ -161,24 +157,7 @@ class HE2RNARegressor(
 
     __metadata_request__fit = {"groups": True}
 
-    _parameter_constraints = {
-        "hidden_layer_sizes": ["array-like"],
-        "activation": [StrOptions(set(ACTIVATIONS))],
-        "dropout": [Interval(numbers.Real, 0, 1, closed="left")],
-        "standardize": ["boolean"],
-        "ks": ["array-like"],
-        "max_epochs": [Interval(numbers.Integral, 1, None, closed="left")],
-        "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
-        "lr": [Interval(numbers.Real, 0, None, closed="neither")],
-        "weight_decay": [Interval(numbers.Real, 0, None, closed="left")],
-        "patience": [Interval(numbers.Integral, 1, None, closed="left")],
-        "validation_fraction": [Interval(numbers.Real, 0, 1, closed="neither"), None],
-        "device": [str, torch.device],
-        "max_batch_tiles": [Interval(numbers.Integral, 1, None, closed="left"), None],
-        "num_workers": [Interval(numbers.Integral, 0, None, closed="left")],
-        "random_state": ["random_state"],
-        "verbose": ["verbose"],
-    }
+    _parameter_constraints = dict(NETWORK_CONSTRAINTS)
 
     def __init__(
         self,
