@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 __all__ = [
     "export_tile_scores",
@@ -175,7 +176,6 @@ def _score_table(bag, scores, names):
         raise ValueError(f"Got {len(names)} names for {scores.shape[1]} score columns.")
     columns = [tile_layout(bag, scores[:, j])[1] for j in range(scores.shape[1])]
     coords, _ = tile_layout(bag, scores[:, 0])
-    import pandas as pd
 
     extent = tile_extent(bag)
     table = pd.DataFrame(
@@ -265,7 +265,7 @@ def export_tile_scores(bag, scores, path, *, names=None, format=None):
         adata = anndata.AnnData(
             X=table[names].to_numpy(np.float32),
             obs=obs,
-            var=__import__("pandas").DataFrame(index=names),
+            var=pd.DataFrame(index=names),
         )
         adata.obsm["spatial"] = (
             table[["x", "y"]].to_numpy(np.float64) + table[["width"]].to_numpy() / 2

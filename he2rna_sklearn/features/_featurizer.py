@@ -308,12 +308,12 @@ class SlideFeaturizer(TransformerMixin, BaseEstimator):
         except Exception:
             return repr(self.tile_transform)
 
-    def _cache_path(self, path, runner, mpp, slide_mpp, mask):
+    def _cache_path(self, fingerprint, path, runner, mpp, slide_mpp, mask):
         if self.cache_dir is None:
             return None
         spec = {
             "format": FORMAT_VERSION,
-            "slide": slide_fingerprint(path),
+            "slide": fingerprint,
             "mpp": mpp,
             "tile_size": int(self.tile_size),
             "max_tiles": self.max_tiles,
@@ -336,7 +336,8 @@ class SlideFeaturizer(TransformerMixin, BaseEstimator):
             raise FileNotFoundError(f"Slide file not found: '{path}'.")
         slide_mpp = lookup_slide_mpp(self.slide_mpp, path)
         mask = self._tissue_mask(path)
-        cache = self._cache_path(path, runner, mpp, slide_mpp, mask)
+        fingerprint = slide_fingerprint(path)
+        cache = self._cache_path(fingerprint, path, runner, mpp, slide_mpp, mask)
         if cache is not None and cache.is_file():
             return read_bag(cache, lazy=self.lazy)
         with SlideReader(path, slide_mpp) as reader:
@@ -372,7 +373,7 @@ class SlideFeaturizer(TransformerMixin, BaseEstimator):
             "backbone": runner.backbone.name,
             "weights": runner.backbone.weights_id,
             "precision": runner.precision,
-            "slide_fingerprint": slide_fingerprint(path),
+            "slide_fingerprint": fingerprint,
             "package_version": __version__,
         }
         extract = dict(batch_size=self.batch_size, num_workers=self.num_workers)
