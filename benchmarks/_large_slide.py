@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from he2rna_sklearn.datasets._synthetic import CLASS_NAMES, _load_textures
+from he2rna_sklearn.datasets._synthetic import CLASS_NAMES, _load_textures, tiff_level_options
 
 CELL = 150  # level-0 px per texture cell
 
@@ -65,19 +65,11 @@ def write_large_slide(path, size=20_000, mpp=0.495, downsamples=(1, 4, 16, 64), 
                                     out[ys:ye, xs:xe] = tex[ys - y0 : ye - y0, xs - x0 : xe - x0]
                         yield out
 
-            ppcm = 1e4 / (mpp * ds)
             tw.write(
                 tiles_of_level(),
                 shape=(side, side, 3),
                 dtype=np.uint8,
-                tile=(tile, tile),
-                compression="jpeg",
-                compressionargs={"level": 85},
-                photometric="rgb",
-                resolution=(ppcm, ppcm),
-                resolutionunit="CENTIMETER",
-                subfiletype=0 if i == 0 else 1,
-                metadata=None,
+                **tiff_level_options(mpp, ds, i == 0, tile, quality=85),
             )
     os.replace(tmp, path)
     return path

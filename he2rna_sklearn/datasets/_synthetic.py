@@ -117,6 +117,22 @@ def _render(class_map, textures, rng):
     return img
 
 
+def tiff_level_options(mpp, downsample, first, tile=256, quality=90):
+    """tifffile ``write`` options of one pyramid level that OpenSlide reads as generic TIFF:
+    tiled, JPEG, and the resolution (pixels per centimetre) from which it reports mpp."""
+    ppcm = 1e4 / (mpp * downsample)
+    return dict(
+        tile=(tile, tile),
+        compression="jpeg",
+        compressionargs={"level": quality},
+        photometric="rgb",
+        resolution=(ppcm, ppcm),
+        resolutionunit="CENTIMETER",
+        subfiletype=0 if first else 1,
+        metadata=None,
+    )
+
+
 def write_pyramidal_tiff(path, rgb, mpp, *, downsamples=(1, 4, 16), tile=256, quality=90):
     """Write an RGB image as a tiled, JPEG-compressed pyramidal TIFF that OpenSlide reads.
 
@@ -132,18 +148,7 @@ def write_pyramidal_tiff(path, rgb, mpp, *, downsamples=(1, 4, 16), tile=256, qu
         with tifffile.TiffWriter(tmp, bigtiff=False) as tw:
             for i, ds in enumerate(downsamples):
                 level = base if ds == 1 else base.reduce(int(ds))
-                ppcm = 1e4 / (mpp * ds)
-                tw.write(
-                    np.asarray(level),
-                    tile=(tile, tile),
-                    compression="jpeg",
-                    compressionargs={"level": quality},
-                    photometric="rgb",
-                    resolution=(ppcm, ppcm),
-                    resolutionunit="CENTIMETER",
-                    subfiletype=0 if i == 0 else 1,
-                    metadata=None,
-                )
+                tw.write(np.asarray(level), **tiff_level_options(mpp, ds, i == 0, tile, quality))
         os.replace(tmp, path)
     finally:
         if tmp.exists():
