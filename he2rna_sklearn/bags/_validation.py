@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Sequence
 
 import numpy as np
@@ -126,9 +125,3 @@ def check_finite_bag(arr, index, bag=None, name="X"):
             f"infinite features in {n_bad} of {arr.shape[0]} tiles. Re-featurize the slide "
             "or drop those tiles."
         )
-
-
-def check_n_samples(n, y, name="y"):
-    """Check that ``y`` has one row per bag."""
-    if isinstance(n, numbers.Integral) and len(y) != n:
-        raise ValueError(f"X holds {n} bags but {name} has {len(y)} rows; give one row per bag.")

@@ -79,10 +79,13 @@ class BaseHE2RNA(BaseEstimator):
         hidden = tuple(int(h) for h in np.atleast_1d(self.hidden_layer_sizes))
         if any(h < 1 for h in hidden):
             raise ValueError(f"hidden_layer_sizes must be positive, got {self.hidden_layer_sizes}.")
+        return hidden, self._check_ks()
+
+    def _check_ks(self):
         ks = tuple(sorted({int(k) for k in np.atleast_1d(self.ks)}))
         if not ks or ks[0] < 1:
             raise ValueError(f"ks must hold positive integers, got {self.ks}.")
-        return hidden, ks
+        return ks
 
     def _validation_split(self, n, groups, seed):
         """Train/validation indices, by patient when ``groups`` is given."""

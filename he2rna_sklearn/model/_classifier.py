@@ -146,10 +146,7 @@ class HE2RNAClassifier(ClassifierMixin, BaseHE2RNA):
             return super()._check_architecture()
         source = self._source_module()
         hidden = tuple(m.out_features for m in source.hidden if isinstance(m, torch.nn.Linear))
-        ks = tuple(sorted({int(k) for k in np.atleast_1d(self.ks)}))
-        if not ks or ks[0] < 1:
-            raise ValueError(f"ks must hold positive integers, got {self.ks}.")
-        return hidden, ks
+        return hidden, self._check_ks()
 
     def _source_module(self):
         source = getattr(self.init_from, "estimator", self.init_from)  # FrozenEstimator
