@@ -20,6 +20,7 @@ from .datasets import make_synthetic_cohort, tile_classes
 from .features import SlideFeaturizer
 from .metrics import pearson_per_gene
 from .model import KS_ALL_TILES, HE2RNARegressor
+from .spatial import plot_tile_heatmap, slide_thumbnail, spatial_auc
 
 __all__ = ["run_demo"]
 
@@ -29,7 +30,7 @@ MARKER = "CD3E"
 def _fold_models(bags, Y, msi, groups, n_splits, random_state, progress):
     """Patient-grouped CV: per fold, HE2RNA on expression, then MSI from its embedding."""
     cv = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=random_state)
-    oof_expr = np.zeros_like(Y)
+    oof_expr = np.zeros(Y.shape, dtype=np.float32)
     oof_msi = np.zeros(len(bags))
     fold_of = np.zeros(len(bags), dtype=int)
     models = []
@@ -42,7 +43,7 @@ def _fold_models(bags, Y, msi, groups, n_splits, random_state, progress):
         reg = HE2RNARegressor(
             validation_fraction=0.15, patience=25, ks=KS_ALL_TILES, random_state=random_state + fold
         )
-        reg.fit(train_bags, Y[train], groups=groups[train])
+        reg.fit(train_bags, Y.iloc[train], groups=groups[train])  # a DataFrame: gene names
         oof_expr[test] = reg.predict(test_bags)
         if len(np.unique(msi[train])) < 2:  # tiny cohorts: a fold may lack MSI-H patients
             oof_msi[test] = msi[train].mean()
@@ -129,7 +130,7 @@ def run_demo(
     groups = cohort.patient_ids
     msi = (cohort.msi.to_numpy() == "MSI-H").astype(int)
     oof_expr, oof_msi, fold_of, models = _fold_models(
-        bags, Y, msi, groups, n_splits, random_state, progress
+        bags, cohort.expression, msi, groups, n_splits, random_state, progress
     )
 
     # The paper's protocol: Pearson r per gene on each test fold, averaged over folds.
@@ -183,36 +184,30 @@ def run_demo(
 
     # Virtual spatialization of a T-cell marker on a held-out slide with lymphoid aggregates
     # among other tissue (lymphoid fraction nearest 30%).
-    gene_idx = list(cohort.expression.columns).index(MARKER)
+    lymphoid_class = cohort.class_names.index("lymphoid")
     lymph = cohort.composition["lymphoid"].to_numpy()
     s = int(np.argmin(np.abs(lymph - 0.3)))
     bag, model = bags[s], models[fold_of[s]]
-    scores = model.predict_tiles(bag)[:, gene_idx]
+    scores = model.predict_tiles(bag, MARKER)
     auc_values = []
     for i, b in enumerate(bags):
         labels = tile_classes(b.coords, b.meta["extent"], cohort.class_maps[i], cohort.cell_size)
-        positive = labels == cohort.class_names.index("lymphoid")
-        if 0 < positive.sum() < len(positive):
-            tile_scores = models[fold_of[i]].predict_tiles(b)[:, gene_idx]
-            auc_values.append(roc_auc_score(positive, tile_scores))
-    spatial_auc = float(np.mean(auc_values)) if auc_values else float("nan")
+        if 0 < (labels == lymphoid_class).sum() < len(labels):
+            tile_scores = models[fold_of[i]].predict_tiles(b, MARKER)
+            auc_values.append(spatial_auc(tile_scores, labels, lymphoid_class))
+    mean_spatial_auc = float(np.mean(auc_values)) if auc_values else float("nan")
 
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .spatial import plot_tile_heatmap
-
     fig, axes = plt.subplots(1, 2, figsize=(14, 6))
     plot_tile_heatmap(bag, scores, label=f"{MARKER} tile score", ax=axes[0])
     axes[0].set_title(f"{MARKER} tile scores (held-out slide {bag.slide_id})")
-    from .slides import SlideReader
-
-    with SlideReader(bag.meta["slide_path"]) as reader:
-        thumb, _ = reader.thumbnail(reader.mpp * max(reader.dimensions) / 1400)
+    thumb, _ = slide_thumbnail(bag.meta["slide_path"])
     axes[1].imshow(thumb)
-    lymphoid = cohort.class_maps[s] == cohort.class_names.index("lymphoid")
+    lymphoid = cohort.class_maps[s] == lymphoid_class
     truth = np.ma.masked_where(~lymphoid, np.ones(lymphoid.shape))
     axes[1].imshow(
         truth,
@@ -231,7 +226,7 @@ def run_demo(
     plt.close(fig)
     echo(
         f"\nTile scores of {MARKER} vs true lymphoid tiles (held-out slides): mean ROC AUC = "
-        f"{spatial_auc:.3f}. Heatmap: {os.fspath(heatmap)}"
+        f"{mean_spatial_auc:.3f}. Heatmap: {os.fspath(heatmap)}"
     )
 
     seconds = time.perf_counter() - start
@@ -245,7 +240,7 @@ def run_demo(
         noise_r=noise_r,
         msi_auc=msi_auc,
         msi_auc_patient=msi_auc_patient,
-        spatial_auc=spatial_auc,
+        spatial_auc=mean_spatial_auc,
         heatmap=heatmap,
         seconds=seconds,
     )

@@ -8,6 +8,7 @@ import pandas as pd
 __all__ = [
     "export_tile_scores",
     "plot_tile_heatmap",
+    "slide_thumbnail",
     "spatial_auc",
     "tile_extent",
     "tile_layout",
@@ -57,6 +58,22 @@ def tile_layout(bag, scores):
     return np.asarray(bag.coords), scores
 
 
+def slide_thumbnail(slide_path, *, slide_mpp=None, max_size=1400):
+    """An RGB thumbnail of a slide whose longest side is about ``max_size`` pixels.
+
+    Returns
+    -------
+    thumb : ndarray of shape (h, w, 3), uint8
+    downsample : tuple of float
+        (x, y) level-0 pixels per thumbnail pixel.
+    """
+    from .slides import SlideReader
+
+    with SlideReader(slide_path, slide_mpp) as reader:
+        thumb_mpp = reader.mpp * max(reader.dimensions) / max_size
+        return reader.thumbnail(max(thumb_mpp, reader.mpp))
+
+
 def plot_tile_heatmap(
     bag,
     scores,
@@ -101,18 +118,15 @@ def plot_tile_heatmap(
     """
     import matplotlib.pyplot as plt
 
-    from .slides import SlideReader
-
     meta = getattr(bag, "meta", {}) or {}
     slide_path = slide_path or meta.get("slide_path")
     if slide_path is None:
         raise ValueError("Pass slide_path=: the bag does not record which slide it comes from.")
     coords, values = tile_layout(bag, scores)
     extent = tile_extent(bag)
-    with SlideReader(slide_path, slide_mpp or meta.get("slide_mpp")) as reader:
-        w, h = reader.dimensions
-        thumb_mpp = reader.mpp * max(w, h) / max_size
-        thumb, (dx, dy) = reader.thumbnail(max(thumb_mpp, reader.mpp))
+    thumb, (dx, dy) = slide_thumbnail(
+        slide_path, slide_mpp=slide_mpp or meta.get("slide_mpp"), max_size=max_size
+    )
     layer = np.full(thumb.shape[:2], np.nan)
     for (x, y), v in zip(coords, values):
         c0, r0 = int(round(x / dx)), int(round(y / dy))
