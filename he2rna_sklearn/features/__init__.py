@@ -4,8 +4,9 @@ Backbones, the extraction engine that runs them over tiles, and the on-disk stor
 one HDF5 file per slide.
 """
 
+from .._torch import resolve_device
 from ._backbones import Backbone, build_backbone
-from ._extract import FeatureRunner, TileDataset, extract_features, resolve_device
+from ._extract import FeatureRunner, TileDataset, extract_features
 from ._featurizer import SlideFeaturizer
 from ._stain import ReinhardNormalizer
 from ._store import load_bags, read_bag, write_bag

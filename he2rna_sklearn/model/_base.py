@@ -14,8 +14,8 @@ from sklearn.utils.validation import check_is_fitted
 from skorch.callbacks import EarlyStopping, EpochScoring
 from skorch.helper import predefined_split
 
+from .._torch import resolve_device
 from ..bags import check_bags
-from ..features._extract import resolve_device
 from ._modules import ACTIVATIONS, HE2RNAModule
 from ._net import BagDataset, BagNet, collate_bags, iterate_batches
 

@@ -1,0 +1,46 @@
+"""Torch helpers shared by the stages that run networks (features and model).
+
+The device and numeric-precision choices live here so that ``model/`` does not depend on
+``features/``.
+"""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["cpu_supports_bf16", "resolve_device", "resolve_precision"]
+
+
+def resolve_device(device="auto"):
+    """``"auto"`` picks CUDA when available, else the CPU."""
+    if isinstance(device, torch.device):
+        return device
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            f"device={device!r} was asked for but CUDA is not available; use 'auto' or 'cpu'."
+        )
+    return dev
+
+
+def cpu_supports_bf16():
+    """Whether this CPU runs bfloat16 convolutions natively (AVX512-BF16 or AMX)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # pragma: no cover - depends on the build
+        return False
+
+
+def resolve_precision(precision, device):
+    """Resolve ``"auto"`` to ``"bf16"`` where the hardware runs it natively, else ``"fp32"``."""
+    if precision not in ("auto", "fp32", "bf16", "fp16"):
+        raise ValueError(f"precision must be 'auto', 'fp32', 'bf16' or 'fp16', got {precision!r}.")
+    if precision == "auto":
+        if device.type == "cuda":
+            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        return "bf16" if cpu_supports_bf16() else "fp32"
+    if precision == "fp16" and device.type != "cuda":
+        raise ValueError("precision='fp16' needs a CUDA device; on the CPU use 'bf16' or 'fp32'.")
+    return precision
