@@ -17,16 +17,38 @@ from .metrics import gene_correlations
 __all__ = ["aggregate_by_patient", "cross_validate_genes"]
 
 
+def _metadata_params(model, metadata):
+    """The fit parameters that route ``metadata`` (name -> values) to the steps that take it.
+
+    With scikit-learn's metadata routing enabled, the estimator receives the metadata it
+    requests (a Pipeline routes it to its steps). Without routing, a Pipeline gets
+    ``<step>__<name>`` for each step whose ``fit`` has that parameter, and a plain
+    estimator gets ``<name>`` if its ``fit`` has it. Metadata nobody takes is not passed.
+    """
+    from sklearn import get_config
+    from sklearn.pipeline import Pipeline
+    from sklearn.utils.metadata_routing import get_routing_for_object
+    from sklearn.utils.validation import has_fit_parameter
+
+    metadata = {k: v for k, v in metadata.items() if v is not None}
+    if get_config().get("enable_metadata_routing", False):
+        consumed = get_routing_for_object(model).consumes("fit", list(metadata))
+        return {k: v for k, v in metadata.items() if k in consumed}
+    if isinstance(model, Pipeline):
+        return {
+            f"{name}__{key}": value
+            for name, step in model.steps
+            if step not in (None, "passthrough")
+            for key, value in metadata.items()
+            if has_fit_parameter(step, key)
+        }
+    return {k: v for k, v in metadata.items() if has_fit_parameter(model, k)}
+
+
 def _fit_predict(estimator, X, Y, groups, train, test, fit_groups):
     model = clone(estimator)
     X_train, X_test = _safe_indexing(X, train), _safe_indexing(X, test)
-    params = {}
-    if fit_groups:
-        from sklearn.pipeline import Pipeline
-
-        # A Pipeline takes fit parameters as <step>__<name>: groups go to its last step.
-        name = f"{model.steps[-1][0]}__groups" if isinstance(model, Pipeline) else "groups"
-        params = {name: groups[train]}
+    params = _metadata_params(model, {"groups": groups[train]}) if fit_groups else {}
     model.fit(X_train, Y[train], **params)
     pred = np.asarray(model.predict(X_test), dtype=np.float64)
     return pred.reshape(len(test), -1)
@@ -69,9 +91,9 @@ def cross_validate_genes(
         Folds fitted in parallel with joblib (any backend, e.g. Dask via
         ``joblib.parallel_config(backend="dask")``).
     fit_groups : bool, default=True
-        Pass the training patients' ``groups`` to ``estimator.fit`` (for the early-stopping
-        split of ``HE2RNARegressor``; to the last step of a Pipeline). Set False for
-        estimators whose ``fit`` takes none.
+        Pass the training patients' ``groups`` to the estimator (for the early-stopping
+        split of ``HE2RNARegressor``), the scikit-learn way: under metadata routing to
+        whatever requests it, otherwise to each step whose ``fit`` takes ``groups``.
     verbose : int, default=0
         joblib verbosity.
 
