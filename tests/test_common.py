@@ -9,6 +9,7 @@ import pytest
 from sklearn.utils import estimator_checks as ec
 
 from he2rna_sklearn import (
+    BagPooling,
     HE2RNAClassifier,
     HE2RNAEmbedder,
     HE2RNARegressor,
@@ -17,6 +18,7 @@ from he2rna_sklearn import (
 )
 
 ESTIMATORS = [
+    BagPooling(),
     HE2RNARegressor(),
     HE2RNAClassifier(),
     HE2RNAEmbedder(),
