@@ -5,9 +5,9 @@ padding, per-batch k draws) and the scikit-learn estimators.
 """
 
 from ._classifier import HE2RNAClassifier
-from ._modules import HE2RNAModule, masked_mean, top_k_mean
+from ._modules import KS_ALL_TILES, KS_SUPER_TILES, HE2RNAModule, masked_mean, top_k_mean
 from ._net import BagDataset, BagNet, collate_bags
-from ._regressor import KS_ALL_TILES, KS_SUPER_TILES, HE2RNARegressor
+from ._regressor import HE2RNARegressor
 from ._transfer import HE2RNAEmbedder
 
 __all__ = [
