@@ -12,6 +12,7 @@ from he2rna_sklearn import (
     HE2RNAClassifier,
     HE2RNAEmbedder,
     HE2RNARegressor,
+    MeanFeatureEmbedder,
     SlideFeaturizer,
     SuperTiles,
 )
@@ -20,6 +21,7 @@ ESTIMATORS = [
     HE2RNARegressor(),
     HE2RNAClassifier(),
     HE2RNAEmbedder(),
+    MeanFeatureEmbedder(),
     SuperTiles(),
     SlideFeaturizer(),
 ]
