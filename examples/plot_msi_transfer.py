@@ -24,6 +24,7 @@ The paper ran this as "hospital A / hospital B" with labelled fractions from 83%
 
 # %%
 import tempfile
+from copy import deepcopy
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -43,6 +44,7 @@ from he2rna_sklearn import (
 )
 from he2rna_sklearn.datasets import make_synthetic_cohort
 from he2rna_sklearn.evaluation import aggregate_by_patient
+from he2rna_sklearn.metrics import mean_gene_correlation
 from he2rna_sklearn.model import KS_ALL_TILES
 
 workdir = tempfile.mkdtemp()
@@ -75,13 +77,20 @@ regressor = HE2RNARegressor(
 )
 regressor.fit(bags_pre, pretrain.expression)
 
-# The paper's recipe learns from the same expression, on each slide's mean tile features.
-paper_mlp = MeanFeatureEmbedder(random_state=0)
-paper_mlp.fit(bags_pre, expression=pretrain.expression, groups=pretrain.patient_ids)
-best = paper_mlp.history_[paper_mlp.best_epoch_ - 1]
+# The paper's recipe learns from the same expression, on each slide's mean tile features
+# (trained, like the regressor, for a fixed number of epochs: 30 patients leave too few to
+# hold out for early stopping). How well each predicts the MSI cohort's own expression,
+# which neither saw, tells how much biology their representations carry.
+paper_mlp = MeanFeatureEmbedder(max_epochs=100, validation_fraction=None, random_state=0)
+paper_mlp.fit(bags_pre, expression=pretrain.expression)
+# The same fitted network, asked for expression instead of its 256-d layer (a copy, so
+# that paper_mlp keeps giving the embedding).
+mlp_expression = deepcopy(paper_mlp).set_params(output="expression")
+r_regressor = mean_gene_correlation(target.expression, regressor.predict(bags))
+r_mlp = mean_gene_correlation(target.expression, mlp_expression.transform(bags))
 print(
-    f"Mean-feature MLP: best epoch {paper_mlp.best_epoch_} of {len(paper_mlp.history_)}, "
-    f"validation mean per-gene r {best['valid_r']:.3f} (held-out patients)."
+    "Mean per-gene r on the MSI cohort's expression: per-tile regressor "
+    f"{r_regressor:.3f}, mean-feature MLP {r_mlp:.3f}."
 )
 
 # %%
