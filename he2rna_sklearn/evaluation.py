@@ -14,7 +14,27 @@ from sklearn.utils import Bunch, _safe_indexing
 
 from .metrics import gene_correlations
 
-__all__ = ["aggregate_by_patient", "cross_validate_genes"]
+__all__ = [
+    "PAPER_PROJECT_MERGES",
+    "aggregate_by_patient",
+    "cross_validate_genes",
+    "merge_projects",
+]
+
+#: The HE2RNA paper's merges of TCGA projects for its per-project reports: lung
+#: adenocarcinoma and squamous cell carcinoma, the three kidney projects (clear cell,
+#: papillary, chromophobe), and the two uterine projects (endometrial carcinoma and
+#: carcinosarcoma). Keys are TCGA project codes without the ``TCGA-`` prefix; apply it with
+#: :func:`merge_projects`.
+PAPER_PROJECT_MERGES = {
+    "LUAD": "LUAD+LUSC",
+    "LUSC": "LUAD+LUSC",
+    "KIRC": "KIRC+KIRP+KICH",
+    "KIRP": "KIRC+KIRP+KICH",
+    "KICH": "KIRC+KIRP+KICH",
+    "UCEC": "UCEC+UCS",
+    "UCS": "UCEC+UCS",
+}
 
 
 def _fit_predict(estimator, X, Y, groups, train, test, fit_groups):
@@ -44,6 +64,7 @@ def cross_validate_genes(
     n_jobs=None,
     fit_groups=True,
     verbose=0,
+    by=None,
 ):
     """Cross-validate a gene-expression model by patient and report every gene.
 
@@ -74,6 +95,12 @@ def cross_validate_genes(
         estimators whose ``fit`` takes none.
     verbose : int, default=0
         joblib verbosity.
+    by : array-like of shape (n_slides,), optional
+        A group label per slide, e.g. its TCGA project (cancer type), for per-group reports
+        as in the paper's pan-cancer tables. Apply the paper's merges of projects first
+        with :func:`merge_projects`. The folds are unchanged: each group is evaluated on
+        the out-of-fold predictions of its own slides. A pandas Series ordered differently
+        from ``Y``'s rows is refused; pass ``by.loc[Y.index]``.
 
     Returns
     -------
@@ -81,7 +108,16 @@ def cross_validate_genes(
         ``per_fold`` (tidy DataFrame: gene, fold, r, p, n), ``pooled`` (DataFrame by gene:
         r, p, p_holm, p_bh, n on pooled out-of-fold predictions, plus ``r_mean_folds``),
         ``summary`` (dict: mean r over genes and folds, genes well predicted by Holm and by
-        BH) and ``predictions`` (DataFrame, out of fold, same shape as ``Y``).
+        BH) and ``predictions`` (DataFrame, out of fold, same shape as ``Y``). With ``by``,
+        also ``per_group`` (tidy DataFrame: group, gene, r, p, p_holm, p_bh, n on the
+        group's pooled out-of-fold predictions, with corrections over genes within the
+        group, and ``r_mean_folds``, the mean over folds of the r on the group's test
+        slides of each fold), ``group_summary`` (DataFrame by group: n_slides,
+        n_patients, mean_r_pooled, mean_r_folds, well_predicted_holm,
+        well_predicted_bh), and in ``summary`` the means over groups of the groups'
+        ``mean_r_pooled`` and ``mean_r_folds`` (``mean_r_by_group_pooled``,
+        ``mean_r_by_group_folds``), the paper's pan-cancer figure. A group or fold part
+        with fewer than 3 slides has no r (NaN), with a warning.
 
     Examples
     --------
@@ -89,6 +125,12 @@ def cross_validate_genes(
     >>> from he2rna_sklearn.evaluation import cross_validate_genes
     >>> res = cross_validate_genes(HE2RNARegressor(), bags, Y, patient_ids)  # doctest: +SKIP
     >>> res.summary  # doctest: +SKIP
+
+    Per cancer type, with the paper's project merges:
+
+    >>> res = cross_validate_genes(HE2RNARegressor(), bags, Y, patient_ids,
+    ...                            by=merge_projects(projects))  # doctest: +SKIP
+    >>> res.group_summary  # doctest: +SKIP
     """
     genes = [str(c) for c in Y.columns] if hasattr(Y, "columns") else None
     index = Y.index if hasattr(Y, "index") else None
@@ -102,6 +144,8 @@ def cross_validate_genes(
         raise ValueError(
             f"X, Y and groups must have the same length ({len(X)}, {len(Y)}, {len(groups)})."
         )
+    if by is not None:
+        by = _check_by(by, Y, index)
     if cv is None or isinstance(cv, numbers.Integral):
         cv = GroupKFold(5 if cv is None else int(cv))
     cv = check_cv(cv)
@@ -138,7 +182,132 @@ def cross_validate_genes(
         "alpha": alpha,
     }
     predictions = pd.DataFrame(oof, columns=genes, index=index)
-    return Bunch(per_fold=per_fold, pooled=pooled, summary=summary, predictions=predictions)
+    result = Bunch(per_fold=per_fold, pooled=pooled, summary=summary, predictions=predictions)
+    if by is not None:
+        result.per_group, result.group_summary = _per_group_report(
+            Y, oof, splits, by, groups, genes, method, alpha
+        )
+        summary["n_groups"] = len(result.group_summary)
+        summary["mean_r_by_group_pooled"] = float(result.group_summary["mean_r_pooled"].mean())
+        summary["mean_r_by_group_folds"] = float(result.group_summary["mean_r_folds"].mean())
+    return result
+
+
+def _check_by(by, Y, index):
+    """One label per slide, as an array of str; refuses a Series ordered unlike Y."""
+    if isinstance(by, pd.Series) and index is not None and not by.index.equals(index):
+        if len(by.index) == len(index) and set(by.index) == set(index):
+            raise ValueError(
+                "by is a Series whose index holds Y's rows in another order; pass "
+                "by.loc[Y.index] (by is read by position)."
+            )
+    values = np.asarray(by, dtype=object)
+    if values.ndim != 1 or len(values) != len(Y):
+        raise ValueError(f"by must hold one label per slide ({len(Y)}), got shape {values.shape}.")
+    missing = pd.isna(values)
+    if missing.any():
+        raise ValueError(
+            f"by has missing labels at rows {np.flatnonzero(missing)[:10].tolist()}; give "
+            "every slide a group (e.g. its TCGA project) or drop those slides."
+        )
+    return np.array([str(v) for v in values], dtype=object)
+
+
+def _group_correlations(y_true, y_pred, method, genes):
+    """gene_correlations, or a NaN table when fewer than 3 slides make no r."""
+    if len(y_true) >= 3:
+        return gene_correlations(y_true, y_pred, method=method, genes=genes)
+    nan = np.full(len(genes), np.nan)
+    return pd.DataFrame(
+        {"r": nan, "p": nan, "p_holm": nan, "p_bh": nan, "n": len(y_true)},
+        index=pd.Index(genes, name="gene"),
+    )
+
+
+def _per_group_report(Y, oof, splits, by, groups, genes, method, alpha):
+    """Per-gene correlations within each group, and a per-group summary."""
+    labels = sorted(set(by))
+    small = [g for g in labels if (by == g).sum() < 3]
+    if small:
+        warnings.warn(
+            f"Groups with fewer than 3 slides have no correlation (NaN): {small[:10]}.",
+            UserWarning,
+            stacklevel=3,
+        )
+    tables, rows = [], []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # constant genes in a small group
+        for label in labels:
+            members = by == label
+            table = _group_correlations(Y[members], oof[members], method, genes)
+            fold_r = []
+            for _, test in splits:
+                part = test[members[test]]
+                fold_r.append(_group_correlations(Y[part], oof[part], method, genes)["r"])
+            fold_r = pd.concat(fold_r, axis=1)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN genes
+                table["r_mean_folds"] = np.nanmean(fold_r.to_numpy(), axis=1)
+            tables.append(table.reset_index().assign(group=label))
+            rows.append(
+                {
+                    "group": label,
+                    "n_slides": int(members.sum()),
+                    "n_patients": int(len(np.unique(groups[members]))),
+                    "mean_r_pooled": float(table["r"].mean()),
+                    "mean_r_folds": float(table["r_mean_folds"].mean()),
+                    "well_predicted_holm": int((table["p_holm"] < alpha).sum()),
+                    "well_predicted_bh": int((table["p_bh"] < alpha).sum()),
+                }
+            )
+    columns = ["group", "gene", "r", "p", "p_holm", "p_bh", "n", "r_mean_folds"]
+    per_group = pd.concat(tables, ignore_index=True)[columns]
+    return per_group, pd.DataFrame(rows).set_index("group")
+
+
+def merge_projects(projects, merges=None):
+    """Map TCGA project codes to the cancer types of the paper's per-project reports.
+
+    The paper reported lung adenocarcinoma and squamous cell carcinoma together
+    (``LUAD+LUSC``), likewise the three kidney projects (``KIRC+KIRP+KICH``) and the two
+    uterine ones (``UCEC+UCS``); every other project stands alone. Codes may carry the
+    ``TCGA-`` prefix, which the merged name keeps (``TCGA-LUAD`` -> ``TCGA-LUAD+LUSC``).
+
+    Parameters
+    ----------
+    projects : array-like of shape (n_slides,)
+        One TCGA project code per slide, e.g. ``"LUAD"`` or ``"TCGA-LUAD"``.
+    merges : dict, optional
+        Code (without prefix) -> merged name; default :data:`PAPER_PROJECT_MERGES`.
+
+    Returns
+    -------
+    merged : ndarray of str, or a Series with the same index if ``projects`` is one
+
+    Examples
+    --------
+    >>> merge_projects(["TCGA-LUSC", "KICH", "COAD", "UCS"]).tolist()
+    ['TCGA-LUAD+LUSC', 'KIRC+KIRP+KICH', 'COAD', 'UCEC+UCS']
+    """
+    merges = PAPER_PROJECT_MERGES if merges is None else merges
+    values = np.asarray(projects, dtype=object)
+    if values.ndim != 1:
+        raise ValueError(f"projects must be 1-D (one code per slide), got shape {values.shape}.")
+    missing = pd.isna(values)
+    if missing.any():
+        raise ValueError(
+            f"projects has missing codes at rows {np.flatnonzero(missing)[:10].tolist()}."
+        )
+    out = []
+    for value in values:
+        code = str(value)
+        prefix = code[:5] if code.upper().startswith("TCGA-") else ""
+        merged = merges.get(code[len(prefix) :].upper())
+        out.append(code if merged is None else prefix + merged)
+    out = np.array(out, dtype=object)
+    if isinstance(projects, pd.Series):
+        return pd.Series(out, index=projects.index, name=projects.name)
+    return out
 
 
 def aggregate_by_patient(scores, patient_ids, *, how="mean"):
