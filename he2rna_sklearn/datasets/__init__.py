@@ -1,6 +1,6 @@
 """Data sets: a synthetic cohort on real tissue, and readers of expression tables."""
 
-from ._expression import load_expression, tcga_patient_id
+from ._expression import PRIMARY_TUMOUR, load_expression, tcga_patient_id, tcga_sample_type
 from ._synthetic import (
     CLASS_NAMES,
     GENE_PROGRAMS,
@@ -12,9 +12,11 @@ from ._synthetic import (
 __all__ = [
     "CLASS_NAMES",
     "GENE_PROGRAMS",
+    "PRIMARY_TUMOUR",
     "load_expression",
     "make_synthetic_cohort",
     "tcga_patient_id",
+    "tcga_sample_type",
     "tile_classes",
     "write_pyramidal_tiff",
 ]
