@@ -190,3 +190,36 @@ def test_merge_projects():
     assert out.index.tolist() == ["s1", "s2"] and out.tolist() == ["COADREAD", "COADREAD"]
     with pytest.raises(ValueError, match="missing codes"):
         merge_projects(["LUAD", None])
+
+
+def test_gene_correlations_by_group_on_given_predictions():
+    from he2rna_sklearn.evaluation import gene_correlations_by_group
+
+    rng = np.random.default_rng(0)
+    Y = pd.DataFrame(rng.normal(size=(30, 2)), columns=["G1", "G2"])
+    pred = Y + rng.normal(size=(30, 2))
+    by = np.array(["COAD"] * 12 + ["READ"] * 18)
+    res = gene_correlations_by_group(Y, pred, by)
+    assert list(res.per_group.columns) == ["group", "gene", "r", "p", "p_holm", "p_bh", "n"]
+    assert list(res.group_summary.columns) == [
+        "n_slides",
+        "mean_r_pooled",
+        "well_predicted_holm",
+        "well_predicted_bh",
+    ]
+    read = gene_correlations(Y[by == "READ"], pred[by == "READ"])
+    np.testing.assert_allclose(res.per_group.query("group == 'READ'")["r"], read["r"])
+    assert res.mean_r_by_group_pooled == pytest.approx(res.group_summary["mean_r_pooled"].mean())
+    folds = np.arange(30) % 3
+    res = gene_correlations_by_group(Y, pred, by, folds=folds, patient_ids=np.arange(30) // 2)
+    assert res.group_summary.loc["COAD", "n_patients"] == 6
+    assert np.isfinite(res.mean_r_by_group_folds)
+    parts = [(by == "COAD") & (folds == f) for f in range(3)]
+    per_fold = [gene_correlations(Y[part], pred[part])["r"] for part in parts]
+    np.testing.assert_allclose(
+        res.per_group.query("group == 'COAD'")["r_mean_folds"], np.mean(per_fold, axis=0)
+    )
+    with pytest.raises(ValueError, match="shape"):
+        gene_correlations_by_group(Y, pred.iloc[:5], by)
+    with pytest.raises(ValueError, match="folds must hold one fold per slide"):
+        gene_correlations_by_group(Y, pred, by, folds=folds[:3])
