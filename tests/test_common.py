@@ -13,6 +13,7 @@ from he2rna_sklearn import (
     HE2RNAClassifier,
     HE2RNAEmbedder,
     HE2RNARegressor,
+    MeanFeatureEmbedder,
     SlideFeaturizer,
     SuperTiles,
 )
@@ -22,6 +23,7 @@ ESTIMATORS = [
     HE2RNARegressor(),
     HE2RNAClassifier(),
     HE2RNAEmbedder(),
+    MeanFeatureEmbedder(),
     SuperTiles(),
     SlideFeaturizer(),
 ]
