@@ -1,24 +1,30 @@
 """Stage 2 of the data flow: features.
 
-Backbones, the extraction engine that runs them over tiles, and the on-disk store of
-one HDF5 file per slide.
+Backbones (torchvision, timm, and a registry of pathology encoders), the extraction engine
+that runs them over tiles, and the on-disk store of one HDF5 file per slide.
 """
 
 from .._torch import resolve_device
 from ._backbones import Backbone, build_backbone
+from ._encoders import ENCODERS, Encoder, TileEncoder, get_encoder, list_encoders
 from ._extract import FeatureRunner, TileDataset, extract_features
 from ._featurizer import SlideFeaturizer
 from ._stain import ReinhardNormalizer
 from ._store import load_bags, read_bag, write_bag
 
 __all__ = [
+    "ENCODERS",
     "Backbone",
+    "Encoder",
     "FeatureRunner",
     "ReinhardNormalizer",
     "SlideFeaturizer",
     "TileDataset",
+    "TileEncoder",
     "build_backbone",
     "extract_features",
+    "get_encoder",
+    "list_encoders",
     "load_bags",
     "read_bag",
     "resolve_device",
