@@ -370,6 +370,7 @@ class SlideFeaturizer(TransformerMixin, BaseEstimator):
             "tile_size": geometry.tile_size,
             "extent": geometry.extent,
             "level": geometry.level,
+            "read_size": geometry.read_size,
             "backbone": runner.backbone.name,
             "weights": runner.backbone.weights_id,
             "precision": runner.precision,
