@@ -27,6 +27,7 @@ from ..slides import (
     select_tissue_tiles,
     slide_fingerprint,
 )
+from ..slides._annotations import GEOJSON_SUFFIXES, geojson_tissue_mask
 from ..slides._reader import lookup_by_slide
 from ._backbones import build_backbone
 from ._extract import FeatureRunner, TileDataset, extract_features
@@ -69,8 +70,10 @@ class SlideFeaturizer(TransformerMixin, BaseEstimator):
         A tile is kept when at least this fraction of it is tissue.
     tissue_masks : dict, optional
         User tissue masks replacing automatic detection, keyed by slide path, file name or
-        stem: a 2-D boolean array covering the whole slide (any resolution) or the path of
-        a mask image (non-zero is tissue).
+        stem: a 2-D boolean array covering the whole slide (any resolution), the path of
+        a mask image (non-zero is tissue), or a GeoJSON file of tissue polygons in level-0
+        pixels (QuPath, GrandQC, TRIDENT; see
+        :func:`~he2rna_sklearn.slides.geojson_tissue_mask`).
     tile_transform : callable, optional
         Applied to every (h, w, 3) uint8 tile before the backbone, in the reading
         workers, e.g. :class:`~he2rna_sklearn.features.ReinhardNormalizer`. Must be
@@ -293,6 +296,9 @@ class SlideFeaturizer(TransformerMixin, BaseEstimator):
 
             if not Path(mask).is_file():
                 raise FileNotFoundError(f"Tissue mask of slide '{path}' not found: '{mask}'.")
+            if Path(mask).suffix.lower() in GEOJSON_SUFFIXES:
+                with SlideReader(path, lookup_slide_mpp(self.slide_mpp, path)) as reader:
+                    return geojson_tissue_mask(mask, reader.dimensions)
             with Image.open(mask) as im:
                 mask = np.asarray(im.convert("L")) > 0
         mask = np.asarray(mask, dtype=bool)
