@@ -538,3 +538,22 @@ def test_tile_encoder_checks_its_arguments(tiny_cnn):
     cnn = torch.nn.Conv2d(3, 4, 3)
     out = TileEncoder(cnn, pooling="avg")(torch.zeros(2, 3, 8, 8))
     assert out.shape == (2, 4)
+
+
+def test_docs_table_matches_the_registry():
+    """The "Choosing a backbone" page states each encoder's dim, tile, µm/px, licence and
+    gating as the registry does."""
+    from pathlib import Path
+
+    page = (Path(__file__).resolve().parents[2] / "docs" / "backbones.rst").read_text()
+    lines = page.splitlines()
+    for name, enc in ENCODERS.items():
+        start = lines.index(f"   * - ``{name}``")
+        cells = [line.strip().removeprefix("- ") for line in lines[start + 1 : start + 6]]
+        assert cells == [
+            str(enc.n_features),
+            str(enc.tile_size),
+            str(enc.mpp),
+            enc.licence,
+            "yes" if enc.gated else "no",
+        ], name
