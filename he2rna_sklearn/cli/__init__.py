@@ -150,13 +150,17 @@ def build_parser():
     p.add_argument("--manifest", help="CSV with slide_path[, sample_id, patient_id]")
     p.add_argument("--out", required=True, help="output folder (feature files + index.csv)")
     p.add_argument(
-        "--backbone", default="resnet50", help="torchvision/timm name (default: resnet50)"
+        "--backbone",
+        default="resnet50",
+        help="encoder (uni, virchow2, h-optimus-1, ...) or torchvision/timm name "
+        "(default: resnet50)",
     )
     p.add_argument(
         "--weights",
         type=_weights,
         default="imagenet",
-        help="'imagenet', a weights file, or 'none' for random (default: imagenet)",
+        help="'imagenet', 'pretrained' (an encoder's, from the Hugging Face cache), a "
+        "weights file, or 'none' for random (default: imagenet)",
     )
     p.add_argument("--mpp", type=float, help="tile resolution in µm/px (default: 0.5)")
     p.add_argument("--magnification", type=float, help="alternative to --mpp (20 = 0.5 µm/px)")

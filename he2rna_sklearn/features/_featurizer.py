@@ -30,6 +30,7 @@ from ..slides import (
 from ..slides._annotations import GEOJSON_SUFFIXES, geojson_tissue_mask
 from ..slides._reader import lookup_by_slide
 from ._backbones import build_backbone
+from ._encoders import Encoder
 from ._extract import FeatureRunner, TileDataset, extract_features
 from ._store import FORMAT_VERSION, BagWriter, read_bag
 
@@ -50,12 +51,17 @@ class SlideFeaturizer(TransformerMixin, BaseEstimator):
 
     Parameters
     ----------
-    backbone : str or torch.nn.Module, default="resnet50"
-        A torchvision or timm model name, or a module mapping (B, 3, H, W) to (B, D).
-    weights : {"imagenet", None} or str, default="imagenet"
-        ``"imagenet"`` (from torchvision's cache, or downloaded when online), a path to a
-        state dict, or None for seeded random weights. Missing pretrained weights raise
-        :class:`~he2rna_sklearn.exceptions.WeightsNotFoundError`; there is no fallback.
+    backbone : str, Encoder or torch.nn.Module, default="resnet50"
+        A registered pathology encoder (``"uni"``, ``"virchow2"``, ``"hf-hub:MahmoodLab/UNI"``
+        ...; see :func:`~he2rna_sklearn.features.list_encoders`), a torchvision or timm model
+        name, or a module mapping (B, 3, H, W) to features (wrapped in
+        :class:`~he2rna_sklearn.features.TileEncoder` to state its normalisation and pooling).
+    weights : {"imagenet", "pretrained", None} or str, default="imagenet"
+        ``"imagenet"`` (from torchvision's cache, or downloaded when online),
+        ``"pretrained"`` (a registered encoder's published weights, from the Hugging Face
+        cache, offline), a path to a checkpoint, or None for seeded random weights. Missing
+        pretrained weights raise :class:`~he2rna_sklearn.exceptions.WeightsNotFoundError`;
+        there is no fallback.
     mpp : float, optional
         Tile resolution in µm per pixel. Default 0.5 (about 20x, the paper's).
     magnification : float, optional
@@ -128,7 +134,7 @@ class SlideFeaturizer(TransformerMixin, BaseEstimator):
     """
 
     _parameter_constraints = {
-        "backbone": [str, torch.nn.Module],
+        "backbone": [str, torch.nn.Module, Encoder],
         "weights": [str, os.PathLike, None],
         "mpp": [Interval(numbers.Real, 0, None, closed="neither"), None],
         "magnification": [Interval(numbers.Real, 0, None, closed="neither"), None],

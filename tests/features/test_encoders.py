@@ -557,3 +557,27 @@ def test_docs_table_matches_the_registry():
             enc.licence,
             "yes" if enc.gated else "no",
         ], name
+
+
+def test_slide_featurizer_runs_an_encoder(tmp_path):
+    """An Encoder (here a tiny one) is a SlideFeaturizer backbone like a name; the feature
+    files record it and its normalisation is used."""
+    from he2rna_sklearn import SlideFeaturizer
+
+    from ..conftest import CMU_SVS
+
+    enc = _tiny_vit()
+    feat = SlideFeaturizer(
+        backbone=enc,
+        weights=None,
+        mpp=1.0,
+        tile_size=32,
+        max_tiles=4,
+        cache_dir=tmp_path,
+        precision="fp32",
+        progress=False,
+    )
+    [bag] = feat.fit_transform([CMU_SVS])
+    assert bag.shape == (4, 32)
+    assert bag.meta["backbone"] == "encoder:tiny-vit"
+    assert bag.meta["weights"] == "random-init(seed=0)"
