@@ -18,6 +18,7 @@ from torch import nn
 
 from ..exceptions import WeightsNotFoundError
 from ._encoders import (
+    ENCODERS,
     IMAGENET_MEAN,
     IMAGENET_STD,
     Encoder,
@@ -86,12 +87,6 @@ def _looks_like_path(weights):
         isinstance(weights, str)
         and (weights.endswith(_WEIGHT_SUFFIXES) or os.sep in weights or os.path.exists(weights))
     )
-
-
-def _encoder_names():
-    from ._encoders import ENCODERS
-
-    return ENCODERS
 
 
 def _read_state_dict(path, *, strip_prefixes=True):
@@ -397,7 +392,7 @@ def build_backbone(backbone="resnet50", weights="imagenet", *, random_state=None
     raise ValueError(
         f"Unknown backbone '{backbone}': not a torchvision model name"
         + (" nor a timm model name" if timm is not None else " (and timm is not installed)")
-        + f" nor a registered encoder ({', '.join(sorted(_encoder_names()))}). Examples: "
+        + f" nor a registered encoder ({', '.join(sorted(ENCODERS))}). Examples: "
         "'resnet50', 'uni', 'hf-hub:MahmoodLab/UNI', 'timm:vit_small_patch16_224', or pass a "
         "torch.nn.Module."
     )
