@@ -409,8 +409,9 @@ def list_encoders():
     Examples
     --------
     >>> from he2rna_sklearn.features import list_encoders
-    >>> list_encoders().loc["virchow2", ["n_features", "pooling"]].tolist()
-    [2560, 'cls+mean']
+    >>> row = list_encoders().loc["virchow2"]
+    >>> int(row["n_features"]), row["pooling"], row["repo_id"]
+    (2560, 'cls+mean', 'paige-ai/Virchow2')
     """
     import pandas as pd
 
@@ -464,7 +465,7 @@ class TileEncoder(nn.Module):
     >>> from he2rna_sklearn.features import TileEncoder, build_backbone
     >>> class Tokens(torch.nn.Module):
     ...     def forward(self, x):  # (B, 1 + 4, 8): a class token and 4 patch tokens
-    ...         return x.flatten(2)[:, :, :40].reshape(len(x), 5, 8)
+    ...         return x.flatten(1)[:, :40].reshape(len(x), 5, 8)
     >>> enc = TileEncoder(Tokens(), mean=(0.5, 0.5, 0.5), std=(0.2, 0.2, 0.2),
     ...                   pooling="cls+mean")
     >>> enc(torch.zeros(2, 3, 4, 4)).shape
