@@ -12,6 +12,11 @@ counted separately):
   in the same process for the ratio.
 * ``rss``: peak RSS on slides of growing size with a tiny backbone (memory of the engine,
   not of the model), with the features kept on disk (``lazy=True``).
+* ``vit``: a UNI-sized ViT-L/16 (the ``uni`` encoder's architecture, random weights, 1,024
+  features): model-only tiles/s at the default precision (bf16 where the CPU has it) and in
+  fp32, batches interleaved in one process (their ratio is of median batch times), then end
+  to end on cmu-1-small-region.svs (its 47 tissue tiles at 0.5 µm/px) with the model-only
+  rate of the same process.
 
 Targets on the 2-core development machine (issue 3): end-to-end >= 90% of model-only;
 ResNet50 with default settings >= 3x plain fp32 NCHW; peak RSS flat in slide size (under
@@ -21,6 +26,7 @@ Usage::
 
     OMP_WAIT_POLICY=PASSIVE python benchmarks/featurize.py --tiles 1024 --threads 2
     python benchmarks/featurize.py --case rss --sizes 20000 40000 70000
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/featurize.py --case vit --vit-tiles 64
 """
 
 from __future__ import annotations
@@ -66,6 +72,42 @@ def case_model(backbone, precision, tiles, batch, threads):
         "precision": runner.precision,
         "tiles_per_s": round(n / dt, 1),
     }
+
+
+def case_model_pair(backbone, tiles, batch, threads):
+    """The default precision and fp32 side by side in one process, batches interleaved, so
+    that load from other processes on a shared machine hits both alike."""
+    import statistics
+
+    import torch
+
+    from he2rna_sklearn.features import FeatureRunner, build_backbone
+
+    torch.set_num_threads(threads)
+    # Two copies of the same random weights: a bf16 runner casts its module in place.
+    runners = {
+        p: FeatureRunner(build_backbone(backbone, None), device="cpu", precision=p)
+        for p in ("auto", "fp32")
+    }
+    x = torch.randint(0, 256, (batch, 3, 224, 224), dtype=torch.uint8)
+    for runner in runners.values():
+        runner(x)  # warm-up (kernel selection)
+    times = {p: [] for p in runners}
+    for _ in range(max(1, tiles // batch)):
+        for p, runner in runners.items():
+            start = time.perf_counter()
+            runner(x)
+            times[p].append(time.perf_counter() - start)
+    out = {"case": "model-pair", "backbone": backbone, "batch": batch}
+    for p, runner in runners.items():
+        key = "default" if p == "auto" else p
+        out[f"{key}_precision"] = runner.precision
+        out[f"{key}_tiles_per_s"] = round(batch * len(times[p]) / sum(times[p]), 2)
+        out[f"{key}_median_batch_tiles_per_s"] = round(batch / statistics.median(times[p]), 2)
+    out["default_vs_fp32"] = round(
+        statistics.median(times["fp32"]) / statistics.median(times["auto"]), 2
+    )
+    return out
 
 
 def case_e2e(backbone, slide, tiles, batch, workers, threads, lazy, workdir, precision):
@@ -127,6 +169,26 @@ def case_e2e(backbone, slide, tiles, batch, workers, threads, lazy, workdir, pre
     return result
 
 
+def case_vit(args):
+    """ViT-L/16 (UNI's architecture, random weights): the default precision and fp32
+    interleaved in one process, then end to end on a real slide with the model-only rate
+    of the same process."""
+    vit, n, batch = "uni", str(args.vit_tiles), str(args.vit_batch)
+    pair = _child(args, ["pair", vit, n, batch])
+    print(json.dumps({**pair, "case": "vit-model"}))
+    e2e = _child(args, ["e2e", vit, str(CMU), n, batch, str(args.workers), "0", "auto"])
+    print(json.dumps({**e2e, "case": "vit-e2e"}))
+    print(
+        json.dumps(
+            {
+                "vit_default_vs_fp32": pair["default_vs_fp32"],
+                "vit_default_precision": pair["default_precision"],
+                "vit_e2e_over_model_only": e2e["e2e_over_model_only"],
+            }
+        )
+    )
+
+
 def _child(args, extra):
     cmd = [
         sys.executable,
@@ -147,7 +209,7 @@ def _child(args, extra):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--case", choices=["speed", "rss", "all"], default="speed")
+    parser.add_argument("--case", choices=["speed", "rss", "vit", "all"], default="speed")
     parser.add_argument("--backbone", default="resnet50")
     parser.add_argument("--tiles", type=int, default=1024, help="tiles per measurement")
     parser.add_argument("--batch", type=int, default=64)
@@ -160,6 +222,10 @@ def main(argv=None):
         default=[20_000, 40_000, 70_000],
         help="slide sides (px) for the rss case",
     )
+    parser.add_argument(
+        "--vit-tiles", type=int, default=64, help="tiles per measurement of the vit case"
+    )
+    parser.add_argument("--vit-batch", type=int, default=16, help="batch of the vit case")
     parser.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "he2rna-bench"))
     parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -169,6 +235,9 @@ def main(argv=None):
         if kind == "model":
             backbone, precision, tiles, batch = rest
             result = case_model(backbone, precision, int(tiles), int(batch), args.threads)
+        elif kind == "pair":
+            backbone, tiles, batch = rest
+            result = case_model_pair(backbone, int(tiles), int(batch), args.threads)
         else:
             backbone, slide, tiles, batch, workers, lazy, precision = rest
             tiles = None if tiles == "all" else int(tiles)
@@ -222,6 +291,8 @@ def main(argv=None):
                 {"default_vs_fp32_nchw": round(model["tiles_per_s"] / fp32["tiles_per_s"], 2)}
             )
         )
+    if args.case in ("vit", "all"):
+        case_vit(args)
     if args.case in ("rss", "all"):
         tiny = "mobilenet_v3_small"
         for size in args.sizes:

@@ -208,3 +208,79 @@ def test_demo_error_is_one_line(capsys, tmp_path):
 def test_parser_defaults():
     args = build_parser().parse_args(["featurize", "a.svs", "--out", "f"])
     assert args.backbone == "resnet50" and args.weights == "imagenet" and args.mpp is None
+
+
+def test_index_outside_features_then_fit_and_predict(tmp_path, capsys):
+    """TRIDENT-style files plus a manifest: `he2rna index`, then fit and predict on them."""
+    import h5py
+    import numpy as np
+
+    folder = tmp_path / "trident" / "features_uni_v1"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    names = [f"TCGA-AA-{i:04d}-01Z-00-DX1" for i in range(8)]
+    for name in names:
+        with h5py.File(folder / f"{name}.h5", "w") as fh:
+            fh["features"] = rng.normal(size=(20, 8)).astype(np.float32)
+            fh["coords"] = np.column_stack([np.arange(20) * 512, np.zeros(20, int)])
+            fh["coords"].attrs.update({"patch_size": 256, "patch_size_level0": 512})
+    pd.DataFrame({"slide_path": [f"/elsewhere/{n}.svs" for n in names]}).to_csv(
+        tmp_path / "slides.csv", index=False
+    )
+    expr = pd.DataFrame(
+        rng.gamma(2.0, size=(8, 3)), index=names, columns=["CD3E", "EPCAM", "MKI67"]
+    )
+    expr.rename_axis("sample_id").to_csv(tmp_path / "expr.csv")
+
+    out = _ok(
+        ["index", "--features", str(folder), "--manifest", str(tmp_path / "slides.csv")],
+        capsys,
+    )
+    assert "Indexed 8 slides (8 patients, 160 tiles of 8 features)" in out
+    assert (folder / "index.csv").is_file()
+    _ok(
+        [
+            "fit",
+            "--features",
+            str(folder),
+            "--expression",
+            str(tmp_path / "expr.csv"),
+            "--epochs",
+            "2",
+            "--validation-fraction",
+            "0",
+            "--out",
+            str(tmp_path / "m.joblib"),
+            "--quiet",
+        ],
+        capsys,
+    )
+    _ok(
+        [
+            "predict",
+            "--model",
+            str(tmp_path / "m.joblib"),
+            "--features",
+            str(folder),
+            "--out",
+            str(tmp_path / "pred.csv"),
+            "--quiet",
+        ],
+        capsys,
+    )
+    assert pd.read_csv(tmp_path / "pred.csv", index_col=0).shape == (8, 3)
+
+
+def test_index_errors_are_one_line(tmp_path, capsys):
+    assert main(["index", "--features", str(tmp_path / "nowhere")]) == 1
+    err = capsys.readouterr().err
+    assert (
+        err.startswith("he2rna index: error:") and "nowhere" in err and len(err.splitlines()) == 1
+    )
+
+
+def test_index_help_has_an_example(capsys):
+    with pytest.raises(SystemExit):
+        main(["index", "--help"])
+    out = capsys.readouterr().out
+    assert "he2rna index --features" in out and "manifest" in out

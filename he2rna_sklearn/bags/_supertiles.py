@@ -1,4 +1,5 @@
-"""Super-tiles: per-slide spatial k-means that averages neighbouring tiles' features."""
+"""Super-tiles: per-slide k-means (on tile positions, or on features) that averages each
+cluster's tile features."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.cluster import KMeans
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval
+from sklearn.utils._param_validation import Interval, StrOptions
 
 from ._bag import Bag
 from ._validation import bag_label, check_bags, check_finite_bag
@@ -17,18 +18,26 @@ __all__ = ["SuperTiles"]
 
 
 class SuperTiles(TransformerMixin, BaseEstimator):
-    """Reduce each bag to spatial clusters of tiles ("super-tiles"), as in HE2RNA.
+    """Reduce each bag to clusters of tiles ("super-tiles"), as in HE2RNA.
 
     For each slide, k-means on the tiles' level-0 coordinates groups them into
     ``n_clusters`` spatially compact clusters (fewer when a slide has fewer tiles); each
     super-tile's features are the mean of its members' features. The output bags keep the
     tile-to-cluster ``assignment`` and the source ``tile_coords``, so that super-tile scores
-    can be painted back onto tiles.
+    can be painted back onto tiles. With ``cluster_on="features"``, k-means runs on the tile
+    features instead (SEQUOIA's choice): a super-tile gathers tiles that look alike wherever
+    they lie, and bags need no coordinates.
+
+    Super-tiles turn bags into bags, not into a 2-D table: ``set_output`` is accepted (so
+    that ``Pipeline.set_output`` reaches the estimators after it) and the output stays a
+    list of bags whatever the container asked for.
 
     Parameters
     ----------
     n_clusters : int, default=100
         Super-tiles per slide (the paper's value), capped at each slide's tile count.
+    cluster_on : {"coords", "features"}, default="coords"
+        Cluster tiles by position (the paper's) or by feature vector (SEQUOIA's).
     random_state : int, RandomState instance or None, default=None
         Seeds k-means.
 
@@ -45,12 +54,35 @@ class SuperTiles(TransformerMixin, BaseEstimator):
 
     _parameter_constraints = {
         "n_clusters": [Interval(numbers.Integral, 1, None, closed="left")],
+        "cluster_on": [StrOptions({"coords", "features"})],
         "random_state": ["random_state"],
     }
 
-    def __init__(self, n_clusters=100, random_state=None):
+    def __init__(self, n_clusters=100, cluster_on="coords", random_state=None):
         self.n_clusters = n_clusters
+        self.cluster_on = cluster_on
         self.random_state = random_state
+
+    def set_output(self, *, transform=None):
+        """Accept a ``set_output`` request; super-tiles always return a list of bags.
+
+        Parameters
+        ----------
+        transform : {"default", "pandas", "polars"} or None
+            Recorded, and checked to be one of these; the bags are returned unchanged
+            because a list of ragged bags has no column-wise form.
+
+        Returns
+        -------
+        self : SuperTiles
+        """
+        if transform not in (None, "default", "pandas", "polars"):
+            raise ValueError(
+                f"transform must be 'default', 'pandas', 'polars' or None, got {transform!r}."
+            )
+        if transform is not None:
+            self._sklearn_output_config = {"transform": transform}
+        return self
 
     def fit(self, X, y=None):
         """Check parameters and the bags' feature count. Super-tiles learn nothing."""
@@ -72,11 +104,11 @@ class SuperTiles(TransformerMixin, BaseEstimator):
 
     def _reduce(self, bag, index, seed):
         coords = getattr(bag, "coords", None)
-        if coords is None:
+        if coords is None and self.cluster_on == "coords":
             raise ValueError(
                 f"{bag_label(bag, index)} has no tile coordinates; SuperTiles clusters tiles "
                 "by position. Pass Bag objects with coords (as SlideFeaturizer and load_bags "
-                "return)."
+                "return), or cluster_on='features'."
             )
         features = np.asarray(bag, dtype=np.float32)
         check_finite_bag(features, index, bag)
@@ -86,7 +118,8 @@ class SuperTiles(TransformerMixin, BaseEstimator):
             labels = np.arange(n)
         else:
             km = KMeans(n_clusters=k, n_init=1, random_state=seed)
-            labels = km.fit_predict(np.asarray(coords, dtype=np.float64))
+            space = coords if self.cluster_on == "coords" else features
+            labels = km.fit_predict(np.asarray(space, dtype=np.float64))
         # Re-number clusters in order of first appearance (row-major tiles) for stability,
         # and drop any empty cluster.
         _, first = np.unique(labels, return_index=True)
@@ -99,18 +132,21 @@ class SuperTiles(TransformerMixin, BaseEstimator):
         sums = np.zeros((k, features.shape[1]), dtype=np.float64)
         np.add.at(sums, labels, features)
         means = (sums / counts[:, None]).astype(np.float32)
-        centers = np.zeros((k, 2), dtype=np.float64)
-        np.add.at(centers, labels, np.asarray(coords, dtype=np.float64))
-        centers = np.round(centers / counts[:, None]).astype(np.int64)
+        centers = None
+        if coords is not None:
+            centers = np.zeros((k, 2), dtype=np.float64)
+            np.add.at(centers, labels, np.asarray(coords, dtype=np.float64))
+            centers = np.round(centers / counts[:, None]).astype(np.int64)
         meta = dict(getattr(bag, "meta", {}) or {})
         meta["super_tiles"] = k
+        meta["super_tiles_on"] = self.cluster_on
         return Bag(
             means,
             coords=centers,
             slide_id=getattr(bag, "slide_id", None),
             meta=meta,
             assignment=labels,
-            tile_coords=np.asarray(coords),
+            tile_coords=None if coords is None else np.asarray(coords),
         )
 
     def __sklearn_tags__(self):

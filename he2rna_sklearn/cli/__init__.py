@@ -20,6 +20,7 @@ _EPILOG = """\
 examples:
   he2rna demo                                   # the whole job offline, synthetic data
   he2rna featurize --manifest slides.csv --out features/
+  he2rna index --features trident_features/ --manifest slides.csv   # TRIDENT/CLAM/STAMP
   he2rna fit --features features/ --expression expr.csv.gz --log-transform --out model.joblib
   he2rna predict --model model.joblib --features features/ --out predictions.csv
   he2rna evaluate --features features/ --expression expr.csv.gz --log-transform --out genes.csv
@@ -91,6 +92,35 @@ def _add_expression_options(p):
     )
 
 
+def _add_index_parser(sub):
+    p = sub.add_parser(
+        "index",
+        help="index feature files made by other tools (TRIDENT, CLAM, STAMP, HE2RNA)",
+        formatter_class=_RAW,
+        description="Write the index.csv that fit/evaluate/predict/heatmap read, for a folder "
+        "of feature files made elsewhere (.h5, .pt, .npy, searched recursively). Files are "
+        "matched to the manifest by stem: the slide file's stem, as these tools name them.",
+        epilog="examples:\n"
+        "  he2rna index --features trident/20x_256px_0px_overlap/features_uni_v1 "
+        "--manifest slides.csv\n"
+        "  he2rna index --features clam/h5_files --manifest slides.csv --out uni/index.csv\n"
+        "  he2rna fit --features trident/20x_256px_0px_overlap/features_uni_v1 "
+        "--expression expr.csv.gz --log-transform --out model.joblib\n"
+        "The manifest is a CSV with slide_path, slide_id or sample_id, and optionally "
+        "patient_id and feature_file.",
+    )
+    p.add_argument("--features", required=True, help="folder of feature files")
+    p.add_argument("--manifest", help="CSV: sample_id / slide_id / slide_path [, patient_id]")
+    p.add_argument("--out", help="index file or folder (default: FEATURES/index.csv)")
+    p.add_argument(
+        "--on-missing",
+        default="raise",
+        choices=["raise", "skip"],
+        help="manifest rows without a feature file: error or leave out (default: raise)",
+    )
+    p.add_argument("--quiet", action="store_true")
+
+
 def build_parser():
     from .._version import __version__
 
@@ -120,13 +150,17 @@ def build_parser():
     p.add_argument("--manifest", help="CSV with slide_path[, sample_id, patient_id]")
     p.add_argument("--out", required=True, help="output folder (feature files + index.csv)")
     p.add_argument(
-        "--backbone", default="resnet50", help="torchvision/timm name (default: resnet50)"
+        "--backbone",
+        default="resnet50",
+        help="encoder (uni, virchow2, h-optimus-1, ...) or torchvision/timm name "
+        "(default: resnet50)",
     )
     p.add_argument(
         "--weights",
         type=_weights,
         default="imagenet",
-        help="'imagenet', a weights file, or 'none' for random (default: imagenet)",
+        help="'imagenet', 'pretrained' (an encoder's, from the Hugging Face cache), a "
+        "weights file, or 'none' for random (default: imagenet)",
     )
     p.add_argument("--mpp", type=float, help="tile resolution in µm/px (default: 0.5)")
     p.add_argument("--magnification", type=float, help="alternative to --mpp (20 = 0.5 µm/px)")
@@ -205,6 +239,8 @@ def build_parser():
     p.add_argument("--slide-path", help="the slide file, if it moved since featurize")
     p.add_argument("--out", required=True, help="PNG file")
     p.add_argument("--quiet", action="store_true")
+
+    _add_index_parser(sub)
 
     p = sub.add_parser(
         "demo",

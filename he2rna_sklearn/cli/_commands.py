@@ -19,7 +19,15 @@ from ._manifest import (
     slides_manifest,
 )
 
-__all__ = ["cmd_demo", "cmd_evaluate", "cmd_featurize", "cmd_fit", "cmd_heatmap", "cmd_predict"]
+__all__ = [
+    "cmd_demo",
+    "cmd_evaluate",
+    "cmd_featurize",
+    "cmd_fit",
+    "cmd_heatmap",
+    "cmd_index",
+    "cmd_predict",
+]
 
 
 def _echo(args, text):
@@ -274,6 +282,30 @@ def cmd_heatmap(args):
     ax.figure.savefig(out, dpi=120, bbox_inches="tight")
     plt.close(ax.figure)
     _echo(args, f"Heatmap of {label} on {args.slide}: {out}")
+    return 0
+
+
+# -- index -------------------------------------------------------------------------------
+def cmd_index(args):
+    """Index feature files made by other tools, for fit/evaluate/predict/heatmap."""
+    import warnings
+
+    from ..features import build_index
+
+    out = Path(args.out) if args.out else Path(args.features) / INDEX_NAME
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        index = build_index(args.features, args.manifest, out=out, on_missing=args.on_missing)
+    for w in caught:
+        print(f"he2rna index: warning: {w.message}")
+    if out.is_dir() or not out.suffix:
+        out = out / INDEX_NAME
+    _echo(
+        args,
+        f"Indexed {len(index)} slides ({index['patient_id'].nunique()} patients, "
+        f"{int(index['n_tiles'].sum())} tiles of {int(index['n_features'].max())} features): "
+        f"{out}",
+    )
     return 0
 
 

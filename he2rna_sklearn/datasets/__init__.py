@@ -1,4 +1,5 @@
-"""Data sets: a synthetic cohort on real tissue, and readers of expression tables."""
+"""Data sets: a synthetic cohort on real tissue, and readers of expression tables (including
+GDC STAR per-sample files)."""
 
 from ._expression import PRIMARY_TUMOUR, load_expression, tcga_patient_id, tcga_sample_type
 from ._expression_cohort import (
@@ -7,6 +8,7 @@ from ._expression_cohort import (
     make_expression_cohort,
     signature_scores,
 )
+from ._gdc import load_gdc_star
 from ._synthetic import (
     CLASS_NAMES,
     GENE_PROGRAMS,
@@ -22,6 +24,7 @@ __all__ = [
     "GENE_PROGRAMS",
     "PRIMARY_TUMOUR",
     "load_expression",
+    "load_gdc_star",
     "make_expression_cohort",
     "make_synthetic_cohort",
     "signature_scores",

@@ -1,4 +1,8 @@
-"""CNN backbones that map an RGB tile to a feature vector, and how their weights load."""
+"""Backbones that map an RGB tile to a feature vector, and how their weights load.
+
+A backbone is a torchvision or timm model, a registered pathology encoder (see
+:mod:`._encoders`: UNI, Virchow2, H-optimus, ...), or any ``torch.nn.Module``.
+"""
 
 from __future__ import annotations
 
@@ -13,11 +17,23 @@ import torch
 from torch import nn
 
 from ..exceptions import WeightsNotFoundError
+from ._encoders import (
+    ENCODERS,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    Encoder,
+    TileEncoder,
+    build_encoder_module,
+    get_encoder,
+    hf_cached_weights,
+    is_encoder_name,
+    load_encoder_state,
+)
 
 __all__ = ["Backbone", "build_backbone", "IMAGENET_MEAN", "IMAGENET_STD"]
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+#: ``weights`` values that ask for a backbone's published pretrained weights.
+_PRETRAINED = ("pretrained", "hf-hub")
 _HEAD_ATTRS = ("fc", "classifier", "head", "heads")
 _WEIGHT_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt", ".safetensors")
 
@@ -38,6 +54,8 @@ class Backbone:
         or ``"random-init(seed=0)"``).
     mean, std : tuple of float
         Input normalisation, per RGB channel, for inputs scaled to [0, 1].
+    encoder : Encoder, optional
+        For a registered pathology encoder: its card (tile size, µm/px, pooling, licence).
     """
 
     module: nn.Module
@@ -45,6 +63,7 @@ class Backbone:
     weights_id: str
     mean: tuple = IMAGENET_MEAN
     std: tuple = IMAGENET_STD
+    encoder: Encoder | None = None
 
 
 def _seed_from(random_state):
@@ -70,7 +89,7 @@ def _looks_like_path(weights):
     )
 
 
-def _read_state_dict(path):
+def _read_state_dict(path, *, strip_prefixes=True):
     path = Path(path)
     if not path.is_file():
         raise WeightsNotFoundError(f"Weights file not found: '{path}'.")
@@ -92,6 +111,8 @@ def _read_state_dict(path):
             state = state[key]
     if not isinstance(state, dict) or not state:
         raise ValueError(f"Weights file '{path}' holds no state dict.")
+    if not strip_prefixes:
+        return dict(state)
     prefixes = ("module.", "model.", "backbone.")
     out = {}
     for k, v in state.items():
@@ -178,14 +199,14 @@ def _torchvision_backbone(name, weights, random_state, progress):
     else:
         enum = models.get_model_weights(name)
         key = str(weights)
-        if key.lower() == "imagenet":
+        if key.lower() in ("imagenet", *_PRETRAINED):
             key = "IMAGENET1K_V1" if "IMAGENET1K_V1" in enum.__members__ else "DEFAULT"
         try:
             member = enum[key] if key != "DEFAULT" else enum.DEFAULT
         except KeyError:
             raise ValueError(
                 f"weights={weights!r} is not a known weights name for '{name}' "
-                f"({['imagenet', *enum.__members__]}) nor an existing file."
+                f"({['imagenet', 'pretrained', *enum.__members__]}) nor an existing file."
             ) from None
         state, weights_id = _torchvision_cached_state(member, name, progress)
         _load_into(model, state, f"torchvision's {member.name}", name, head)
@@ -200,9 +221,10 @@ def _timm_backbone(name, weights, random_state):
             f"Backbone '{name}' needs timm: pip install 'he2rna-sklearn[timm]'"
         ) from exc
     pretrained = weights is not None and not _looks_like_path(weights)
-    if pretrained and str(weights).lower() != "imagenet":
+    if pretrained and str(weights).lower() not in ("imagenet", *_PRETRAINED):
         raise ValueError(
-            f"For timm backbones weights must be 'imagenet', a file or None, got {weights!r}."
+            f"For timm backbones weights must be 'imagenet' (or 'pretrained'), a file or None, "
+            f"got {weights!r}."
         )
     with torch.random.fork_rng(devices=[]):
         seed = _seed_from(random_state)
@@ -242,21 +264,71 @@ def _module_weights_id(module):
     return f"module:{type(module).__name__}:sha1={h.hexdigest()[:12]}"
 
 
+def _encoder_backbone(encoder, weights, random_state, progress):
+    """A registered pathology encoder with its published weights (or seeded random ones)."""
+    if encoder.imagenet:
+        bb = _torchvision_backbone(
+            encoder.architecture.split(":", 1)[1], weights, random_state, progress
+        )
+        bb.encoder = encoder
+        return bb
+    if isinstance(weights, str) and not _looks_like_path(weights):
+        key = weights.lower()
+        if key == "imagenet":
+            raise ValueError(
+                f"Encoder '{encoder.name}' has pathology weights, not ImageNet ones: pass "
+                "weights='pretrained' (read from the Hugging Face cache, offline), a checkpoint "
+                "file, or None for random weights."
+            )
+        if key not in _PRETRAINED:
+            raise ValueError(
+                f"weights={weights!r} for encoder '{encoder.name}' must be 'pretrained', a "
+                "checkpoint file or None."
+            )
+    name = f"encoder:{encoder.name}"
+    if weights is None:
+        with torch.random.fork_rng(devices=[]):
+            seed = _seed_from(random_state)
+            torch.manual_seed(seed)
+            module = build_encoder_module(encoder)
+        weights_id = f"random-init(seed={seed})"
+    else:
+        if _looks_like_path(weights):
+            path = Path(weights)
+            if not path.is_file():
+                raise WeightsNotFoundError(
+                    f"Weights file of encoder '{encoder.name}' not found: '{path}'."
+                )
+            weights_id = f"file:{path.name}:sha1={_file_sha1(path)[:12]}"
+        else:
+            path, weights_id = hf_cached_weights(encoder)
+        state = _read_state_dict(path, strip_prefixes=encoder.checkpoint_layout == "timm")
+        module = build_encoder_module(encoder, device="meta")
+        load_encoder_state(module, encoder, state, source=f"'{path}'")
+    return Backbone(module.eval(), name, weights_id, encoder.mean, encoder.std, encoder)
+
+
 def build_backbone(backbone="resnet50", weights="imagenet", *, random_state=None, progress=True):
     """Build a feature-extraction backbone.
 
     Parameters
     ----------
-    backbone : str or torch.nn.Module
-        A torchvision model name (``"resnet50"``, the paper's), a timm model name
-        (``"timm:<name>"``, or a bare name that torchvision does not know), or any
-        ``torch.nn.Module`` that maps (B, 3, H, W) tiles to (B, D) features.
-    weights : {"imagenet", None} or str or path
-        ``"imagenet"`` loads ImageNet weights (torchvision: ``IMAGENET1K_V1``, as in the
-        paper) from torchvision's cache, downloading them when online; a torchvision weights
-        name (``"IMAGENET1K_V2"``); a path to a state dict; or None for random
-        initialisation seeded by ``random_state`` (0 when None). For a module backbone,
-        None uses the module as it is and a path loads a state dict into it.
+    backbone : str, Encoder or torch.nn.Module
+        A registered pathology encoder (``"uni"``, ``"uni2-h"``, ``"virchow2"``,
+        ``"h-optimus-1"``, ``"conch-v1.5"``... see :func:`list_encoders`, or its Hugging
+        Face name ``"hf-hub:MahmoodLab/UNI"``), a torchvision model name (``"resnet50"``,
+        the paper's), a timm model name (``"timm:<name>"``, or a bare name that torchvision
+        does not know), or any ``torch.nn.Module`` that maps (B, 3, H, W) tiles to
+        features; wrap it in :class:`TileEncoder` to state its normalisation and pooling.
+    weights : {"imagenet", "pretrained", None} or str or path
+        ``"pretrained"``: the backbone's published weights; for a registered encoder they
+        are read from the Hugging Face cache, offline (never downloaded). ``"imagenet"``
+        loads ImageNet weights (torchvision: ``IMAGENET1K_V1``, as in the paper) from
+        torchvision's cache, downloading them when online; a torchvision weights name
+        (``"IMAGENET1K_V2"``); a path to a checkpoint (``torch.load(weights_only=True)``
+        or safetensors); or None for random initialisation seeded by ``random_state`` (0
+        when None). For a module backbone, None uses the module as it is and a path loads
+        a state dict into it.
     random_state : int, RandomState or None
         Seed of random initialisation (``weights=None``).
     progress : bool
@@ -265,9 +337,23 @@ def build_backbone(backbone="resnet50", weights="imagenet", *, random_state=None
     Raises
     ------
     WeightsNotFoundError
-        If pretrained weights were asked for and cannot be found or downloaded. There is no
-        silent fallback to random weights.
+        If pretrained weights were asked for and cannot be found or downloaded (gated
+        models say how to get them). There is no silent fallback to random weights.
+
+    Examples
+    --------
+    >>> from he2rna_sklearn.features import build_backbone
+    >>> bb = build_backbone("resnet18", None, random_state=0)
+    >>> bb.name, bb.weights_id
+    ('resnet18', 'random-init(seed=0)')
+    >>> build_backbone("uni", "pretrained")  # doctest: +SKIP
+    Traceback (most recent call last):
+    WeightsNotFoundError: The weights of encoder 'uni' (MahmoodLab/UNI: ...) are not in ...
     """
+    if isinstance(backbone, Encoder) or (
+        isinstance(backbone, str) and not backbone.startswith("timm:") and is_encoder_name(backbone)
+    ):
+        return _encoder_backbone(get_encoder(backbone), weights, random_state, progress)
     if isinstance(backbone, nn.Module):
         if weights is not None and not _looks_like_path(weights):
             raise ValueError(
@@ -275,8 +361,17 @@ def build_backbone(backbone="resnet50", weights="imagenet", *, random_state=None
                 "own weights are used. Pass weights=None (or a path to a state dict to load "
                 "into it)."
             )
+        target = backbone.module if isinstance(backbone, TileEncoder) else backbone
         if weights is not None:
-            _load_into(backbone, _read_state_dict(weights), f"'{weights}'", type(backbone).__name__)
+            _load_into(target, _read_state_dict(weights), f"'{weights}'", type(target).__name__)
+        if isinstance(backbone, TileEncoder):
+            return Backbone(
+                backbone,
+                f"module:{backbone.name}",
+                _module_weights_id(target),
+                backbone.mean,
+                backbone.std,
+            )
         return Backbone(backbone, f"module:{type(backbone).__name__}", _module_weights_id(backbone))
     if not isinstance(backbone, str):
         raise TypeError(
@@ -297,6 +392,7 @@ def build_backbone(backbone="resnet50", weights="imagenet", *, random_state=None
     raise ValueError(
         f"Unknown backbone '{backbone}': not a torchvision model name"
         + (" nor a timm model name" if timm is not None else " (and timm is not installed)")
-        + ". Examples: 'resnet50', 'resnet18', 'timm:vit_small_patch16_224', or pass a "
+        + f" nor a registered encoder ({', '.join(sorted(ENCODERS))}). Examples: "
+        "'resnet50', 'uni', 'hf-hub:MahmoodLab/UNI', 'timm:vit_small_patch16_224', or pass a "
         "torch.nn.Module."
     )

@@ -27,8 +27,10 @@ from ..slides import (
     select_tissue_tiles,
     slide_fingerprint,
 )
+from ..slides._annotations import GEOJSON_SUFFIXES, geojson_tissue_mask
 from ..slides._reader import lookup_by_slide
 from ._backbones import build_backbone
+from ._encoders import Encoder
 from ._extract import FeatureRunner, TileDataset, extract_features
 from ._store import FORMAT_VERSION, BagWriter, read_bag
 
@@ -49,12 +51,17 @@ class SlideFeaturizer(TransformerMixin, BaseEstimator):
 
     Parameters
     ----------
-    backbone : str or torch.nn.Module, default="resnet50"
-        A torchvision or timm model name, or a module mapping (B, 3, H, W) to (B, D).
-    weights : {"imagenet", None} or str, default="imagenet"
-        ``"imagenet"`` (from torchvision's cache, or downloaded when online), a path to a
-        state dict, or None for seeded random weights. Missing pretrained weights raise
-        :class:`~he2rna_sklearn.exceptions.WeightsNotFoundError`; there is no fallback.
+    backbone : str, Encoder or torch.nn.Module, default="resnet50"
+        A registered pathology encoder (``"uni"``, ``"virchow2"``, ``"hf-hub:MahmoodLab/UNI"``
+        ...; see :func:`~he2rna_sklearn.features.list_encoders`), a torchvision or timm model
+        name, or a module mapping (B, 3, H, W) to features (wrapped in
+        :class:`~he2rna_sklearn.features.TileEncoder` to state its normalisation and pooling).
+    weights : {"imagenet", "pretrained", None} or str, default="imagenet"
+        ``"imagenet"`` (from torchvision's cache, or downloaded when online),
+        ``"pretrained"`` (a registered encoder's published weights, from the Hugging Face
+        cache, offline), a path to a checkpoint, or None for seeded random weights. Missing
+        pretrained weights raise :class:`~he2rna_sklearn.exceptions.WeightsNotFoundError`;
+        there is no fallback.
     mpp : float, optional
         Tile resolution in µm per pixel. Default 0.5 (about 20x, the paper's).
     magnification : float, optional
@@ -69,8 +76,10 @@ class SlideFeaturizer(TransformerMixin, BaseEstimator):
         A tile is kept when at least this fraction of it is tissue.
     tissue_masks : dict, optional
         User tissue masks replacing automatic detection, keyed by slide path, file name or
-        stem: a 2-D boolean array covering the whole slide (any resolution) or the path of
-        a mask image (non-zero is tissue).
+        stem: a 2-D boolean array covering the whole slide (any resolution), the path of
+        a mask image (non-zero is tissue), or a GeoJSON file of tissue polygons in level-0
+        pixels (QuPath, GrandQC, TRIDENT; see
+        :func:`~he2rna_sklearn.slides.geojson_tissue_mask`).
     tile_transform : callable, optional
         Applied to every (h, w, 3) uint8 tile before the backbone, in the reading
         workers, e.g. :class:`~he2rna_sklearn.features.ReinhardNormalizer`. Must be
@@ -125,7 +134,7 @@ class SlideFeaturizer(TransformerMixin, BaseEstimator):
     """
 
     _parameter_constraints = {
-        "backbone": [str, torch.nn.Module],
+        "backbone": [str, torch.nn.Module, Encoder],
         "weights": [str, os.PathLike, None],
         "mpp": [Interval(numbers.Real, 0, None, closed="neither"), None],
         "magnification": [Interval(numbers.Real, 0, None, closed="neither"), None],
@@ -293,6 +302,9 @@ class SlideFeaturizer(TransformerMixin, BaseEstimator):
 
             if not Path(mask).is_file():
                 raise FileNotFoundError(f"Tissue mask of slide '{path}' not found: '{mask}'.")
+            if Path(mask).suffix.lower() in GEOJSON_SUFFIXES:
+                with SlideReader(path, lookup_slide_mpp(self.slide_mpp, path)) as reader:
+                    return geojson_tissue_mask(mask, reader.dimensions)
             with Image.open(mask) as im:
                 mask = np.asarray(im.convert("L")) > 0
         mask = np.asarray(mask, dtype=bool)
@@ -370,6 +382,7 @@ class SlideFeaturizer(TransformerMixin, BaseEstimator):
             "tile_size": geometry.tile_size,
             "extent": geometry.extent,
             "level": geometry.level,
+            "read_size": geometry.read_size,
             "backbone": runner.backbone.name,
             "weights": runner.backbone.weights_id,
             "precision": runner.precision,

@@ -11,6 +11,8 @@ import numpy as np
 
 from .._version import __version__
 from ..bags import Bag
+from ..slides import lookup_slide_mpp
+from . import _interop
 
 __all__ = ["BagWriter", "H5Array", "load_bags", "read_bag", "write_bag"]
 
@@ -96,6 +98,9 @@ class BagWriter:
             "features", shape=self.shape, dtype=np.float32, chunks=chunks
         )
         self._fh.create_dataset("coords", data=self.coords)
+        # The attributes CLAM and TRIDENT read, so that these files travel the other way.
+        self._fh["coords"].attrs.update(_interop.coords_attrs(self.attrs))
+        self._features.attrs.update(_interop.features_attrs(self.attrs))
         self._fh.attrs["format"] = "he2rna-sklearn"
         self._fh.attrs["format_version"] = FORMAT_VERSION
         self._fh.attrs["package_version"] = __version__
@@ -144,23 +149,33 @@ def _attr_value(value):
     return value
 
 
-def read_bag(path, *, lazy=False):
+def read_bag(path, *, lazy=False, slide_mpp=None):
     """Read one feature file into a :class:`Bag`.
 
-    Reads this package's files and the layouts of other tools: CLAM and TRIDENT
-    (``features`` + ``coords``), STAMP (``feats`` + ``coords``), and files with
-    ``features`` and per-tile ``metadata`` (tile names) but no coordinates.
+    Reads this package's files and the layouts of other tools: TRIDENT and CLAM
+    (``features`` + ``coords``, with their tile geometry in ``meta["extent"]``), STAMP
+    (``feats`` + ``coords`` in pixels or µm), files with ``features`` and per-tile
+    ``metadata`` (tile names) but no coordinates, ``.pt`` feature files (CLAM, TRIDENT)
+    and the official HE2RNA ``.npy`` tile features.
 
     Parameters
     ----------
     path : str or Path
     lazy : bool
         Keep features on disk and read them when the bag is converted with ``np.asarray``
-        (for cohorts larger than memory).
+        (for cohorts larger than memory; HDF5 only).
+    slide_mpp : float or dict, optional
+        The slide's level-0 µm per pixel (or a mapping by the feature file's path, name or
+        stem), to convert coordinates stored in µm (STAMP) to level-0 pixels.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"Feature file not found: '{path}'.")
+    suffix = path.suffix.lower()
+    if suffix in (".pt", ".pth"):
+        return _interop.read_pt_features(path)
+    if suffix == ".npy":
+        return _interop.read_he2rna_npy(path)
     try:
         fh = h5py.File(path, "r")
     except OSError as exc:
@@ -175,6 +190,8 @@ def read_bag(path, *, lazy=False):
         dset = fh[key]
         if dset.ndim == 3 and dset.shape[0] == 1:  # CLAM sometimes stores (1, n, d)
             features = dset[0]
+        elif dset.ndim == 1 and dset.shape[0] == 0:  # TRIDENT's empty slide
+            features = np.zeros((0, 0), dtype=np.float32)
         elif dset.ndim != 2:
             raise ValueError(f"'{key}' in '{path}' must be 2-D, got shape {dset.shape}.")
         elif lazy:
@@ -189,6 +206,15 @@ def read_bag(path, *, lazy=False):
             meta.update({f"coords_{k}": _attr_value(v) for k, v in fh["coords"].attrs.items()})
         if "metadata" in fh and coords is None:
             meta["tile_names"] = [_attr_value(v) for v in fh["metadata"][()]]
+        coords, geometry = _interop.h5_geometry(
+            path,
+            fh.attrs,
+            fh["coords"].attrs if "coords" in fh else {},
+            coords,
+            feature_key=key,
+            slide_mpp=lookup_slide_mpp(slide_mpp, path),
+        )
+        meta.update(geometry)
     slide_id = meta.get("slide_id")
     if slide_id is None:
         slide_id = path.parent.name if path.stem in _FEATURE_KEYS else path.stem
@@ -196,15 +222,19 @@ def read_bag(path, *, lazy=False):
     return Bag(features, coords=coords, slide_id=slide_id, meta=meta)
 
 
-def load_bags(paths, *, lazy=False):
+def load_bags(paths, *, lazy=False, slide_mpp=None):
     """Read feature files into a list of bags, in the order given.
 
     Parameters
     ----------
     paths : sequence of str or Path
-        One HDF5 file per slide (this package's, CLAM/TRIDENT's or STAMP's).
+        One file per slide: HDF5 (this package's, TRIDENT's, CLAM's or STAMP's), ``.pt``
+        or HE2RNA ``.npy`` (see :func:`read_bag`).
     lazy : bool
         Keep features on disk until each bag is used.
+    slide_mpp : float or dict, optional
+        Level-0 µm per pixel of the slides (a mapping by feature file path, name or stem),
+        to convert coordinates stored in µm (STAMP) to pixels.
 
     Examples
     --------
@@ -213,4 +243,4 @@ def load_bags(paths, *, lazy=False):
     """
     if isinstance(paths, (str, os.PathLike)):
         raise TypeError("load_bags expects a list of paths; wrap a single path in a list.")
-    return [read_bag(p, lazy=lazy) for p in paths]
+    return [read_bag(p, lazy=lazy, slide_mpp=slide_mpp) for p in paths]

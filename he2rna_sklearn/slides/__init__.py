@@ -4,6 +4,7 @@ Open a slide with OpenSlide, resolve its physical resolution, find tissue and la
 tiles at a requested µm per pixel.
 """
 
+from ._annotations import geojson_tissue_mask, read_geojson_polygons
 from ._reader import SlideReader, lookup_slide_mpp, slide_fingerprint
 from ._tiling import (
     TileGeometry,
@@ -17,10 +18,12 @@ from ._tissue import otsu_threshold, tissue_mask
 __all__ = [
     "SlideReader",
     "TileGeometry",
+    "geojson_tissue_mask",
     "grid_coords",
     "lookup_slide_mpp",
     "otsu_threshold",
     "plan_geometry",
+    "read_geojson_polygons",
     "select_tissue_tiles",
     "slide_fingerprint",
     "tile_fractions",

@@ -47,3 +47,44 @@ def test_capped_at_tile_count_and_deterministic():
 def test_needs_coords():
     with pytest.raises(ValueError, match="no tile coordinates"):
         SuperTiles().transform([np.zeros((4, 3))])
+
+
+def test_cluster_on_features_groups_look_alike_tiles_wherever_they_lie():
+    """SEQUOIA's choice: two kinds of tissue scattered over the slide, one super-tile each."""
+    rng = np.random.default_rng(2)
+    kind = rng.integers(0, 2, size=80)
+    feats = rng.normal(scale=0.1, size=(80, 4)) + kind[:, None] * 5.0
+    coords = rng.integers(0, 10_000, size=(80, 2))
+    bag = Bag(feats, coords=coords, slide_id="s")
+    [st] = SuperTiles(n_clusters=2, cluster_on="features", random_state=0).fit_transform([bag])
+    assert st.shape == (2, 4) and st.meta["super_tiles_on"] == "features"
+    for c in range(2):  # each cluster is one kind of tissue
+        assert len(np.unique(kind[st.assignment == c])) == 1
+    np.testing.assert_array_equal(st.tile_coords, coords)
+    [by_xy] = SuperTiles(n_clusters=2, random_state=0).fit_transform([bag])
+    assert any(len(np.unique(kind[by_xy.assignment == c])) == 2 for c in range(2))
+    # Without coordinates: features still cluster, and nothing spatial is invented.
+    [plain] = SuperTiles(n_clusters=2, cluster_on="features", random_state=0).fit_transform([feats])
+    assert plain.coords is None and plain.tile_coords is None and plain.shape == (2, 4)
+
+
+def test_set_output_keeps_bags_in_a_pipeline():
+    from sklearn.pipeline import make_pipeline
+
+    from he2rna_sklearn import HE2RNARegressor
+
+    st = SuperTiles(n_clusters=4, random_state=0)
+    assert st.set_output(transform="pandas") is st
+    [out] = st.fit_transform([_bag()])
+    assert isinstance(out, Bag) and out.shape == (4, 5)
+    assert clone(st)._sklearn_output_config == {"transform": "pandas"}
+    with pytest.raises(ValueError, match="transform must be"):
+        SuperTiles().set_output(transform="arrow")
+    pipe = make_pipeline(
+        SuperTiles(n_clusters=4, random_state=0),
+        HE2RNARegressor(max_epochs=2, ks=(1, 2), validation_fraction=None, random_state=0),
+    ).set_output(transform="pandas")
+    bags = [_bag(seed=i) for i in range(6)]
+    y = np.random.default_rng(0).normal(size=(6, 3))
+    pipe.fit(bags, y)
+    assert np.asarray(pipe.predict(bags)).shape == (6, 3)

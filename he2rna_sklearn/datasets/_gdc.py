@@ -1,0 +1,290 @@
+"""GDC STAR per-sample expression files, assembled into one table.
+
+The GDC's "STAR - Counts" workflow writes one ``*.rna_seq.augmented_star_gene_counts.tsv``
+per aliquot, in a folder named by the GDC file id: a comment line (``# gene-model: GENCODE
+v36``), a header ``gene_id gene_name gene_type unstranded stranded_first stranded_second
+tpm_unstranded fpkm_unstranded fpkm_uq_unstranded``, four STAR summary rows
+(``N_unmapped``, ``N_multimapping``, ``N_noFeature``, ``N_ambiguous``, with empty gene names
+and normalised values), then one row per gene. The files do not name their sample: the GDC
+sample sheet (downloaded with the files from the GDC portal's cart) does.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.utils import Bunch
+
+from ._expression import _TCGA, tcga_patient_id
+
+__all__ = ["STAR_COLUMNS", "load_gdc_star"]
+
+#: The header of a GDC augmented STAR gene counts file.
+STAR_COLUMNS = (
+    "gene_id",
+    "gene_name",
+    "gene_type",
+    "unstranded",
+    "stranded_first",
+    "stranded_second",
+    "tpm_unstranded",
+    "fpkm_unstranded",
+    "fpkm_uq_unstranded",
+)
+_VALUES = {
+    "counts": "unstranded",
+    "unstranded": "unstranded",
+    "stranded_first": "stranded_first",
+    "stranded_second": "stranded_second",
+    "tpm": "tpm_unstranded",
+    "tpm_unstranded": "tpm_unstranded",
+    "fpkm": "fpkm_unstranded",
+    "fpkm_unstranded": "fpkm_unstranded",
+    "fpkm_uq": "fpkm_uq_unstranded",
+    "fpkm-uq": "fpkm_uq_unstranded",
+    "fpkm_uq_unstranded": "fpkm_uq_unstranded",
+}
+_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I)
+
+
+def _star_files(source):
+    if isinstance(source, (str, os.PathLike)):
+        folder = Path(source)
+        if folder.is_file():
+            return [folder]
+        if not folder.is_dir():
+            raise FileNotFoundError(f"GDC STAR folder or file not found: '{folder}'.")
+        files = sorted(folder.rglob("*star_gene_counts.tsv*"))
+        if not files:
+            files = sorted(p for p in folder.rglob("*.tsv*") if p.is_file())
+            files = [p for p in files if p.name.lower() != "gdc_sample_sheet.tsv"]
+        if not files:
+            raise ValueError(f"No GDC STAR counts files (*.tsv) under '{folder}'.")
+        return files
+    files = [Path(p) for p in source]
+    if not files:
+        raise ValueError("No GDC STAR files were given.")
+    for p in files:
+        if not p.is_file():
+            raise FileNotFoundError(f"GDC STAR file not found: '{p}'.")
+    return files
+
+
+def _read_star(path, column, *, with_annotation):
+    try:
+        table = pd.read_csv(path, sep="\t", comment="#", dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise ValueError(f"Cannot read '{path}' as a tab-separated file: {exc}") from exc
+    if "gene_id" not in table.columns or column not in table.columns:
+        raise ValueError(
+            f"'{path}' is not a GDC STAR counts file with a '{column}' column: its header is "
+            f"{list(table.columns)[:9]}; expected {list(STAR_COLUMNS)}."
+        )
+    table = table[~table["gene_id"].str.startswith("N_")]
+    values = pd.to_numeric(table[column].str.strip(), errors="coerce")
+    bad = values.isna()
+    if bad.any():
+        genes = table["gene_id"][bad].tolist()
+        raise ValueError(
+            f"Non-numeric or empty '{column}' values in '{path}' for genes {genes[:5]}"
+            + (f" and {int(bad.sum()) - 5} more." if bad.sum() > 5 else ".")
+        )
+    series = pd.Series(values.to_numpy(dtype=np.float64), index=table["gene_id"].to_numpy())
+    dup = series.index[series.index.duplicated()].unique().tolist()
+    if dup:
+        raise ValueError(f"Duplicated gene ids in '{path}': {dup[:5]}.")
+    annotation = None
+    if with_annotation:
+        cols = [c for c in ("gene_name", "gene_type") if c in table.columns]
+        annotation = table.set_index("gene_id")[cols]
+    return series, annotation
+
+
+def _sample_sheet(path):
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"GDC sample sheet not found: '{path}'.")
+    sheet = pd.read_csv(path, sep="\t" if path.suffix.lower() != ".csv" else ",", dtype=str)
+    needed = {"File Name", "Sample ID"}
+    if not needed <= set(sheet.columns):
+        raise ValueError(
+            f"'{path}' is not a GDC sample sheet: it needs the columns {sorted(needed)} "
+            f"(found {list(sheet.columns)[:8]})."
+        )
+    return sheet.set_index("File Name")
+
+
+def load_gdc_star(
+    files,
+    *,
+    value="fpkm_uq",
+    sample_sheet=None,
+    sample_ids=None,
+    sample_types=None,
+    gene_column="gene_id",
+    log_transform=False,
+    drop_zero_median=False,
+    patient_id="tcga",
+):
+    """Read GDC STAR per-sample expression files into one samples x genes table.
+
+    Parameters
+    ----------
+    files : str, Path or sequence of them
+        A folder (searched recursively for ``*star_gene_counts.tsv``, as the GDC client
+        lays them out: one folder per file id) or a list of files.
+    value : {"fpkm_uq", "tpm", "fpkm", "counts", "stranded_first", "stranded_second"}, \
+default="fpkm_uq"
+        The column to read: FPKM-UQ (the paper's target, as log10(1 + x)), TPM, FPKM, or
+        the unstranded read counts (``"counts"``) or a stranded count column.
+    sample_sheet : str or Path, optional
+        The GDC sample sheet (TSV with ``File Name``, ``Sample ID`` and, optionally,
+        ``Case ID`` and ``Sample Type``) that names each file's sample (TCGA barcode) and
+        patient.
+    sample_ids : dict, optional
+        Sample id per file, keyed by path, file name or GDC file id (the file's folder);
+        overrides the sample sheet.
+    sample_types : collection of str, optional
+        Keep only these sample types of the sample sheet (e.g. ``["Primary Tumor"]``).
+    gene_column : {"gene_id", "gene_name"}, default="gene_id"
+        Name genes by Ensembl id (with version, unique) or by symbol (an error names
+        duplicated symbols).
+    log_transform : bool, default=False
+        Apply log10(1 + x).
+    drop_zero_median : bool, default=False
+        Drop genes whose median over samples is zero, as the paper did.
+    patient_id : {"tcga", None}, default="tcga"
+        Patients of samples missing from the sample sheet's ``Case ID``: the first 12
+        characters of TCGA barcodes (other ids are their own patient), or None (each sample
+        is its own patient).
+
+    Returns
+    -------
+    data : sklearn.utils.Bunch
+        ``expression`` (DataFrame, samples x genes, float), ``patient_ids`` (Series by
+        sample), ``genes`` (DataFrame by gene: ``gene_id``/``gene_name``, ``gene_type``),
+        ``sample_types`` (Series, or None without a sample sheet) and ``files`` (Series:
+        each sample's file).
+
+    Raises
+    ------
+    ValueError
+        If a file is not a STAR counts file, lacks genes the others have, or two files
+        name the same sample; the message names the file.
+
+    Examples
+    --------
+    >>> from he2rna_sklearn.datasets import load_gdc_star
+    >>> data = load_gdc_star("gdc_download/", sample_sheet="gdc_sample_sheet.tsv",
+    ...                      value="fpkm_uq", log_transform=True)  # doctest: +SKIP
+    >>> data.expression.shape  # doctest: +SKIP
+    (92, 60660)
+    """
+    column = _VALUES.get(str(value).lower())
+    if column is None:
+        raise ValueError(f"value must be one of {sorted(set(_VALUES))}, got {value!r}.")
+    if gene_column not in ("gene_id", "gene_name"):
+        raise ValueError(f"gene_column must be 'gene_id' or 'gene_name', got {gene_column!r}.")
+    if patient_id not in ("tcga", None):
+        raise ValueError(f"patient_id must be 'tcga' or None, got {patient_id!r}.")
+    paths = _star_files(files)
+    sheet = _sample_sheet(sample_sheet) if sample_sheet is not None else None
+    if sample_types is not None and sheet is None:
+        raise ValueError("sample_types filters by the sample sheet's 'Sample Type': give it.")
+
+    samples, cases, types = [], [], []
+    for p in paths:
+        sid = case = stype = None
+        if sample_ids is not None:
+            for key in (os.fspath(p), p.name, p.parent.name):
+                if key in sample_ids:
+                    sid = str(sample_ids[key])
+                    break
+        if sheet is not None and p.name in sheet.index:
+            row = sheet.loc[p.name]
+            sid = sid or str(row["Sample ID"])
+            case = row.get("Case ID")
+            stype = row.get("Sample Type")
+        if sid is None:
+            if sheet is not None:
+                raise ValueError(f"'{p.name}' is not in the sample sheet '{sample_sheet}'.")
+            sid = p.parent.name if _UUID.match(p.parent.name) else p.name.split(".")[0]
+        if "," in sid:
+            raise ValueError(f"File '{p}' belongs to several samples ({sid}); pass sample_ids.")
+        samples.append(sid)
+        cases.append(None if case is None or pd.isna(case) else str(case).split(",")[0].strip())
+        types.append(None if stype is None or pd.isna(stype) else str(stype))
+    keep = [i for i, t in enumerate(types) if sample_types is None or t in set(sample_types)]
+    if not keep:
+        raise ValueError(f"No file has a sample type in {sorted(sample_types)}.")
+    dup = pd.Index([samples[i] for i in keep])
+    dup = dup[dup.duplicated()].unique().tolist()
+    if dup:
+        raise ValueError(
+            f"Sample(s) {dup[:5]} have more than one file (e.g. several aliquots); pick one "
+            "per sample with sample_ids or a filtered list of files."
+        )
+
+    columns, genes = [], None
+    for n, i in enumerate(keep):
+        series, annotation = _read_star(paths[i], column, with_annotation=n == 0)
+        if genes is None:
+            genes = annotation
+            reference = series.index
+        elif not series.index.equals(reference):
+            missing = reference.difference(series.index)
+            extra = series.index.difference(reference)
+            if len(missing) or len(extra):
+                raise ValueError(
+                    f"'{paths[i]}' has other genes than '{paths[keep[0]]}' ({len(missing)} "
+                    f"missing, e.g. {missing[:3].tolist()}; {len(extra)} extra, e.g. "
+                    f"{extra[:3].tolist()}): mixed gene models?"
+                )
+            series = series.reindex(reference)
+        columns.append(series.to_numpy())
+    index = pd.Index([samples[i] for i in keep], name="sample_id")
+    expression = pd.DataFrame(np.column_stack(columns).T, index=index, columns=reference)
+    genes = genes.reindex(reference).rename_axis("gene_id").reset_index()
+    if gene_column == "gene_name":
+        names = genes["gene_name"].astype(str)
+        dup_names = names[names.duplicated()].unique().tolist()
+        if dup_names:
+            raise ValueError(
+                f"Gene names {dup_names[:5]} name several gene ids; use gene_column='gene_id'."
+            )
+        expression.columns = names.to_numpy()
+        genes = genes.set_index("gene_name")
+    else:
+        genes = genes.set_index("gene_id")
+    expression.columns.name = "gene"
+    if drop_zero_median:
+        kept = expression.median(axis=0) != 0
+        expression = expression.loc[:, kept]
+        genes = genes.loc[kept.to_numpy()]
+    if log_transform:
+        if (expression.to_numpy() < 0).any():
+            raise ValueError(f"log_transform=True needs non-negative '{column}' values.")
+        expression = np.log10(1.0 + expression)
+    patients = []
+    for i in keep:
+        if cases[i]:
+            patients.append(cases[i])
+        elif patient_id == "tcga" and _TCGA.match(samples[i]):
+            patients.append(tcga_patient_id(samples[i]))
+        else:
+            patients.append(samples[i])
+    return Bunch(
+        expression=expression,
+        patient_ids=pd.Series(patients, index=index, name="patient_id"),
+        genes=genes,
+        sample_types=(
+            pd.Series([types[i] for i in keep], index=index, name="sample_type")
+            if sheet is not None
+            else None
+        ),
+        files=pd.Series([os.fspath(paths[i]) for i in keep], index=index, name="file"),
+    )

@@ -1,0 +1,565 @@
+"""Feature files of other tools, both ways.
+
+Read: TRIDENT and CLAM HDF5 files with their level-0 geometry, STAMP files whose
+coordinates are in µm or pixels, ``.pt`` feature files (CLAM, TRIDENT) and the official
+HE2RNA ``.npy`` tile features. Write: the coordinate attributes that CLAM and TRIDENT read,
+so that this package's files travel the other way. And :func:`build_index`, which turns a
+folder of outside feature files plus a manifest into the index the ``he2rna`` command reads.
+
+Facts about the layouts come from the tools' public sources (mahmoodlab/CLAM,
+mahmoodlab/TRIDENT, KatherLab/STAMP, owkin/HE2RNA_code); none of their code is used.
+
+* TRIDENT: ``features`` (n, d) and ``coords`` (n, 2) level-0 pixels; the ``coords``
+  attributes ``patch_size`` (pixels at ``target_magnification``), ``patch_size_level0``
+  (the tile side at level 0), ``level0_magnification``, ``target_magnification``.
+* CLAM: ``features`` and ``coords`` (level 0); patching files carry ``patch_level`` and
+  ``patch_size`` (pixels at that level), sometimes ``downsample`` (the level's).
+* STAMP: ``feats`` and ``coords``; ``unit="um"`` says the coordinates are in µm, with the
+  tile side in ``tile_size_um`` (``tile_size`` in STAMP 2.0) and ``tile_size_px``.
+* HE2RNA (``extract_tile_features_from_slides.py``): one ``.npy`` per slide of shape
+  (n, 3 + 2048): the OpenSlide DeepZoom level, column and row of 224-px tiles without
+  overlap, then the ResNet50 features; all-zero rows are padding.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from ..bags import Bag
+
+__all__ = [
+    "FEATURE_SUFFIXES",
+    "build_index",
+    "coords_attrs",
+    "features_attrs",
+    "h5_geometry",
+    "read_he2rna_npy",
+    "read_pt_features",
+]
+
+#: File suffixes of the feature files that :func:`~he2rna_sklearn.features.read_bag` reads.
+FEATURE_SUFFIXES = (".h5", ".hdf5", ".pt", ".pth", ".npy")
+_KIND_ORDER = {".h5": 0, ".hdf5": 0, ".pt": 1, ".pth": 1, ".npy": 2}
+#: DeepZoom tiling of the official HE2RNA code: 224-px tiles, no overlap.
+HE2RNA_TILE = 224
+
+
+# -- reading HDF5 geometry ------------------------------------------------------------------
+def _scalar(value):
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, np.ndarray) and value.size == 1:
+        return value.item()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _grid_step(coords):
+    if coords is None or len(coords) < 2:
+        return None
+    steps = np.concatenate(
+        [np.diff(np.unique(coords[:, 0])), np.diff(np.unique(coords[:, 1]))]
+    ).astype(np.float64)
+    steps = steps[steps > 0]
+    return float(steps.min()) if len(steps) else None
+
+
+def h5_geometry(path, file_attrs, coords_attrs, coords, *, feature_key="features", slide_mpp=None):
+    """Level-0 coordinates and tile extent of another tool's HDF5 feature file.
+
+    Parameters
+    ----------
+    path : str or Path
+        The file (named in warnings).
+    file_attrs, coords_attrs : dict
+        Attributes of the file and of its ``coords`` dataset.
+    coords : ndarray of shape (n, 2) or None
+    feature_key : str
+        The features dataset's name (``"feats"`` is STAMP's).
+    slide_mpp : float, optional
+        The slide's level-0 µm per pixel, to convert µm coordinates (STAMP) to pixels.
+
+    Returns
+    -------
+    coords : ndarray or None
+        Level-0 pixels, or µm when the file is in µm and ``slide_mpp`` is unknown.
+    meta : dict
+        ``extent`` (tile side, level-0 px), ``source_format``, ``coords_unit`` and what
+        else the file tells (``tile_size``, ``mpp``, ``magnification``).
+    """
+    fa = {k: _scalar(v) for k, v in file_attrs.items()}
+    ca = {k: _scalar(v) for k, v in coords_attrs.items()}
+    meta = {}
+    if fa.get("format") == "he2rna-sklearn":
+        return coords, meta
+    unit = str(fa.get("unit", ca.get("unit", "px"))).lower()
+    if unit in ("um", "µm", "micron", "microns"):
+        return _stamp_um(path, fa, coords, slide_mpp, meta)
+    if "patch_size_level0" in ca:  # TRIDENT
+        meta["source_format"] = "trident"
+        meta["extent"] = float(ca["patch_size_level0"])
+        if "patch_size" in ca:
+            meta["tile_size"] = int(ca["patch_size"])
+        if ca.get("target_magnification"):
+            meta["magnification"] = float(ca["target_magnification"])
+        if ca.get("level0_magnification"):
+            meta["level0_magnification"] = float(ca["level0_magnification"])
+    elif "patch_level" in ca and "patch_size" in ca:  # CLAM
+        meta["source_format"] = "clam"
+        size = float(ca["patch_size"]) * float(ca.get("custom_downsample", 1) or 1)
+        level = int(ca["patch_level"])
+        downsample = ca.get("downsample")
+        if downsample is not None and np.size(downsample) >= 1:
+            meta["extent"] = size * float(np.ravel(downsample)[0])
+        elif level == 0:
+            meta["extent"] = size
+        else:
+            step = _grid_step(coords)
+            if step is not None:
+                meta["extent"] = step
+                meta["extent_from"] = "coords grid"
+    elif feature_key == "feats":  # STAMP in pixels
+        meta["source_format"] = "stamp"
+    if "tile_size_px" in fa:
+        meta.setdefault("tile_size", int(fa["tile_size_px"]))
+    meta["coords_unit"] = "px"
+    return coords, meta
+
+
+def _stamp_um(path, fa, coords, slide_mpp, meta):
+    meta["source_format"] = "stamp"
+    tile_um = fa.get("tile_size_um", fa.get("tile_size"))
+    tile_um = float(tile_um) if tile_um is not None else None
+    if tile_um and fa.get("tile_size_px"):
+        meta["tile_size"] = int(fa["tile_size_px"])
+        meta["mpp"] = tile_um / float(fa["tile_size_px"])
+    if coords is None:
+        return coords, meta
+    if slide_mpp is None:
+        warnings.warn(
+            f"The coordinates in '{path}' are in µm (STAMP) and the slide's µm per pixel is "
+            "unknown, so they stay in µm (bag.meta['coords_unit'] == 'um'): fine for "
+            "super-tiles, wrong on a slide thumbnail. Pass slide_mpp= to read_bag/load_bags "
+            "to get level-0 pixels.",
+            UserWarning,
+            stacklevel=4,
+        )
+        meta["coords_unit"] = "um"
+        if tile_um:
+            meta["extent_um"] = tile_um
+        return np.asarray(coords, dtype=np.float64), meta
+    slide_mpp = float(slide_mpp)
+    if not slide_mpp > 0:
+        raise ValueError(f"slide_mpp for '{path}' must be positive, got {slide_mpp}.")
+    meta["coords_unit"] = "px"
+    meta["slide_mpp"] = slide_mpp
+    if tile_um:
+        meta["extent"] = tile_um / slide_mpp
+    return np.rint(np.asarray(coords, dtype=np.float64) / slide_mpp).astype(np.int64), meta
+
+
+# -- writing the attributes CLAM and TRIDENT read --------------------------------------------
+def coords_attrs(attrs):
+    """Attributes of the ``coords`` dataset that CLAM and TRIDENT read, from a bag's facts.
+
+    From ``extent`` (tile side, level-0 px), ``tile_size`` (px at ``mpp``), ``mpp``,
+    ``slide_mpp``, ``level`` and ``read_size`` (side read at ``level``), whichever are
+    known:
+
+    * TRIDENT: ``patch_size_level0`` (= extent), ``patch_size`` (= tile_size),
+      ``target_magnification`` (10 / mpp) and ``level0_magnification`` (10 / slide_mpp).
+    * CLAM: ``patch_level`` and ``patch_size`` so that ``read_region(coord, patch_level,
+      (patch_size, patch_size))`` covers the tile. CLAM's ``patch_size`` is in pixels of
+      ``patch_level`` while TRIDENT's is at the target magnification; they agree when the
+      tile was read without resampling (``read_size == tile_size``). Otherwise
+      ``patch_level`` is left out, so that CLAM stops with an error instead of reading
+      regions of the wrong size.
+
+    Examples
+    --------
+    >>> from he2rna_sklearn.features._interop import coords_attrs
+    >>> a = coords_attrs({"extent": 448.0, "tile_size": 224, "mpp": 0.5, "slide_mpp": 0.25,
+    ...                   "level": 1, "read_size": 224})
+    >>> a["patch_size_level0"], a["patch_size"], a["patch_level"], a["target_magnification"]
+    (448, 224, 1, 20.0)
+    """
+    out = {}
+    extent = attrs.get("extent")
+    tile = attrs.get("tile_size")
+    if extent:
+        out["patch_size_level0"] = int(round(float(extent)))
+    if tile:
+        out["patch_size"] = int(tile)
+    if attrs.get("mpp"):
+        out["target_magnification"] = 10.0 / float(attrs["mpp"])
+    if attrs.get("slide_mpp"):
+        out["level0_magnification"] = 10.0 / float(attrs["slide_mpp"])
+    if extent and tile:
+        read_size = attrs.get("read_size")
+        level = attrs.get("level")
+        if level is not None and read_size is not None and int(read_size) == int(tile):
+            out["patch_level"] = int(level)
+            out["downsample"] = np.array([float(extent) / int(tile)] * 2)
+        elif math.isclose(float(extent), float(tile)):
+            out["patch_level"] = 0
+            out["downsample"] = np.array([1.0, 1.0])
+    if attrs.get("slide_id") is not None:
+        out["name"] = str(attrs["slide_id"])
+    return out
+
+
+def features_attrs(attrs):
+    """Attributes of the ``features`` dataset as TRIDENT writes them (``name``, ``encoder``)."""
+    out = {}
+    if attrs.get("slide_id") is not None:
+        out["name"] = str(attrs["slide_id"])
+    if attrs.get("backbone") is not None:
+        out["encoder"] = str(attrs["backbone"])
+    return out
+
+
+# -- .pt and .npy ---------------------------------------------------------------------------
+def _numpy_safe_globals():
+    """What ``torch.load(weights_only=True)`` needs to rebuild a pickled numpy array."""
+    globs = [np.ndarray, np.dtype, bytes]
+    try:
+        from numpy._core.multiarray import _reconstruct
+    except ImportError:  # pragma: no cover - numpy < 2
+        from numpy.core.multiarray import _reconstruct
+    globs += [_reconstruct, (_reconstruct, "numpy.core.multiarray._reconstruct")]
+    for t in (np.float16, np.float32, np.float64, np.int32, np.int64, np.uint8, np.bool_):
+        globs.append(type(np.dtype(t)))
+    return globs
+
+
+def read_pt_features(path, *, slide_id=None):
+    """Read a ``.pt`` feature file (CLAM, TRIDENT) into a :class:`Bag`.
+
+    The file is read with ``torch.load(weights_only=True)``: it may hold a tensor or a
+    numpy array of shape (n, d) or (1, n, d), or a dict with ``features``/``feats`` and
+    optionally ``coords``. Nothing else is unpickled.
+
+    Examples
+    --------
+    >>> from he2rna_sklearn.features._interop import read_pt_features
+    >>> bag = read_pt_features("pt_files/TCGA-AA-3489.pt")  # doctest: +SKIP
+    """
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Feature file not found: '{path}'.")
+    try:
+        with torch.serialization.safe_globals(_numpy_safe_globals()):
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ValueError(
+            f"Cannot read '{path}' as a .pt feature file with torch.load(weights_only=True): "
+            f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        ) from exc
+    coords = None
+    if isinstance(obj, dict):
+        key = next((k for k in ("features", "feats") if k in obj), None)
+        if key is None:
+            raise ValueError(
+                f"'{path}' holds a dict without 'features' or 'feats' (keys: {sorted(obj)[:10]})."
+            )
+        coords = obj.get("coords")
+        obj = obj[key]
+    if isinstance(obj, torch.Tensor):
+        obj = obj.detach().float().cpu().numpy()
+    if not isinstance(obj, np.ndarray):
+        raise ValueError(
+            f"'{path}' holds a {type(obj).__name__}, not a feature array (tensor or ndarray)."
+        )
+    features = np.asarray(obj, dtype=np.float32)
+    if features.ndim == 3 and features.shape[0] == 1:
+        features = features[0]
+    if features.ndim == 1 and features.size == 0:  # an empty slide (TRIDENT)
+        features = features.reshape(0, 0)
+    if features.ndim != 2:
+        raise ValueError(f"Features in '{path}' must be 2-D (n, d), got shape {features.shape}.")
+    if coords is not None:
+        if isinstance(coords, torch.Tensor):
+            coords = coords.cpu().numpy()
+        coords = np.asarray(coords).reshape(-1, 2)
+    meta = {"source_format": "pt", "feature_file": os.fspath(path)}
+    return Bag(features, coords=coords, slide_id=slide_id or path.stem, meta=meta)
+
+
+def read_he2rna_npy(path, *, slide_dimensions=None, slide_id=None):
+    """Read the official HE2RNA code's tile features (``.npy``, 3 + 2048 columns).
+
+    Each row is ``(DeepZoom level, column, row, features...)`` of a 224-px tile of
+    OpenSlide's ``DeepZoomGenerator(tile_size=224, overlap=0)``; all-zero rows are padding
+    and are dropped.
+
+    Parameters
+    ----------
+    path : str or Path
+    slide_dimensions : (int, int), optional
+        The slide's level-0 (width, height). With it, coordinates and ``extent`` are level-0
+        pixels; without it they are pixels of the DeepZoom level (``meta["coords_unit"] ==
+        "deepzoom_px"``), which suits super-tiles but not a slide thumbnail.
+    slide_id : str, optional
+        Default: the file stem.
+
+    Examples
+    --------
+    >>> from he2rna_sklearn.features import read_he2rna_npy
+    >>> bag = read_he2rna_npy("0.50_mpp/TCGA-AA-3489.npy",
+    ...                       slide_dimensions=(95615, 75408))  # doctest: +SKIP
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Feature file not found: '{path}'.")
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except ValueError as exc:
+        raise ValueError(f"Cannot read '{path}' as a numeric .npy array: {exc}") from exc
+    if arr.ndim != 2 or arr.shape[1] < 4:
+        raise ValueError(
+            f"'{path}' is not HE2RNA tile features: expected shape (n_tiles, 3 + n_features) "
+            f"(level, column, row, features), got {arr.shape}."
+        )
+    arr = arr[np.any(arr != 0, axis=1)]
+    levels = np.unique(arr[:, 0])
+    if len(levels) > 1:
+        raise ValueError(f"'{path}' mixes DeepZoom levels {levels[:5].tolist()}; expected one.")
+    if len(levels) and (levels[0] <= 0 or levels[0] != np.round(levels[0])):
+        raise ValueError(f"'{path}': column 0 must be a positive DeepZoom level, got {levels[0]}.")
+    level = int(levels[0]) if len(levels) else None
+    grid = arr[:, 1:3]
+    if np.any(grid < 0) or np.any(grid != np.round(grid)):
+        raise ValueError(f"'{path}': columns 1-2 must be non-negative tile indices.")
+    features = np.ascontiguousarray(arr[:, 3:], dtype=np.float32)
+    meta = {"source_format": "he2rna-npy", "feature_file": os.fspath(path), "tile_size": 224}
+    if level is not None:
+        meta["deepzoom_level"] = level
+    scale = 1.0
+    if slide_dimensions is not None:
+        w, h = (int(v) for v in slide_dimensions)
+        max_level = math.ceil(math.log2(max(w, h))) if max(w, h) > 1 else 0
+        if level is not None and level > max_level:
+            raise ValueError(
+                f"'{path}' uses DeepZoom level {level} but a {w} x {h} slide has levels "
+                f"0..{max_level}: wrong slide_dimensions?"
+            )
+        scale = 2.0 ** (max_level - level) if level is not None else 1.0
+        meta["coords_unit"] = "px"
+    else:
+        meta["coords_unit"] = "deepzoom_px"
+    coords = np.rint(grid * HE2RNA_TILE * scale).astype(np.int64)
+    meta["extent"] = HE2RNA_TILE * scale
+    return Bag(features, coords=coords, slide_id=slide_id or path.stem, meta=meta)
+
+
+# -- the CLI's index ------------------------------------------------------------------------
+def _feature_files(folder):
+    """Feature files under ``folder`` by stem; h5 before pt before npy."""
+    by_stem = {}
+    for path in sorted(Path(folder).rglob("*")):
+        if path.suffix.lower() not in FEATURE_SUFFIXES or not path.is_file():
+            continue
+        if path.name.startswith(".") or any(p.startswith(".") for p in path.parts[-3:-1]):
+            continue
+        by_stem.setdefault(path.stem, []).append(path)
+    out = {}
+    for stem, paths in by_stem.items():
+        paths.sort(key=lambda p: _KIND_ORDER[p.suffix.lower()])
+        first = _KIND_ORDER[paths[0].suffix.lower()]
+        best = [p for p in paths if _KIND_ORDER[p.suffix.lower()] == first]
+        if len(best) > 1:
+            raise ValueError(
+                f"Two feature files for '{stem}' in '{folder}': {[os.fspath(p) for p in best]}."
+                " Point --features at the folder of one of them, or give a feature_file column "
+                "in the manifest."
+            )
+        out[stem] = paths[0]
+    return out
+
+
+_ID_COLUMNS = ("sample_id", "slide_id", "slide", "case_id", "id")
+_PATH_COLUMNS = ("slide_path", "path", "filename", "file")
+
+
+def _read_manifest(path):
+    import pandas as pd
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Manifest not found: '{path}'.")
+    sep = "\t" if path.suffix.lower() in (".tsv", ".tab", ".txt") else ","
+    table = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False)
+    if not any(c in table.columns for c in (*_ID_COLUMNS, *_PATH_COLUMNS, "feature_file")):
+        raise ValueError(
+            f"Manifest '{path}' needs a sample_id, slide_id or slide_path column (found "
+            f"{list(table.columns)})."
+        )
+    return table
+
+
+def build_index(features, manifest=None, *, out=None, on_missing="raise", patient_id="tcga"):
+    """Build the feature index of the ``he2rna`` command from outside feature files.
+
+    ``he2rna fit``, ``evaluate``, ``predict`` and ``heatmap`` read an ``index.csv``:
+    ``sample_id``, ``patient_id`` and ``feature_file`` per slide. ``he2rna featurize``
+    writes it; for features made by TRIDENT, CLAM, STAMP or HE2RNA's code, this builds it.
+    Feature files (``.h5``, ``.pt``, ``.npy``) are found anywhere under ``features`` and
+    matched to the manifest by file stem (the slide file's stem, as these tools name them).
+
+    Parameters
+    ----------
+    features : str or Path
+        Folder of feature files (searched recursively).
+    manifest : str or Path, optional
+        CSV (or TSV) with at least one of ``slide_path``, ``slide_id``, ``sample_id``, and
+        optionally ``patient_id`` and ``feature_file`` (a path, absolute or relative to the
+        manifest). Each row is matched to a feature file by, in order: ``feature_file``, the
+        stem of ``slide_path``, ``slide_id``, ``sample_id``. Without a manifest, every
+        feature file is one sample named by its stem.
+    out : str or Path, optional
+        Where to write the index CSV (a folder gets ``index.csv``); feature paths are
+        written relative to it when they lie below it.
+    on_missing : {"raise", "skip"}, default="raise"
+        A manifest row without a feature file raises an error naming it, or is left out
+        with a warning.
+    patient_id : {"tcga", None}, default="tcga"
+        Patient of a sample without ``patient_id``: the TCGA patient of its barcode (first
+        12 characters), else the sample itself.
+
+    Returns
+    -------
+    index : pandas.DataFrame
+        ``sample_id``, ``patient_id``, ``feature_file`` (absolute), ``n_tiles``,
+        ``n_features`` and ``slide_path`` where the manifest has it.
+
+    Examples
+    --------
+    >>> from he2rna_sklearn.features import build_index
+    >>> index = build_index("trident_job/20x_256px_0px_overlap/features_uni_v1",
+    ...                     "slides.csv", out="features_uni/")  # doctest: +SKIP
+    """
+    import pandas as pd
+
+    from ..datasets import tcga_patient_id
+    from ..datasets._expression import _TCGA
+    from ._store import read_bag
+
+    if on_missing not in ("raise", "skip"):
+        raise ValueError(f"on_missing must be 'raise' or 'skip', got {on_missing!r}.")
+    if patient_id not in ("tcga", None):
+        raise ValueError(f"patient_id must be 'tcga' or None, got {patient_id!r}.")
+    folder = Path(features)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"Features folder not found: '{folder}'.")
+    files = _feature_files(folder)
+    rows = []
+    if manifest is None:
+        if not files:
+            raise ValueError(f"No feature files ({', '.join(FEATURE_SUFFIXES)}) under '{folder}'.")
+        rows = [{"sample_id": stem, "feature_file": p} for stem, p in sorted(files.items())]
+    else:
+        table = _read_manifest(manifest)
+        base = Path(manifest).parent
+        id_col = next((c for c in _ID_COLUMNS if c in table.columns), None)
+        path_col = next((c for c in _PATH_COLUMNS if c in table.columns), None)
+        missing = []
+        for i, rec in table.iterrows():
+            keys = []
+            if rec.get("feature_file"):
+                f = Path(rec["feature_file"])
+                f = f if f.is_absolute() else base / f
+                if not f.is_file():
+                    raise FileNotFoundError(
+                        f"Feature file not found: '{f}' (manifest '{manifest}', row {i + 1})."
+                    )
+                found = f
+            else:
+                if path_col and rec[path_col]:
+                    keys.append(Path(rec[path_col]).stem)
+                if id_col and rec[id_col]:
+                    keys.append(rec[id_col])
+                found = next((files[k] for k in keys if k in files), None)
+            sample = rec[id_col] if id_col and rec[id_col] else (keys[0] if keys else None)
+            if sample is None and found is not None:
+                sample = found.stem
+            if found is None:
+                missing.append((i + 1, keys))
+                continue
+            row = {"sample_id": sample, "feature_file": found}
+            if rec.get("patient_id"):
+                row["patient_id"] = rec["patient_id"]
+            if path_col and rec[path_col]:
+                p = Path(rec[path_col])
+                row["slide_path"] = os.fspath(p if p.is_absolute() else base / p)
+            rows.append(row)
+        if missing:
+            shown = ", ".join(f"row {r} {k}" for r, k in missing[:5])
+            message = (
+                f"{len(missing)} of {len(table)} manifest rows have no feature file under "
+                f"'{folder}' ({shown}); feature files are matched by stem, e.g. "
+                f"{sorted(files)[:3]}."
+            )
+            if on_missing == "raise":
+                raise ValueError(message + " Pass on_missing='skip' to leave them out.")
+            warnings.warn(message + " They are left out.", UserWarning, stacklevel=2)
+        if not rows:
+            raise ValueError(f"No manifest row of '{manifest}' matched a feature file.")
+    index = pd.DataFrame(rows)
+    dup = index["sample_id"][index["sample_id"].duplicated()]
+    if len(dup):
+        raise ValueError(f"Sample id '{dup.iloc[0]}' names more than one feature file.")
+    dup = index["feature_file"][index["feature_file"].duplicated()]
+    if len(dup):
+        raise ValueError(f"Feature file '{dup.iloc[0]}' is listed for more than one sample.")
+    if "patient_id" not in index:
+        index["patient_id"] = ""
+    index["patient_id"] = [
+        p if p else (tcga_patient_id(s) if patient_id == "tcga" and _TCGA.match(s) else s)
+        for s, p in zip(index["sample_id"], index["patient_id"].fillna(""))
+    ]
+    shapes = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # µm coordinates do not matter for the index
+        for f in index["feature_file"]:
+            shapes.append(read_bag(f, lazy=True).shape)
+    index["n_tiles"] = [s[0] for s in shapes]
+    index["n_features"] = [s[1] for s in shapes]
+    dims = sorted({s[1] for s in shapes if s[0]})
+    if len(dims) > 1:
+        raise ValueError(
+            f"The feature files under '{folder}' have different dimensions {dims}: they come "
+            "from different encoders. Index one encoder's folder at a time."
+        )
+    index["feature_file"] = [os.fspath(Path(f).resolve()) for f in index["feature_file"]]
+    columns = ["sample_id", "patient_id", "feature_file", "n_tiles", "n_features"]
+    if "slide_path" in index:
+        columns.append("slide_path")
+    index = index[columns]
+    if out is not None:
+        _write_index(index, out)
+    return index
+
+
+def _write_index(index, out):
+    out = Path(out)
+    if out.is_dir() or not out.suffix:
+        out = out / "index.csv"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    table = index.copy()
+    root = out.parent.resolve()
+    table["feature_file"] = [
+        os.path.relpath(f, root) if Path(f).resolve().is_relative_to(root) else f
+        for f in table["feature_file"]
+    ]
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    table.to_csv(tmp, index=False)
+    os.replace(tmp, out)
+    return out

@@ -1,0 +1,165 @@
+"""GDC STAR per-sample expression files, laid out as the GDC client downloads them."""
+
+import gzip
+import uuid
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from he2rna_sklearn.datasets import load_gdc_star
+
+HEADER = (
+    "gene_id\tgene_name\tgene_type\tunstranded\tstranded_first\tstranded_second"
+    "\ttpm_unstranded\tfpkm_unstranded\tfpkm_uq_unstranded"
+)
+GENES = [
+    ("ENSG00000000003.15", "TSPAN6", "protein_coding"),
+    ("ENSG00000000005.6", "TNMD", "protein_coding"),
+    ("ENSG00000167286.10", "CD3D", "protein_coding"),
+    ("ENSG00000119888.11", "EPCAM", "protein_coding"),
+]
+
+
+def _star_text(counts, *, genes=GENES, scale=1.0):
+    """One augmented STAR gene counts file (GENCODE v36 layout)."""
+    lines = ["# gene-model: GENCODE v36", HEADER]
+    for name in ("N_unmapped", "N_multimapping", "N_noFeature", "N_ambiguous"):
+        lines.append(f"{name}\t\t\t812\t812\t812\t\t\t")
+    for (gid, sym, kind), c in zip(genes, counts):
+        lines.append(
+            f"{gid}\t{sym}\t{kind}\t{c}\t{c // 2}\t{c - c // 2}\t{c * 0.5 * scale:.4f}"
+            f"\t{c * 0.1 * scale:.4f}\t{c * 0.2 * scale:.4f}"
+        )
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture
+def gdc_download(tmp_path):
+    """Three aliquots in GDC-client folders, plus the portal's sample sheet."""
+    root = tmp_path / "gdc"
+    rows = []
+    specs = [
+        ("TCGA-AA-3489-01A", "TCGA-AA-3489", "Primary Tumor", [10, 0, 300, 40]),
+        ("TCGA-AA-3489-11A", "TCGA-AA-3489", "Solid Tissue Normal", [12, 1, 30, 400]),
+        ("TCGA-CM-4743-01A", "TCGA-CM-4743", "Primary Tumor", [7, 0, 90, 55]),
+    ]
+    for sample, case, kind, counts in specs:
+        file_id = str(uuid.uuid5(uuid.NAMESPACE_URL, sample))
+        name = f"{uuid.uuid5(uuid.NAMESPACE_DNS, sample)}.rna_seq.augmented_star_gene_counts.tsv"
+        folder = root / file_id
+        (folder / "logs").mkdir(parents=True)
+        (folder / name).write_text(_star_text(counts))
+        (folder / "annotations.txt").write_text("id\tnotes\n")
+        rows.append(
+            [
+                file_id,
+                name,
+                "Transcriptome Profiling",
+                "Gene Expression Quantification",
+                "TCGA-COAD",
+                case,
+                sample,
+                kind,
+            ]
+        )
+    sheet = pd.DataFrame(
+        rows,
+        columns=[
+            "File ID",
+            "File Name",
+            "Data Category",
+            "Data Type",
+            "Project ID",
+            "Case ID",
+            "Sample ID",
+            "Sample Type",
+        ],
+    )
+    sheet.to_csv(tmp_path / "gdc_sample_sheet.tsv", sep="\t", index=False)
+    return root, tmp_path / "gdc_sample_sheet.tsv"
+
+
+def test_folder_and_sample_sheet(gdc_download):
+    root, sheet = gdc_download
+    data = load_gdc_star(root, sample_sheet=sheet)  # FPKM-UQ by default, as in the paper
+    assert sorted(data.expression.index) == [
+        "TCGA-AA-3489-01A",
+        "TCGA-AA-3489-11A",
+        "TCGA-CM-4743-01A",
+    ]
+    assert data.expression.columns.tolist() == [g[0] for g in GENES]  # N_ rows dropped
+    assert data.expression.loc["TCGA-AA-3489-01A"].tolist() == pytest.approx([2, 0, 60, 8])
+    assert data.patient_ids["TCGA-CM-4743-01A"] == "TCGA-CM-4743"
+    assert data.genes.loc["ENSG00000167286.10", "gene_name"] == "CD3D"
+    assert data.sample_types["TCGA-AA-3489-11A"] == "Solid Tissue Normal"
+    assert data.files["TCGA-CM-4743-01A"].endswith("augmented_star_gene_counts.tsv")
+
+
+@pytest.mark.parametrize(
+    "value, factor", [("counts", 1.0), ("unstranded", 1.0), ("tpm", 0.5), ("fpkm", 0.1)]
+)
+def test_value_columns(gdc_download, value, factor):
+    root, sheet = gdc_download
+    data = load_gdc_star(root, sample_sheet=sheet, value=value, sample_types=["Primary Tumor"])
+    assert len(data.expression) == 2  # the normal sample is left out
+    assert data.expression.loc["TCGA-CM-4743-01A"].tolist() == pytest.approx(
+        [7 * factor, 0, 90 * factor, 55 * factor]
+    )
+
+
+def test_gene_names_log_and_zero_median(gdc_download):
+    root, sheet = gdc_download
+    data = load_gdc_star(
+        root,
+        sample_sheet=sheet,
+        value="counts",
+        gene_column="gene_name",
+        log_transform=True,
+        drop_zero_median=True,
+    )
+    assert data.expression.columns.tolist() == ["TSPAN6", "CD3D", "EPCAM"]  # TNMD median 0
+    np.testing.assert_allclose(data.expression.loc["TCGA-AA-3489-01A", "CD3D"], np.log10(301))
+    assert data.genes.index.tolist() == ["TSPAN6", "CD3D", "EPCAM"]
+
+
+def test_list_of_files_and_ids_without_a_sheet(tmp_path):
+    a, b = tmp_path / "a.tsv.gz", tmp_path / "b.tsv"
+    with gzip.open(a, "wt") as fh:
+        fh.write(_star_text([1, 2, 3, 4]))
+    b.write_text(_star_text([5, 6, 7, 8]))
+    data = load_gdc_star([a, b], value="counts", sample_ids={"a.tsv.gz": "S1", "b.tsv": "S2"})
+    assert data.expression.loc["S2"].tolist() == [5, 6, 7, 8]
+    assert data.patient_ids.tolist() == ["S1", "S2"] and data.sample_types is None
+    plain = load_gdc_star([a, b], value="counts")
+    assert plain.expression.index.tolist() == ["a", "b"]
+
+
+def test_errors_name_the_file(gdc_download, tmp_path):
+    root, sheet = gdc_download
+    odd = tmp_path / "odd.tsv"
+    odd.write_text("gene\tcount\nA\t1\n")
+    with pytest.raises(ValueError, match=r"odd\.tsv.*not a GDC STAR counts file"):
+        load_gdc_star([odd])
+    short = tmp_path / "short.tsv"
+    short.write_text(_star_text([1, 2, 3], genes=GENES[:3]))
+    full = tmp_path / "full.tsv"
+    full.write_text(_star_text([1, 2, 3, 4]))
+    with pytest.raises(ValueError, match=r"short\.tsv.*1 missing.*ENSG00000119888"):
+        load_gdc_star([full, short])
+    with pytest.raises(ValueError, match="more than one file"):
+        load_gdc_star([full, short], sample_ids={"full.tsv": "X", "short.tsv": "X"})
+    with pytest.raises(ValueError, match=r"full\.tsv' is not in the sample sheet"):
+        load_gdc_star([full], sample_sheet=sheet)
+    with pytest.raises(ValueError, match="value must be one of"):
+        load_gdc_star(root, value="rpkm")
+    dup = tmp_path / "dup.tsv"
+    dup.write_text(_star_text([1, 2], genes=[GENES[0], (GENES[1][0], "TSPAN6", "lncRNA")]))
+    with pytest.raises(ValueError, match="name several gene ids"):
+        load_gdc_star([dup], gene_column="gene_name")
+    broken = tmp_path / "broken.tsv"
+    broken.write_text(_star_text([1, 2, 3, 4]).replace("\t0.5000\t", "\tNA\t", 1))
+    with pytest.raises(ValueError, match=r"Non-numeric or empty 'tpm_unstranded'.*broken\.tsv"):
+        load_gdc_star([broken], value="tpm")
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        load_gdc_star(tmp_path / "nowhere")
