@@ -18,8 +18,51 @@ __all__ = [
 ]
 
 
+def _check_level0(bag, what):
+    """Raise unless the bag's coords are level-0 pixels (``meta["coords_unit"]``).
+
+    Feature files of other tools can leave coordinates in µm (STAMP, read without the
+    slide's µm per pixel) or in pixels of a downsampled DeepZoom level (HE2RNA ``.npy``,
+    read without the slide's dimensions). Drawn or exported as level-0 pixels they land in
+    the wrong place, so ``what`` (a function that places tiles on the slide) refuses them.
+    A bag without ``coords_unit`` is in pixels (this package's own files).
+    """
+    meta = getattr(bag, "meta", None) or {}
+    unit = meta.get("coords_unit") or "px"
+    if unit == "px":
+        return
+    source = meta.get("feature_file")
+    source = repr(str(source)) if source else "path"
+    if unit == "um":
+        has = "in µm (a STAMP file read without the slide's µm per pixel)"
+        fix = (
+            f"re-read it with read_bag({source}, slide_mpp=...) (the slide's level-0 µm per pixel)"
+        )
+    elif unit == "deepzoom_px":
+        level = meta.get("deepzoom_level", "?")
+        has = f"in pixels of DeepZoom level {level} (an HE2RNA .npy file read without the "
+        has += "slide's dimensions)"
+        fix = (
+            f"re-read it with read_he2rna_npy({source}, slide_dimensions=...) (the slide's "
+            "level-0 width and height)"
+        )
+    else:
+        has, fix = f"in unit {unit!r}", "convert them to level-0 pixels"
+    slide = getattr(bag, "slide_id", None)
+    slide = f" of {slide!r}" if slide is not None else ""
+    raise ValueError(
+        f"{what} needs tile coordinates in level-0 pixels, but the bag{slide} has them {has}, "
+        f"bag.meta['coords_unit'] == {unit!r}; {fix}."
+    )
+
+
 def tile_extent(bag):
-    """Tile side in level-0 pixels: from ``bag.meta["extent"]``, else from the coords grid."""
+    """Tile side in level-0 pixels: from ``bag.meta["extent"]``, else from the coords grid.
+
+    Raises ``ValueError`` for a bag whose coords are not level-0 pixels
+    (``bag.meta["coords_unit"]`` "um" or "deepzoom_px").
+    """
+    _check_level0(bag, "tile_extent")
     meta = getattr(bag, "meta", {}) or {}
     for key in ("extent", "coords_patch_size"):
         if meta.get(key):
@@ -48,6 +91,8 @@ def tile_layout(bag, scores):
     Returns
     -------
     coords : ndarray of shape (n_tiles, 2)
+        In the bag's unit: level-0 pixels unless ``bag.meta["coords_unit"]`` says otherwise
+        ("um", "deepzoom_px"; see :func:`~he2rna_sklearn.features.read_bag`).
     scores : ndarray of shape (n_tiles,)
     """
     scores = np.asarray(scores, dtype=np.float64).ravel()
@@ -226,6 +271,7 @@ def plot_tile_heatmap(
     """
     import matplotlib.pyplot as plt
 
+    _check_level0(bag, "plot_tile_heatmap")
     if _as_models(scores) is not None and genes is None:
         raise ValueError(
             "With fitted models as scores, pass genes= (one gene or a gene set) to paint."
@@ -375,6 +421,7 @@ def tile_mask_fraction(bag, mask, downsample):
     >>> tile_mask_fraction(bag, mask, downsample=112).tolist()
     [0.0, 0.5]
     """
+    _check_level0(bag, "tile_mask_fraction")
     mask = np.asarray(mask, dtype=np.float64)
     if mask.ndim != 2:
         raise ValueError(f"mask must be 2-D (rows, cols), got shape {mask.shape}.")
@@ -481,6 +528,7 @@ def export_tile_scores(bag, scores, path, *, names=None, format=None, genes=None
         }.get(path.suffix.lower())
         if format is None:
             raise ValueError(f"Cannot tell the format of '{path}'; pass format=.")
+    _check_level0(bag, "export_tile_scores")
     scores, model_names, _ = _resolve_scores(bag, scores, genes)
     table, names = _score_table(bag, scores, names if names is not None else model_names)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -10,7 +10,10 @@ from he2rna_sklearn.spatial import (
     spatial_auc,
     tile_extent,
     tile_layout,
+    tile_mask_fraction,
 )
+
+from .conftest import CMU_SVS
 
 
 @pytest.fixture
@@ -53,6 +56,61 @@ def test_extent_from_grid_and_errors():
         tile_layout(b, [1.0, 2.0])
     with pytest.raises(ValueError, match="slide_path"):
         plot_tile_heatmap(b, [1.0, 2.0, 3.0])
+
+
+def _bag_in(unit):
+    """Three tiles whose coords are not level-0 pixels: STAMP µm, or HE2RNA DeepZoom px."""
+    meta = {"coords_unit": unit, "feature_file": f"slide-1.{'h5' if unit == 'um' else 'npy'}"}
+    if unit == "um":
+        meta["extent_um"] = 256.0
+    else:
+        meta.update(extent=224.0, deepzoom_level=15)
+    step = 256 if unit == "um" else 224
+    coords = np.array([[0, 0], [step, 0], [0, step]]) + 10 * step
+    return Bag(np.zeros((3, 4)), coords=coords, slide_id="slide-1", meta=meta)
+
+
+@pytest.mark.parametrize(
+    "unit, fix",
+    [
+        ("um", r"in µm.*read_bag\('slide-1\.h5', slide_mpp="),
+        ("deepzoom_px", r"DeepZoom.*read_he2rna_npy\('slide-1\.npy', slide_dimensions="),
+        ("mm", r"'mm'"),
+    ],
+    ids=["um", "deepzoom_px", "unknown"],
+)
+def test_tiles_not_in_level0_pixels_are_not_placed_on_the_slide(tmp_path, unit, fix):
+    """µm (STAMP) or DeepZoom-level (HE2RNA .npy) coords drawn as level-0 pixels would land
+    in the wrong place: every function that places tiles on the slide refuses them, with a
+    one-line error that says how to re-read the file; super-tiles carry the unit along."""
+    bag = _bag_in(unit)
+    [st] = SuperTiles(n_clusters=2, random_state=0).transform([bag])  # units don't matter
+    assert st.meta["coords_unit"] == unit
+    assert tile_layout(st, [1.0, 2.0])[0].tolist() == bag.coords.tolist()  # in the bag's unit
+    mask = np.ones((100, 100))
+    for b in (bag, st):
+        scores = np.arange(b.n_tiles, dtype=float)
+        calls = [
+            (plot_tile_heatmap, b, scores, {"slide_path": CMU_SVS}),
+            (tile_extent, b, {}),
+            (tile_mask_fraction, b, mask, 50, {}),
+        ] + [
+            (export_tile_scores, b, scores, tmp_path / f"t{suffix}", {})
+            for suffix in (".csv", ".parquet", ".geojson", ".h5ad")
+        ]
+        for func, *args, kwargs in calls:
+            with pytest.raises(ValueError, match=fix) as err:
+                func(*args, **kwargs)
+            message = str(err.value)
+            assert "\n" not in message and message.startswith(f"{func.__name__} needs")
+            assert "level-0 pixels" in message
+    assert not list(tmp_path.iterdir())
+    # The same tiles in level-0 pixels (explicit, or without coords_unit: our own files).
+    for meta in ({"coords_unit": "px", "extent": 256}, {"extent": 256}):
+        px = Bag(np.zeros((3, 4)), coords=bag.coords, meta=meta)
+        assert tile_extent(px) == 256
+        assert tile_mask_fraction(px, mask, 50).tolist() == [1.0, 1.0, 1.0]
+        export_tile_scores(px, np.arange(3.0), tmp_path / "px.csv")
 
 
 @pytest.fixture(scope="module")

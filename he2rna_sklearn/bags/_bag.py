@@ -21,12 +21,16 @@ class Bag:
         Tile features, or a lazy array (anything with ``shape`` and ``__array__``) that
         is read from disk only when converted.
     coords : array-like of shape (n_tiles, 2), optional
-        Level-0 pixel (x, y) of each tile's top-left corner.
+        Level-0 pixel (x, y) of each tile's top-left corner (unless ``meta["coords_unit"]``
+        says otherwise).
     slide_id : str, optional
         An identifier of the slide, used in messages and outputs.
     meta : dict, optional
         Tiling facts: ``mpp``, ``tile_size`` (px at ``mpp``), ``extent`` (tile side in
-        level-0 px), ``backbone``, ``weights``, ``slide_path``.
+        level-0 px), ``backbone``, ``weights``, ``slide_path``, and ``coords_unit`` for
+        feature files of other tools: ``"px"`` (level-0 pixels, also when absent), ``"um"``
+        or ``"deepzoom_px"``, which :mod:`~he2rna_sklearn.spatial` refuses to place on the
+        slide (see :func:`~he2rna_sklearn.features.read_bag`).
     assignment : array-like of shape (n_source_tiles,), optional
         For a bag of super-tiles: the row of ``features`` that each source tile belongs to.
     tile_coords : array-like of shape (n_source_tiles, 2), optional

@@ -24,7 +24,10 @@ class SuperTiles(TransformerMixin, BaseEstimator):
     ``n_clusters`` spatially compact clusters (fewer when a slide has fewer tiles); each
     super-tile's features are the mean of its members' features. The output bags keep the
     tile-to-cluster ``assignment`` and the source ``tile_coords``, so that super-tile scores
-    can be painted back onto tiles. With ``cluster_on="features"``, k-means runs on the tile
+    can be painted back onto tiles. The coordinates' unit does not matter to k-means (µm
+    from STAMP files work); each output bag keeps its input's ``meta``, so its
+    ``coords_unit`` says the unit of ``coords`` and ``tile_coords`` too. With
+    ``cluster_on="features"``, k-means runs on the tile
     features instead (SEQUOIA's choice): a super-tile gathers tiles that look alike wherever
     they lie, and bags need no coordinates.
 

@@ -145,8 +145,8 @@ def _stamp_um(path, fa, coords, slide_mpp, meta):
         warnings.warn(
             f"The coordinates in '{path}' are in µm (STAMP) and the slide's µm per pixel is "
             "unknown, so they stay in µm (bag.meta['coords_unit'] == 'um'): fine for "
-            "super-tiles, wrong on a slide thumbnail. Pass slide_mpp= to read_bag/load_bags "
-            "to get level-0 pixels.",
+            "super-tiles, refused by heatmaps and exports. Pass slide_mpp= to "
+            "read_bag/load_bags to get level-0 pixels.",
             UserWarning,
             stacklevel=4,
         )

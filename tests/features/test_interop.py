@@ -140,6 +140,11 @@ def test_stamp_um_without_slide_mpp_warns_and_keeps_um(tmp_path):
         bag = read_bag(path)
     assert bag.meta["coords_unit"] == "um" and "extent" not in bag.meta
     np.testing.assert_array_equal(bag.coords, coords_um)
+    # µm drawn as level-0 pixels would land in the wrong place: exports refuse, and say how.
+    with pytest.raises(ValueError, match=r"in µm.*read_bag\('.*s\.h5', slide_mpp="):
+        export_tile_scores(bag, np.arange(12.0), tmp_path / "scores.geojson")
+    export_tile_scores(read_bag(path, slide_mpp=0.5), np.arange(12.0), tmp_path / "s.csv")
+    np.testing.assert_array_equal(pd.read_csv(tmp_path / "s.csv")[["x", "y"]], coords_um / 0.5)
 
 
 def test_stamp_pixels_unchanged():
@@ -214,6 +219,8 @@ def test_he2rna_npy_geometry_matches_openslide_deepzoom(tmp_path):
     plain = read_bag(tmp_path / "TCGA-AA-0001.npy")  # without the slide's dimensions
     assert plain.meta["coords_unit"] == "deepzoom_px" and plain.meta["deepzoom_level"] == level
     np.testing.assert_array_equal(plain.coords, cells * 224)
+    with pytest.raises(ValueError, match=r"DeepZoom level.*read_he2rna_npy\(.*slide_dimensions="):
+        export_tile_scores(plain, np.arange(4.0), tmp_path / "scores.csv")
 
 
 def test_he2rna_npy_errors(tmp_path):
