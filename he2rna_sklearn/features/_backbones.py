@@ -56,6 +56,10 @@ class Backbone:
         Input normalisation, per RGB channel, for inputs scaled to [0, 1].
     encoder : Encoder, optional
         For a registered pathology encoder: its card (tile size, µm/px, pooling, licence).
+    owned : bool
+        Whether ``module`` was built for this backbone alone (from a model name), so that a
+        :class:`FeatureRunner` may cast it in place. False for a user's module, which is
+        never changed: the runner works on a copy where it must convert it.
     """
 
     module: nn.Module
@@ -64,6 +68,7 @@ class Backbone:
     mean: tuple = IMAGENET_MEAN
     std: tuple = IMAGENET_STD
     encoder: Encoder | None = None
+    owned: bool = False
 
 
 def _seed_from(random_state):
@@ -210,7 +215,7 @@ def _torchvision_backbone(name, weights, random_state, progress):
             ) from None
         state, weights_id = _torchvision_cached_state(member, name, progress)
         _load_into(model, state, f"torchvision's {member.name}", name, head)
-    return Backbone(_strip_head(model, name), name, weights_id)
+    return Backbone(_strip_head(model, name), name, weights_id, owned=True)
 
 
 def _timm_backbone(name, weights, random_state):
@@ -253,14 +258,17 @@ def _timm_backbone(name, weights, random_state):
     cfg = getattr(model, "pretrained_cfg", {}) or {}
     mean = tuple(cfg.get("mean", IMAGENET_MEAN))
     std = tuple(cfg.get("std", IMAGENET_STD))
-    return Backbone(model, f"timm:{name}", weights_id, mean, std)
+    return Backbone(model, f"timm:{name}", weights_id, mean, std, owned=True)
 
 
 def _module_weights_id(module):
     h = hashlib.sha1()
     for key, tensor in module.state_dict().items():
         h.update(key.encode())
-        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        # The raw bytes, through uint8: numpy has no bfloat16 (same bytes as numpy's for
+        # its dtypes, so ids do not change).
+        flat = tensor.detach().cpu().contiguous().reshape(-1)
+        h.update(flat.view(torch.uint8).numpy().tobytes())
     return f"module:{type(module).__name__}:sha1={h.hexdigest()[:12]}"
 
 
@@ -305,7 +313,7 @@ def _encoder_backbone(encoder, weights, random_state, progress):
         state = _read_state_dict(path, strip_prefixes=encoder.checkpoint_layout == "timm")
         module = build_encoder_module(encoder, device="meta")
         load_encoder_state(module, encoder, state, source=f"'{path}'")
-    return Backbone(module.eval(), name, weights_id, encoder.mean, encoder.std, encoder)
+    return Backbone(module.eval(), name, weights_id, encoder.mean, encoder.std, encoder, owned=True)
 
 
 def build_backbone(backbone="resnet50", weights="imagenet", *, random_state=None, progress=True):

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import torch
 from PIL import Image
+from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from .._torch import resolve_device, resolve_precision
@@ -18,22 +21,36 @@ class FeatureRunner:
 
     On the CPU with ``bf16``, weights and inputs are cast to bfloat16 in channels-last
     layout (fast on CPUs with AVX512-BF16/AMX). On CUDA, ``bf16``/``fp16`` use autocast.
+
+    A backbone built from a model name (``backbone.owned``) is converted in place. A user's
+    module is never changed: the runner uses a copy in eval mode whose tensors are new only
+    where they must be converted (bf16 weights take half the fp32 module's memory; fp32 on
+    the CPU shares them), or the module itself when it needs no change at all.
     """
 
     def __init__(self, backbone, device="auto", precision="auto"):
         self.device = resolve_device(device)
         self.precision = resolve_precision(precision, self.device)
         self.backbone = backbone
-        module = backbone.module.eval().to(self.device)
         self._dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[
             self.precision
         ]
         self._cast_weights = self.device.type == "cpu" and self.precision == "bf16"
         self._channels_last = self.precision != "fp32" or self.device.type == "cuda"
-        if self._channels_last:
-            module = module.to(memory_format=torch.channels_last)
-        if self._cast_weights:
-            module = module.to(torch.bfloat16)
+        if getattr(backbone, "owned", False):
+            module = backbone.module.eval().to(self.device)
+            if self._channels_last:
+                module = module.to(memory_format=torch.channels_last)
+            if self._cast_weights:
+                module = module.to(torch.bfloat16)
+        else:
+            module = _converted_copy(
+                backbone.module,
+                self.device,
+                torch.bfloat16 if self._cast_weights else None,
+                self._channels_last,
+                f"{self.device.type}, {self.precision}",
+            )
         self.module = module
         self.mean = torch.tensor(backbone.mean, device=self.device).view(1, 3, 1, 1) * 255
         self.std = torch.tensor(backbone.std, device=self.device).view(1, 3, 1, 1) * 255
@@ -69,6 +86,43 @@ class FeatureRunner:
             zeros = torch.zeros(1, 3, tile_size, tile_size, dtype=torch.uint8)
             self._n_features = int(self(zeros).shape[1])
         return self._n_features
+
+
+def _converted_copy(module, device, dtype, channels_last, setting):
+    """``module`` in eval mode on ``device``, without changing it.
+
+    Floating-point parameters and buffers are cast to ``dtype`` (None: kept) and 4-D ones
+    made channels-last, as ``module.to`` would, but into a copy of the module: its tensors
+    are new where they are converted and shared with ``module`` where not, so only the
+    converted weights take memory. A module that needs no change is returned as it is.
+    """
+    memo, changed = {}, any(m.training for m in module.modules())
+    for tensor in (*module.parameters(), *module.buffers()):
+        if id(tensor) in memo:
+            continue
+        plain = tensor.detach()
+        new = plain.to(
+            device,
+            dtype=dtype if dtype is not None and tensor.is_floating_point() else None,
+            memory_format=torch.channels_last
+            if channels_last and tensor.dim() == 4
+            else torch.preserve_format,
+        )
+        changed = changed or new is not plain
+        if isinstance(tensor, nn.Parameter):
+            new = nn.Parameter(new, requires_grad=tensor.requires_grad)
+        memo[id(tensor)] = new
+    if not changed:
+        return module
+    try:
+        return copy.deepcopy(module, memo).eval()
+    except Exception as exc:
+        raise TypeError(
+            f"The backbone module {type(module).__name__} runs as a copy ({setting}, eval "
+            f"mode) so that yours is left as it is, but copy.deepcopy cannot copy it: "
+            f"{type(exc).__name__}: {exc}. With precision='fp32' on the CPU, a module already "
+            "in eval mode is used as it is."
+        ) from exc
 
 
 class TileDataset(Dataset):

@@ -56,6 +56,8 @@ class SlideFeaturizer(TransformerMixin, BaseEstimator):
         ...; see :func:`~he2rna_sklearn.features.list_encoders`), a torchvision or timm model
         name, or a module mapping (B, 3, H, W) to features (wrapped in
         :class:`~he2rna_sklearn.features.TileEncoder` to state its normalisation and pooling).
+        A module of yours is left as it is: where the device or precision needs it moved
+        or cast (bf16 on the CPU), or it is in training mode, a copy runs.
     weights : {"imagenet", "pretrained", None} or str, default="imagenet"
         ``"imagenet"`` (from torchvision's cache, or downloaded when online),
         ``"pretrained"`` (a registered encoder's published weights, from the Hugging Face

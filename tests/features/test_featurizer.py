@@ -41,6 +41,35 @@ def test_resnet18_on_real_svs():
     assert bag.meta["weights"] == "random-init(seed=0)"
 
 
+@pytest.mark.parametrize("precision", ["bf16", "auto"])
+def test_user_module_is_left_as_it_was(tiny_cnn, precision):
+    """bf16 on the CPU runs the backbone with bfloat16 channels-last weights: those of a
+    copy, never of the user's module, which keeps its dtype, values, layout and mode, so a
+    second featurizer on it works and records the same weights id."""
+    import torch
+
+    from he2rna_sklearn.features import build_backbone
+
+    from ..conftest import TinyCNN
+
+    tiny_cnn.train()
+    before = {k: v.clone() for k, v in tiny_cnn.state_dict().items()}
+    bags = [
+        _featurizer_for(tiny_cnn, mpp=1.0, max_tiles=8, precision=precision).transform([CMU_SVS])[0]
+        for _ in range(2)
+    ]
+    np.testing.assert_array_equal(np.asarray(bags[0]), np.asarray(bags[1]))
+    assert np.isfinite(np.asarray(bags[0])).all()
+    assert bags[0].meta["weights"] == bags[1].meta["weights"]
+    assert bags[0].meta["weights"] == build_backbone(TinyCNN(), None).weights_id
+    after = tiny_cnn.state_dict()
+    assert list(after) == list(before)
+    for key, value in after.items():
+        assert value.dtype == torch.float32 and value.is_contiguous(), key
+        assert torch.equal(value, before[key]), key
+    assert all(m.training for m in tiny_cnn.modules())
+
+
 def test_deterministic_and_in_input_order(tiny_cohort, tiny_cnn):
     paths = tiny_cohort.slide_paths[:3]
     feat = _featurizer_for(tiny_cnn, mpp=1.0)
