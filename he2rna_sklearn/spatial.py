@@ -228,9 +228,9 @@ def export_tile_scores(bag, scores, path, *, names=None, format=None):
     -------
     path : Path
     """
-    import json
-    import os
     from pathlib import Path
+
+    from ._io import atomic_write
 
     path = Path(path)
     if format is None:
@@ -244,8 +244,16 @@ def export_tile_scores(bag, scores, path, *, names=None, format=None):
         if format is None:
             raise ValueError(f"Cannot tell the format of '{path}'; pass format=.")
     table, names = _score_table(bag, scores, names)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    if format not in ("csv", "parquet", "geojson", "anndata"):
+        raise ValueError(f"format must be csv, parquet, geojson or anndata, got {format!r}.")
+    with atomic_write(path) as tmp:
+        _write_scores(table, names, tmp, format)
+    return path
+
+
+def _write_scores(table, names, tmp, format):
+    import json
+
     if format == "csv":
         table.to_csv(tmp, index=False)
     elif format == "parquet":
@@ -285,7 +293,3 @@ def export_tile_scores(bag, scores, path, *, names=None, format=None):
             table[["x", "y"]].to_numpy(np.float64) + table[["width"]].to_numpy() / 2
         )
         adata.write_h5ad(tmp)
-    else:
-        raise ValueError(f"format must be csv, parquet, geojson or anndata, got {format!r}.")
-    os.replace(tmp, path)
-    return path
