@@ -358,3 +358,49 @@ def test_spec_gives_the_cache_key_and_the_file_attributes(tiny_cohort, tiny_cnn,
         value = getattr(spec, field.name)
         other = (value or 0) + 1 if isinstance(value, (int, float)) else f"{value}x"
         assert dataclasses.replace(spec, **{field.name: other}).key() != spec.key()
+
+
+_PARENT = """
+import sys
+from he2rna_sklearn import SlideFeaturizer
+from tests.conftest import SlowTransform
+
+SlideFeaturizer(backbone="mobilenet_v3_small", weights=None, mpp=0.5, tile_size=64,
+                cache_dir=sys.argv[1], n_jobs=2, progress=False,
+                tile_transform=SlowTransform(0.05)).transform(sys.argv[2:])
+"""
+
+
+@pytest.mark.slow
+def test_joblib_workers_exit_when_the_parent_is_killed(tiny_cohort, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    psutil = pytest.importorskip("psutil")
+    root = Path(__file__).resolve().parents[2]
+    cache = tmp_path / "features"
+    parent = subprocess.Popen(
+        [sys.executable, "-c", _PARENT, str(cache), *tiny_cohort.slide_paths[:4]], cwd=root
+    )
+    try:
+        deadline = time.time() + 120
+        workers = []
+        while time.time() < deadline and parent.poll() is None:
+            children = psutil.Process(parent.pid).children(recursive=True)
+            workers = [p for p in children if "loky" in " ".join(p.cmdline())]
+            busy = list(cache.glob(".*.tmp")) if cache.exists() else []
+            if len(workers) >= 2 and busy:
+                break
+            time.sleep(0.1)
+        assert parent.poll() is None and len(workers) >= 2, "the workers did not start"
+        os.kill(parent.pid, signal.SIGKILL)  # the parent dies in the middle of slides
+        parent.wait()
+        gone, alive = psutil.wait_procs(workers, timeout=10)
+        alive = [p for p in alive if p.status() != psutil.STATUS_ZOMBIE]
+        assert not alive, f"orphaned workers kept running: {alive}"
+    finally:
+        if parent.poll() is None:
+            parent.kill()
