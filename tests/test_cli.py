@@ -210,6 +210,8 @@ def test_unmatched_sample_ids(workspace, features, tmp_path, capsys):
 
 
 def test_small_demo_end_to_end(tmp_path, capsys):
+    import shlex
+
     assert main(["demo", "--out", str(tmp_path), "--n-patients", "12", "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "composition-driven genes: mean r" in out and "ROC AUC" in out
@@ -218,6 +220,21 @@ def test_small_demo_end_to_end(tmp_path, capsys):
     assert (tmp_path / "gene_correlations.csv").exists()
     n_slides = len(list((tmp_path / "slides").glob("*.tiff")))
     assert len(list((tmp_path / "features").glob("*.h5"))) == n_slides
+    # the demo's folder is a starting point for the command line: it prints the next
+    # commands, and they run as printed (training shortened with --epochs)
+    index = pd.read_csv(tmp_path / "features" / "index.csv")
+    assert len(index) == n_slides and (index["n_tiles"] > 0).all()
+    assert len(pd.read_csv(tmp_path / "slides.csv")) == n_slides
+    commands = [line.strip() for line in out.splitlines() if line.startswith("  he2rna ")]
+    assert [c.split()[1] for c in commands] == ["fit", "predict", "heatmap", "evaluate"]
+    for command in commands:
+        argv = shlex.split(command)[1:]
+        if argv[0] in ("fit", "evaluate"):
+            argv += ["--epochs", "2", "--quiet"]
+        assert main(argv) == 0, capsys.readouterr().err
+    pred = pd.read_csv(tmp_path / "predictions.csv", index_col=0)
+    assert list(pred.index) == list(index["sample_id"]) and "CD3E" in pred.columns
+    assert (tmp_path / "heatmap_CD3E_cli.png").exists() and (tmp_path / "genes.csv").exists()
 
 
 def test_demo_error_is_one_line(capsys, tmp_path):
