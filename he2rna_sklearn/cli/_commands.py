@@ -349,7 +349,7 @@ def cmd_heatmap(args):
     ax = plot_tile_heatmap(bag, scores, slide_path=slide_path, label=label)
     out = Path(args.out)
     with atomic_write(out) as tmp:
-        ax.figure.savefig(tmp, dpi=120, bbox_inches="tight", format=out.suffix[1:] or "png")
+        ax.figure.savefig(tmp, dpi=120, bbox_inches="tight", format=out.suffix[1:].lower() or "png")
     plt.close(ax.figure)
     _echo(args, f"Heatmap of {label} on {args.slide}: {out}")
     return 0

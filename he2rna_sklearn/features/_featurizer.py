@@ -40,8 +40,12 @@ class SlideFeaturizer(TransformerMixin, BaseEstimator):
     workers while the backbone runs. With ``cache_dir``, each slide's bag is stored as one
     HDF5 file (``features``, ``coords`` and the tiling facts as attributes), written
     atomically and keyed by the slide's content and every parameter that changes the
-    features: a rerun skips finished slides, an interrupted run resumes, and a parameter
-    change never reuses a stale file.
+    features (:meth:`feature_spec`): a rerun skips finished slides, an interrupted run
+    resumes, and a parameter change never reuses a stale file. A cached file is served
+    only if its stored spec (slide fingerprint: the SHA-256 of the whole slide file)
+    equals the one asked for and its datasets match their checksums; a truncated,
+    altered or foreign file is recomputed, with a warning. Temporary files left by
+    killed runs are removed by the next one.
 
     Parameters
     ----------
