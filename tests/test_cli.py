@@ -221,7 +221,7 @@ def test_small_demo_end_to_end(tmp_path, capsys):
     n_slides = len(list((tmp_path / "slides").glob("*.tiff")))
     assert len(list((tmp_path / "features").glob("*.h5"))) == n_slides
     # the demo's folder is a starting point for the command line: it prints the next
-    # commands, and they run as printed (training shortened with --epochs)
+    # commands, and they run as printed (training shortened with --epochs, --folds)
     index = pd.read_csv(tmp_path / "features" / "index.csv")
     assert len(index) == n_slides and (index["n_tiles"] > 0).all()
     assert len(pd.read_csv(tmp_path / "slides.csv")) == n_slides
@@ -230,7 +230,9 @@ def test_small_demo_end_to_end(tmp_path, capsys):
     for command in commands:
         argv = shlex.split(command)[1:]
         if argv[0] in ("fit", "evaluate"):
-            argv += ["--epochs", "2", "--quiet"]
+            argv += ["--epochs", "2", "--quiet"] + (
+                ["--folds", "2"] if argv[0] == "evaluate" else []
+            )
         assert main(argv) == 0, capsys.readouterr().err
     pred = pd.read_csv(tmp_path / "predictions.csv", index_col=0)
     assert list(pred.index) == list(index["sample_id"]) and "CD3E" in pred.columns
