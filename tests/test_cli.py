@@ -447,7 +447,7 @@ def test_fit_with_groups_reaches_the_regressor(monkeypatch):
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from he2rna_sklearn import HE2RNARegressor
+    from he2rna_sklearn import Bag, HE2RNARegressor, SuperTiles
     from he2rna_sklearn.cli._commands import fit_with_groups
 
     seen = {}
@@ -457,8 +457,10 @@ def test_fit_with_groups_reaches_the_regressor(monkeypatch):
         return self
 
     monkeypatch.setattr(HE2RNARegressor, "fit", fit)
-    fit_with_groups(make_pipeline(HE2RNARegressor()), [np.zeros((2, 3))], [[1.0]], ["p1"])
-    assert seen["groups"] == ["p1"]
+    bags = [Bag(np.ones((4, 3)), coords=np.arange(8).reshape(4, 2)) for _ in range(2)]
+    model = make_pipeline(SuperTiles(n_clusters=2, random_state=0), HE2RNARegressor())
+    fit_with_groups(model, bags, [[1.0], [2.0]], ["p1", "p2"])
+    assert seen["groups"] == ["p1", "p2"]
     scaler = fit_with_groups(make_pipeline(StandardScaler()), np.eye(3), None, ["a", "b", "c"])
     assert scaler[-1].n_features_in_ == 3  # a model that takes no groups gets none
 
