@@ -86,7 +86,7 @@ def worker(name, epochs, threads, scale, hidden, workdir):
     start = time.perf_counter()
     model.fit(bags, y)
     total = time.perf_counter() - start
-    durs = list(model.net_.history[:, "dur"])
+    durs = list(model.history_["dur"])
     steady = sorted(durs[1:])[len(durs[1:]) // 2] if len(durs) > 1 else durs[0]
     return {
         "scenario": name,

@@ -13,15 +13,17 @@ Examples
 """
 
 from ._version import __version__
-from .bags import Bag, SuperTiles
+from .bags import Bag, BagPooling, SuperTiles
 from .features import SlideFeaturizer, load_bags
-from .model import HE2RNAClassifier, HE2RNAEmbedder, HE2RNARegressor
+from .model import HE2RNAClassifier, HE2RNAEmbedder, HE2RNARegressor, MeanFeatureEmbedder
 
 __all__ = [
     "Bag",
+    "BagPooling",
     "HE2RNAClassifier",
     "HE2RNAEmbedder",
     "HE2RNARegressor",
+    "MeanFeatureEmbedder",
     "SlideFeaturizer",
     "SuperTiles",
     "__version__",

@@ -14,19 +14,62 @@ from sklearn.utils import Bunch, _safe_indexing
 
 from .metrics import gene_correlations
 
-__all__ = ["aggregate_by_patient", "cross_validate_genes"]
+__all__ = [
+    "PAPER_PROJECT_MERGES",
+    "aggregate_by_patient",
+    "cross_validate_genes",
+    "gene_correlations_by_group",
+    "merge_projects",
+]
+
+#: The HE2RNA paper's merges of TCGA projects for its per-project reports: lung
+#: adenocarcinoma and squamous cell carcinoma, the three kidney projects (clear cell,
+#: papillary, chromophobe), and the two uterine projects (endometrial carcinoma and
+#: carcinosarcoma). Keys are TCGA project codes without the ``TCGA-`` prefix; apply it with
+#: :func:`merge_projects`.
+PAPER_PROJECT_MERGES = {
+    "LUAD": "LUAD+LUSC",
+    "LUSC": "LUAD+LUSC",
+    "KIRC": "KIRC+KIRP+KICH",
+    "KIRP": "KIRC+KIRP+KICH",
+    "KICH": "KIRC+KIRP+KICH",
+    "UCEC": "UCEC+UCS",
+    "UCS": "UCEC+UCS",
+}
+
+
+def _metadata_params(model, metadata):
+    """The fit parameters that route ``metadata`` (name -> values) to the steps that take it.
+
+    With scikit-learn's metadata routing enabled, the estimator receives the metadata it
+    requests (a Pipeline routes it to its steps). Without routing, a Pipeline gets
+    ``<step>__<name>`` for each step whose ``fit`` has that parameter, and a plain
+    estimator gets ``<name>`` if its ``fit`` has it. Metadata nobody takes is not passed.
+    """
+    from sklearn import get_config
+    from sklearn.pipeline import Pipeline
+    from sklearn.utils.metadata_routing import get_routing_for_object
+    from sklearn.utils.validation import has_fit_parameter
+
+    metadata = {k: v for k, v in metadata.items() if v is not None}
+    if get_config().get("enable_metadata_routing", False):
+        consumed = get_routing_for_object(model).consumes("fit", list(metadata))
+        return {k: v for k, v in metadata.items() if k in consumed}
+    if isinstance(model, Pipeline):
+        return {
+            f"{name}__{key}": value
+            for name, step in model.steps
+            if step not in (None, "passthrough")
+            for key, value in metadata.items()
+            if has_fit_parameter(step, key)
+        }
+    return {k: v for k, v in metadata.items() if has_fit_parameter(model, k)}
 
 
 def _fit_predict(estimator, X, Y, groups, train, test, fit_groups):
     model = clone(estimator)
     X_train, X_test = _safe_indexing(X, train), _safe_indexing(X, test)
-    params = {}
-    if fit_groups:
-        from sklearn.pipeline import Pipeline
-
-        # A Pipeline takes fit parameters as <step>__<name>: groups go to its last step.
-        name = f"{model.steps[-1][0]}__groups" if isinstance(model, Pipeline) else "groups"
-        params = {name: groups[train]}
+    params = _metadata_params(model, {"groups": groups[train]}) if fit_groups else {}
     model.fit(X_train, Y[train], **params)
     pred = np.asarray(model.predict(X_test), dtype=np.float64)
     return pred.reshape(len(test), -1)
@@ -44,6 +87,7 @@ def cross_validate_genes(
     n_jobs=None,
     fit_groups=True,
     verbose=0,
+    by=None,
 ):
     """Cross-validate a gene-expression model by patient and report every gene.
 
@@ -69,11 +113,18 @@ def cross_validate_genes(
         Folds fitted in parallel with joblib (any backend, e.g. Dask via
         ``joblib.parallel_config(backend="dask")``).
     fit_groups : bool, default=True
-        Pass the training patients' ``groups`` to ``estimator.fit`` (for the early-stopping
-        split of ``HE2RNARegressor``; to the last step of a Pipeline). Set False for
-        estimators whose ``fit`` takes none.
+        Pass the training patients' ``groups`` to the estimator (for the early-stopping
+        split of ``HE2RNARegressor``), the scikit-learn way: under metadata routing to
+        whatever requests it, otherwise to each step whose ``fit`` takes ``groups``.
     verbose : int, default=0
         joblib verbosity.
+    by : array-like of shape (n_slides,), optional
+        A group label per slide, e.g. its TCGA project (cancer type), for per-group reports
+        as in the paper's pan-cancer tables (:func:`gene_correlations_by_group`). Apply the
+        paper's merges of projects first with :func:`merge_projects`. The folds are
+        unchanged: each group is evaluated on the out-of-fold predictions of its own
+        slides. A pandas Series ordered differently from ``Y``'s rows is refused; pass
+        ``by.loc[Y.index]``.
 
     Returns
     -------
@@ -81,7 +132,16 @@ def cross_validate_genes(
         ``per_fold`` (tidy DataFrame: gene, fold, r, p, n), ``pooled`` (DataFrame by gene:
         r, p, p_holm, p_bh, n on pooled out-of-fold predictions, plus ``r_mean_folds``),
         ``summary`` (dict: mean r over genes and folds, genes well predicted by Holm and by
-        BH) and ``predictions`` (DataFrame, out of fold, same shape as ``Y``).
+        BH) and ``predictions`` (DataFrame, out of fold, same shape as ``Y``). With ``by``,
+        also ``per_group`` (tidy DataFrame: group, gene, r, p, p_holm, p_bh, n on the
+        group's pooled out-of-fold predictions, with corrections over genes within the
+        group, and ``r_mean_folds``, the mean over folds of the r on the group's test
+        slides of each fold), ``group_summary`` (DataFrame by group: n_slides,
+        n_patients, mean_r_pooled, mean_r_folds, well_predicted_holm,
+        well_predicted_bh), and in ``summary`` the means over groups of the groups'
+        ``mean_r_pooled`` and ``mean_r_folds`` (``mean_r_by_group_pooled``,
+        ``mean_r_by_group_folds``), the paper's pan-cancer figure. A group or fold part
+        with fewer than 3 slides has no r (NaN), with a warning.
 
     Examples
     --------
@@ -89,6 +149,12 @@ def cross_validate_genes(
     >>> from he2rna_sklearn.evaluation import cross_validate_genes
     >>> res = cross_validate_genes(HE2RNARegressor(), bags, Y, patient_ids)  # doctest: +SKIP
     >>> res.summary  # doctest: +SKIP
+
+    Per cancer type, with the paper's project merges:
+
+    >>> res = cross_validate_genes(HE2RNARegressor(), bags, Y, patient_ids,
+    ...                            by=merge_projects(projects))  # doctest: +SKIP
+    >>> res.group_summary  # doctest: +SKIP
     """
     genes = [str(c) for c in Y.columns] if hasattr(Y, "columns") else None
     index = Y.index if hasattr(Y, "index") else None
@@ -102,6 +168,8 @@ def cross_validate_genes(
         raise ValueError(
             f"X, Y and groups must have the same length ({len(X)}, {len(Y)}, {len(groups)})."
         )
+    if by is not None:
+        by = _check_by(by, Y, index)
     if cv is None or isinstance(cv, numbers.Integral):
         cv = GroupKFold(5 if cv is None else int(cv))
     cv = check_cv(cv)
@@ -138,7 +206,214 @@ def cross_validate_genes(
         "alpha": alpha,
     }
     predictions = pd.DataFrame(oof, columns=genes, index=index)
-    return Bunch(per_fold=per_fold, pooled=pooled, summary=summary, predictions=predictions)
+    result = Bunch(per_fold=per_fold, pooled=pooled, summary=summary, predictions=predictions)
+    if by is not None:
+        folds = np.empty(len(Y), dtype=np.int64)
+        for fold, (_, test) in enumerate(splits):
+            folds[test] = fold
+        report = gene_correlations_by_group(
+            pd.DataFrame(Y, columns=genes, index=index),
+            predictions,
+            by,
+            patient_ids=groups,
+            folds=folds,
+            method=method,
+            alpha=alpha,
+        )
+        result.per_group, result.group_summary = report.per_group, report.group_summary
+        summary["n_groups"] = len(report.group_summary)
+        summary["mean_r_by_group_pooled"] = report.mean_r_by_group_pooled
+        summary["mean_r_by_group_folds"] = report.mean_r_by_group_folds
+    return result
+
+
+def _check_by(by, Y, index, name="by"):
+    """One label per slide, as an array of str; refuses a Series ordered unlike Y."""
+    if isinstance(by, pd.Series) and index is not None and not by.index.equals(index):
+        if len(by.index) == len(index) and set(by.index) == set(index):
+            raise ValueError(
+                f"{name} is a Series whose index holds Y's rows in another order; pass "
+                f"{name}.loc[Y.index] ({name} is read by position)."
+            )
+    values = np.asarray(by, dtype=object)
+    if values.ndim != 1 or len(values) != len(Y):
+        raise ValueError(
+            f"{name} must hold one label per slide ({len(Y)}), got shape {values.shape}."
+        )
+    missing = pd.isna(values)
+    if missing.any():
+        raise ValueError(
+            f"{name} has missing labels at rows {np.flatnonzero(missing)[:10].tolist()}; give "
+            "every slide a group (e.g. its TCGA project) or drop those slides."
+        )
+    return np.array([str(v) for v in values], dtype=object)
+
+
+def _group_correlations(y_true, y_pred, method, genes):
+    """gene_correlations, or a NaN table when fewer than 3 slides make no r."""
+    if len(y_true) >= 3:
+        return gene_correlations(y_true, y_pred, method=method, genes=genes)
+    nan = np.full(len(genes), np.nan)
+    return pd.DataFrame(
+        {"r": nan, "p": nan, "p_holm": nan, "p_bh": nan, "n": len(y_true)},
+        index=pd.Index(genes, name="gene"),
+    )
+
+
+def gene_correlations_by_group(
+    y_true, y_pred, by, *, patient_ids=None, folds=None, method="pearson", alpha=0.05
+):
+    """Per-gene correlations within each group (e.g. TCGA project), and a summary per group.
+
+    The paper's pan-cancer tables: one model predicts all projects, and every project is
+    evaluated on its own slides. :func:`cross_validate_genes` calls this with ``by=``; call
+    it directly on out-of-fold predictions made another way (e.g. a loop over folds that
+    warm-starts each fold's all-tiles model from its super-tiles model).
+
+    Parameters
+    ----------
+    y_true, y_pred : array-like or DataFrame of shape (n_slides, n_genes)
+        Measured and (out-of-fold) predicted expression.
+    by : array-like of shape (n_slides,)
+        The group of each slide, e.g. ``merge_projects(projects)``.
+    patient_ids : array-like of shape (n_slides,), optional
+        Adds the number of patients per group.
+    folds : array-like of shape (n_slides,), optional
+        The test fold of each slide. Adds ``r_mean_folds``: per gene, the mean over folds
+        of the r on the group's test slides of that fold (per-fold figures do not suffer
+        from the offsets between folds' predictions that lower pooled r).
+    method : {"pearson", "spearman"}, default="pearson"
+    alpha : float, default=0.05
+        Significance level of the counts of well-predicted genes.
+
+    Returns
+    -------
+    result : sklearn.utils.Bunch
+        ``per_group`` (tidy DataFrame: group, gene, r, p, p_holm, p_bh, n and, with
+        ``folds``, r_mean_folds; Holm and BH correct over the genes of each group),
+        ``group_summary`` (DataFrame by group: n_slides, n_patients with ``patient_ids``,
+        mean_r_pooled, mean_r_folds with ``folds``, well_predicted_holm and
+        well_predicted_bh), and ``mean_r_by_group_pooled`` (and ``mean_r_by_group_folds``):
+        the mean over groups of the groups' mean r, the paper's pan-cancer figure. A
+        group or fold part with fewer than 3 slides has no r (NaN), with a warning.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> y = rng.normal(size=(40, 2))
+    >>> pred = y + rng.normal(size=(40, 2))
+    >>> res = gene_correlations_by_group(y, pred, ["COAD"] * 20 + ["READ"] * 20)
+    >>> res.group_summary.index.tolist(), res.per_group.shape
+    (['COAD', 'READ'], (4, 7))
+    """
+    genes = [str(c) for c in y_true.columns] if hasattr(y_true, "columns") else None
+    index = y_true.index if hasattr(y_true, "index") else None
+    Y = np.asarray(y_true, dtype=np.float64)
+    P = np.asarray(y_pred, dtype=np.float64)
+    Y, P = (Y[:, None] if Y.ndim == 1 else Y), (P[:, None] if P.ndim == 1 else P)
+    if Y.shape != P.shape:
+        raise ValueError(f"y_true has shape {Y.shape} but y_pred has shape {P.shape}.")
+    if genes is None:
+        genes = [f"gene_{j}" for j in range(Y.shape[1])]
+    by = _check_by(by, Y, index)
+    if patient_ids is not None:
+        patient_ids = np.asarray(patient_ids)
+        if patient_ids.shape != (len(Y),):
+            raise ValueError(
+                f"patient_ids must hold one id per slide ({len(Y)}), got {patient_ids.shape}."
+            )
+    if folds is not None:
+        folds = np.asarray(folds)
+        if folds.shape != (len(Y),):
+            raise ValueError(f"folds must hold one fold per slide ({len(Y)}), got {folds.shape}.")
+    labels = sorted(set(by))
+    small = [g for g in labels if (by == g).sum() < 3]
+    if small:
+        warnings.warn(
+            f"Groups with fewer than 3 slides have no correlation (NaN): {small[:10]}.",
+            UserWarning,
+            stacklevel=2,
+        )
+    tables, rows = [], []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # constant genes in a small group
+        for label in labels:
+            members = by == label
+            table = _group_correlations(Y[members], P[members], method, genes)
+            row = {"group": label, "n_slides": int(members.sum())}
+            if patient_ids is not None:
+                row["n_patients"] = int(len(np.unique(patient_ids[members])))
+            row["mean_r_pooled"] = float(table["r"].mean())
+            if folds is not None:
+                fold_r = [
+                    _group_correlations(Y[part], P[part], method, genes)["r"]
+                    for part in (members & (folds == f) for f in np.unique(folds))
+                ]
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN genes
+                    table["r_mean_folds"] = np.nanmean(np.column_stack(fold_r), axis=1)
+                row["mean_r_folds"] = float(table["r_mean_folds"].mean())
+            row["well_predicted_holm"] = int((table["p_holm"] < alpha).sum())
+            row["well_predicted_bh"] = int((table["p_bh"] < alpha).sum())
+            tables.append(table.reset_index().assign(group=label))
+            rows.append(row)
+    columns = ["group", "gene", "r", "p", "p_holm", "p_bh", "n"]
+    columns += ["r_mean_folds"] if folds is not None else []
+    group_summary = pd.DataFrame(rows).set_index("group")
+    result = Bunch(
+        per_group=pd.concat(tables, ignore_index=True)[columns],
+        group_summary=group_summary,
+        mean_r_by_group_pooled=float(group_summary["mean_r_pooled"].mean()),
+    )
+    if folds is not None:
+        result.mean_r_by_group_folds = float(group_summary["mean_r_folds"].mean())
+    return result
+
+
+def merge_projects(projects, merges=None):
+    """Map TCGA project codes to the cancer types of the paper's per-project reports.
+
+    The paper reported lung adenocarcinoma and squamous cell carcinoma together
+    (``LUAD+LUSC``), likewise the three kidney projects (``KIRC+KIRP+KICH``) and the two
+    uterine ones (``UCEC+UCS``); every other project stands alone. Codes may carry the
+    ``TCGA-`` prefix, which the merged name keeps (``TCGA-LUAD`` -> ``TCGA-LUAD+LUSC``).
+
+    Parameters
+    ----------
+    projects : array-like of shape (n_slides,)
+        One TCGA project code per slide, e.g. ``"LUAD"`` or ``"TCGA-LUAD"``.
+    merges : dict, optional
+        Code (without prefix) -> merged name; default :data:`PAPER_PROJECT_MERGES`.
+
+    Returns
+    -------
+    merged : ndarray of str, or a Series with the same index if ``projects`` is one
+
+    Examples
+    --------
+    >>> merge_projects(["TCGA-LUSC", "KICH", "COAD", "UCS"]).tolist()
+    ['TCGA-LUAD+LUSC', 'KIRC+KIRP+KICH', 'COAD', 'UCEC+UCS']
+    """
+    merges = PAPER_PROJECT_MERGES if merges is None else merges
+    values = np.asarray(projects, dtype=object)
+    if values.ndim != 1:
+        raise ValueError(f"projects must be 1-D (one code per slide), got shape {values.shape}.")
+    missing = pd.isna(values)
+    if missing.any():
+        raise ValueError(
+            f"projects has missing codes at rows {np.flatnonzero(missing)[:10].tolist()}."
+        )
+    out = []
+    for value in values:
+        code = str(value)
+        prefix = code[:5] if code.upper().startswith("TCGA-") else ""
+        merged = merges.get(code[len(prefix) :].upper())
+        out.append(code if merged is None else prefix + merged)
+    out = np.array(out, dtype=object)
+    if isinstance(projects, pd.Series):
+        return pd.Series(out, index=projects.index, name=projects.name)
+    return out
 
 
 def aggregate_by_patient(scores, patient_ids, *, how="mean"):

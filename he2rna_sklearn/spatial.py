@@ -6,12 +6,15 @@ import numpy as np
 import pandas as pd
 
 __all__ = [
+    "ensemble_tile_scores",
     "export_tile_scores",
     "plot_tile_heatmap",
     "slide_thumbnail",
     "spatial_auc",
+    "spatial_correlation",
     "tile_extent",
     "tile_layout",
+    "tile_mask_fraction",
 ]
 
 
@@ -58,6 +61,106 @@ def tile_layout(bag, scores):
     return np.asarray(bag.coords), scores
 
 
+def _zscore(scores):
+    """Z-score each column over the bag's rows (a constant column becomes 0)."""
+    scores = np.asarray(scores, dtype=np.float64)
+    std = scores.std(axis=0)
+    return (scores - scores.mean(axis=0)) / np.where(std > 0, std, 1.0)
+
+
+def _as_models(scores):
+    """The models in ``scores`` (one, or a list or tuple of them), else None (an array)."""
+    if hasattr(scores, "predict_tiles"):
+        return [scores]
+    if isinstance(scores, (list, tuple)) and scores:
+        has = [hasattr(m, "predict_tiles") for m in scores]
+        if all(has):
+            return list(scores)
+        if any(has):
+            raise TypeError(
+                "scores mixes fitted models and other values; pass either an array of tile "
+                "scores or a list of fitted models (each with predict_tiles)."
+            )
+    return None
+
+
+def ensemble_tile_scores(models, bag, genes=None):
+    """Per-tile scores of one bag, averaged over several fitted models (a fold ensemble).
+
+    The paper's maps average over its 5 cross-validation models and over the genes of a
+    set. Each model's tile scores are z-scored over the bag's rows (tiles or super-tiles),
+    per gene, then averaged over the genes of ``genes`` and over the models: the map is
+    the mean over models of the single-model z-scored maps. Z-scoring puts models whose
+    predictions differ in offset and spread (each fold has its own training mean) on one
+    scale; the result is in standard deviations over the slide, not in expression units.
+
+    Parameters
+    ----------
+    models : fitted estimator or sequence of fitted estimators
+        Each with a ``predict_tiles(bag, genes)`` method, e.g. the
+        :class:`~he2rna_sklearn.HE2RNARegressor` of every fold
+        (``cross_validate(..., return_estimator=True)["estimator"]``). For a Pipeline, pass
+        its last step and the bag transformed by the steps before it.
+    bag : Bag or array-like of shape (n_rows, n_features)
+    genes : str or sequence of str, optional
+        One gene, or a gene set (averaged over its genes). Default: every gene, which all
+        models must predict in the same order.
+
+    Returns
+    -------
+    scores : ndarray of shape (n_rows,) with ``genes``, else (n_rows, n_genes)
+
+    Examples
+    --------
+    >>> from sklearn.model_selection import GroupKFold, cross_validate
+    >>> cv = cross_validate(HE2RNARegressor(), bags, Y, groups=patients,
+    ...                     cv=GroupKFold(5), return_estimator=True)  # doctest: +SKIP
+    >>> tiles = ensemble_tile_scores(cv["estimator"], bags[0], "CD3E")  # doctest: +SKIP
+    """
+    found = _as_models(models)
+    if found is None:
+        raise TypeError(
+            "models must be a fitted model with predict_tiles (e.g. HE2RNARegressor) or a "
+            f"non-empty list of them, got {type(models).__name__}. For a Pipeline, pass its "
+            "last step."
+        )
+    if genes is None:
+        names = [list(getattr(m, "gene_names_", [])) for m in found]
+        if any(n != names[0] for n in names[1:]):
+            raise ValueError(
+                "The models predict different genes; pass genes= (a gene or a gene set) that "
+                "they all predict."
+            )
+    maps = []
+    for model in found:
+        scores = np.asarray(model.predict_tiles(bag, genes), dtype=np.float64)
+        if genes is None or isinstance(genes, str):
+            scores = _zscore(scores)  # a gene set comes back as its mean of z-scores
+        maps.append(scores)
+    return np.mean(maps, axis=0)
+
+
+def _resolve_scores(bag, scores, genes):
+    """Scores from an array, or from fitted models (ensemble); and their default names."""
+    models = _as_models(scores)
+    if models is None:
+        if genes is not None:
+            raise ValueError(
+                "genes= selects the genes of fitted models; with an array of scores, select "
+                "its columns yourself."
+            )
+        return scores, None, None
+    values = ensemble_tile_scores(models, bag, genes)
+    if genes is None:
+        names = [str(g) for g in models[0].gene_names_]
+    elif isinstance(genes, str):
+        names = [genes]
+    else:
+        names = ["+".join(str(g) for g in genes)]
+    unit = "z-score" + (f", mean of {len(models)} models" if len(models) > 1 else "")
+    return values, names, unit
+
+
 def slide_thumbnail(slide_path, *, slide_mpp=None, max_size=1400):
     """An RGB thumbnail of a slide whose longest side is about ``max_size`` pixels.
 
@@ -78,6 +181,7 @@ def plot_tile_heatmap(
     bag,
     scores,
     *,
+    genes=None,
     slide_path=None,
     slide_mpp=None,
     label=None,
@@ -94,15 +198,19 @@ def plot_tile_heatmap(
     bag : Bag
         The slide's bag (its ``coords``; for super-tiles, ``assignment`` and
         ``tile_coords``).
-    scores : array-like of shape (n_rows,)
+    scores : array-like of shape (n_rows,), or fitted model(s)
         One score per bag row, e.g. a gene's column of
-        :meth:`HE2RNARegressor.predict_tiles`.
+        :meth:`HE2RNARegressor.predict_tiles`. Or a fitted model, or a list of them (e.g.
+        the 5 fold models), with ``genes``: the map is then
+        :func:`ensemble_tile_scores`, the mean over models of their z-scored tile scores.
+    genes : str or sequence of str, optional
+        With models: the gene, or the gene set (mean over its genes), to paint.
     slide_path : str or Path, optional
         The slide; default ``bag.meta["slide_path"]``.
     slide_mpp : float, optional
         Base resolution, for slides lacking it; default ``bag.meta["slide_mpp"]``.
     label : str, optional
-        Colour-bar label (e.g. the gene name).
+        Colour-bar label (e.g. the gene name); with models, default the gene(s).
     ax : matplotlib Axes, optional
     cmap : str
     alpha : float
@@ -118,6 +226,13 @@ def plot_tile_heatmap(
     """
     import matplotlib.pyplot as plt
 
+    if _as_models(scores) is not None and genes is None:
+        raise ValueError(
+            "With fitted models as scores, pass genes= (one gene or a gene set) to paint."
+        )
+    scores, names, unit = _resolve_scores(bag, scores, genes)
+    if names is not None and label is None:
+        label = f"{names[0]} ({unit})"
     meta = getattr(bag, "meta", {}) or {}
     slide_path = slide_path or meta.get("slide_path")
     if slide_path is None:
@@ -179,6 +294,123 @@ def spatial_auc(tile_scores, tile_labels, positive):
     return float(roc_auc_score(target, scores))
 
 
+def spatial_correlation(tile_scores, tile_fraction, *, method="pearson"):
+    """Correlation of tile scores with an annotated fraction per tile.
+
+    The paper's second check of virtual spatialization: per tile, the fraction of its area
+    inside an annotation mask (e.g. the epithelium masks of the PESO prostate data set,
+    see :func:`tile_mask_fraction`) against the tile scores of a gene set that marks it.
+
+    Parameters
+    ----------
+    tile_scores : array-like of shape (n_tiles,)
+        For a bag of super-tiles, paint the scores on the tiles first
+        (:func:`tile_layout`).
+    tile_fraction : array-like of shape (n_tiles,)
+        Annotated fraction of each tile, in [0, 1].
+    method : {"pearson", "spearman"}, default="pearson"
+
+    Returns
+    -------
+    r : float
+
+    Examples
+    --------
+    >>> round(spatial_correlation([0.1, 0.5, 0.9, 0.3], [0.0, 0.5, 1.0, 0.5]), 3)
+    0.956
+    """
+    from scipy.stats import rankdata
+
+    if method not in ("pearson", "spearman"):
+        raise ValueError(f"method must be 'pearson' or 'spearman', got {method!r}.")
+    scores = np.asarray(tile_scores, dtype=np.float64).ravel()
+    fraction = np.asarray(tile_fraction, dtype=np.float64).ravel()
+    if scores.shape != fraction.shape:
+        raise ValueError(
+            f"Got {scores.shape[0]} tile scores for {fraction.shape[0]} tile fractions."
+        )
+    if len(scores) < 3:
+        raise ValueError(f"spatial_correlation needs at least 3 tiles, got {len(scores)}.")
+    for name, values in (("tile_scores", scores), ("tile_fraction", fraction)):
+        if not np.isfinite(values).all():
+            raise ValueError(f"{name} has NaN or infinite values.")
+        if np.ptp(values) == 0:
+            raise ValueError(f"{name} is constant, so the correlation is undefined.")
+    if fraction.min() < -1e-9 or fraction.max() > 1 + 1e-9:
+        raise ValueError(
+            "tile_fraction must lie in [0, 1] (the fraction of each tile inside the "
+            f"annotation), got values in [{fraction.min():g}, {fraction.max():g}]."
+        )
+    if method == "spearman":
+        scores, fraction = rankdata(scores), rankdata(fraction)
+    a, b = scores - scores.mean(), fraction - fraction.mean()
+    return float(np.clip((a @ b) / np.sqrt((a @ a) * (b @ b)), -1.0, 1.0))
+
+
+def tile_mask_fraction(bag, mask, downsample):
+    """The fraction of each tile's area inside a binary annotation mask.
+
+    Parameters
+    ----------
+    bag : Bag
+        Tiles placed by ``coords`` (for super-tiles, the source tiles: ``tile_coords``, in
+        the order of :func:`tile_layout`), of side :func:`tile_extent`.
+    mask : array-like of shape (rows, cols)
+        The annotation (True or 1 inside; values in [0, 1] are read as partial cover) over
+        the slide, row = y.
+    downsample : float or (float, float)
+        Level-0 pixels per mask pixel, along x and y.
+
+    Returns
+    -------
+    fraction : ndarray of shape (n_tiles,)
+        Area-weighted mean of the mask over each tile's part inside the mask image.
+
+    Examples
+    --------
+    >>> from he2rna_sklearn import Bag
+    >>> bag = Bag(np.zeros((2, 4)), coords=[[0, 0], [224, 0]], meta={"extent": 224})
+    >>> mask = np.zeros((2, 4))
+    >>> mask[:, 3] = 1  # covers the right half of the second tile
+    >>> tile_mask_fraction(bag, mask, downsample=112).tolist()
+    [0.0, 0.5]
+    """
+    mask = np.asarray(mask, dtype=np.float64)
+    if mask.ndim != 2:
+        raise ValueError(f"mask must be 2-D (rows, cols), got shape {mask.shape}.")
+    if not np.isfinite(mask).all() or mask.min() < 0 or mask.max() > 1:
+        raise ValueError("mask must hold values in [0, 1] (True/1 inside the annotation).")
+    dx, dy = (float(downsample),) * 2 if np.ndim(downsample) == 0 else map(float, downsample)
+    if dx <= 0 or dy <= 0:
+        raise ValueError(f"downsample must be positive, got {downsample!r}.")
+    coords = getattr(bag, "tile_coords", None)
+    if coords is None:
+        coords = getattr(bag, "coords", None)
+    if coords is None:
+        raise ValueError("The bag has no coords; tiles cannot be placed on the mask.")
+    coords = np.asarray(coords, dtype=np.float64)
+    extent = tile_extent(bag)
+    rows, cols = mask.shape
+    out = np.empty(len(coords))
+    for i, (x, y) in enumerate(coords):
+        wx = _overlap(x / dx, (x + extent) / dx, cols)
+        wy = _overlap(y / dy, (y + extent) / dy, rows)
+        area = wy.sum() * wx.sum()
+        if area <= 0:
+            raise ValueError(
+                f"Tile {i} at ({x:g}, {y:g}) lies outside the mask ({cols} x {rows} pixels at "
+                f"downsample {downsample}); is the downsample right?"
+            )
+        out[i] = wy @ mask @ wx / area
+    return np.clip(out, 0.0, 1.0)  # rounding
+
+
+def _overlap(start, stop, n):
+    """Length of [start, stop) inside each of the n unit pixels [j, j + 1)."""
+    edges = np.arange(n + 1, dtype=np.float64)
+    return np.clip(np.minimum(stop, edges[1:]) - np.maximum(start, edges[:-1]), 0, None)
+
+
 def _score_table(bag, scores, names):
     scores = np.asarray(scores, dtype=np.float64)
     if scores.ndim == 1:
@@ -206,23 +438,29 @@ def _score_table(bag, scores, names):
     return table, names
 
 
-def export_tile_scores(bag, scores, path, *, names=None, format=None):
+def export_tile_scores(bag, scores, path, *, names=None, format=None, genes=None):
     """Write per-tile scores for other tools; super-tile scores are painted back on tiles.
 
     Parameters
     ----------
     bag : Bag
-    scores : array-like of shape (n_rows,) or (n_rows, n_scores)
-        E.g. :meth:`HE2RNARegressor.predict_tiles` for some genes.
+    scores : array-like of shape (n_rows,) or (n_rows, n_scores), or fitted model(s)
+        E.g. :meth:`HE2RNARegressor.predict_tiles` for some genes. Or a fitted model, or a
+        list of them (e.g. the 5 fold models): the scores are then
+        :func:`ensemble_tile_scores` (z-scores averaged over models) of ``genes``.
     path : str or Path
     names : sequence of str, optional
-        Score names (gene names); default ``score_0``...
+        Score names (gene names); default ``score_0``..., or with models the genes (a gene
+        set's column is named ``GENE1+GENE2...``).
     format : {"csv", "parquet", "geojson", "anndata"}, optional
         Default from the suffix: ``.csv``, ``.parquet``, ``.geojson``/``.json``,
         ``.h5ad``. GeoJSON holds one square polygon per tile in level-0 pixels with the
         scores as ``measurements``, which QuPath imports (File > Import objects).
         AnnData (needs ``anndata``) has tiles as observations and tile centres in
         ``obsm["spatial"]``. Parquet needs ``pyarrow``.
+    genes : str or sequence of str, optional
+        With models: one gene, a gene set (one column, the mean over its genes), or every
+        gene (default).
 
     Returns
     -------
@@ -243,7 +481,8 @@ def export_tile_scores(bag, scores, path, *, names=None, format=None):
         }.get(path.suffix.lower())
         if format is None:
             raise ValueError(f"Cannot tell the format of '{path}'; pass format=.")
-    table, names = _score_table(bag, scores, names)
+    scores, model_names, _ = _resolve_scores(bag, scores, genes)
+    table, names = _score_table(bag, scores, names if names is not None else model_names)
     if format not in ("csv", "parquet", "geojson", "anndata"):
         raise ValueError(f"format must be csv, parquet, geojson or anndata, got {format!r}.")
     with atomic_write(path) as tmp:

@@ -9,17 +9,21 @@ import pytest
 from sklearn.utils import estimator_checks as ec
 
 from he2rna_sklearn import (
+    BagPooling,
     HE2RNAClassifier,
     HE2RNAEmbedder,
     HE2RNARegressor,
+    MeanFeatureEmbedder,
     SlideFeaturizer,
     SuperTiles,
 )
 
 ESTIMATORS = [
+    BagPooling(),
     HE2RNARegressor(),
     HE2RNAClassifier(),
     HE2RNAEmbedder(),
+    MeanFeatureEmbedder(),
     SuperTiles(),
     SlideFeaturizer(),
 ]

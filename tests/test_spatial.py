@@ -161,3 +161,156 @@ def test_export_paints_super_tiles_back(bag, tmp_path):
     table = pd.read_csv(path)
     assert len(table) == bag.n_tiles
     np.testing.assert_array_equal(table["score_0"], st.assignment)
+
+
+@pytest.fixture(scope="module")
+def fold_models():
+    """Three small regressors trained on different random bags (16 features, 3 genes)."""
+    import pandas as pd
+
+    from he2rna_sklearn import HE2RNARegressor
+
+    from .conftest import random_bags
+
+    models = []
+    for seed in range(3):
+        bags = random_bags(20, n_features=16, seed=seed)
+        y = pd.DataFrame(
+            {
+                "CD3E": [b[:, 0].max() for b in bags],
+                "MS4A1": [b[:, 1].mean() for b in bags],
+                "EPCAM": [b[:, 2].min() for b in bags],
+            }
+        )
+        fast = dict(hidden_layer_sizes=(8,), max_epochs=3, validation_fraction=None)
+        models.append(HE2RNARegressor(**fast, random_state=seed).fit(bags, y))
+    return models
+
+
+def _z(a):
+    a = np.asarray(a, dtype=np.float64)
+    return (a - a.mean(axis=0)) / a.std(axis=0)
+
+
+def test_ensemble_map_is_the_mean_of_single_model_z_maps(bag, fold_models):
+    from he2rna_sklearn.spatial import ensemble_tile_scores
+
+    single = [_z(m.predict_tiles(bag)) for m in fold_models]  # (n_tiles, 3) z-scored each
+    np.testing.assert_allclose(ensemble_tile_scores(fold_models, bag), np.mean(single, axis=0))
+    one = ensemble_tile_scores(fold_models, bag, "MS4A1")
+    np.testing.assert_allclose(one, np.mean([s[:, 1] for s in single], axis=0))
+    gene_set = ensemble_tile_scores(fold_models, bag, ["CD3E", "EPCAM"])
+    expected = np.mean([s[:, [0, 2]] for s in single], axis=(0, 2))
+    np.testing.assert_allclose(gene_set, expected, rtol=1e-5)  # predict_tiles z in float32
+    # one model is an ensemble of one; the models do differ
+    np.testing.assert_allclose(ensemble_tile_scores(fold_models[0], bag, "MS4A1"), single[0][:, 1])
+    assert not np.allclose(single[0], single[1])
+
+
+def test_heatmap_and_exports_take_fold_models(bag, fold_models, tmp_path):
+    import pandas as pd
+
+    from he2rna_sklearn.spatial import ensemble_tile_scores
+
+    expected = ensemble_tile_scores(fold_models, bag, ["CD3E", "MS4A1"])
+    path = export_tile_scores(bag, fold_models, tmp_path / "ens.csv", genes=["CD3E", "MS4A1"])
+    table = pd.read_csv(path)
+    np.testing.assert_allclose(table["CD3E+MS4A1"], expected)
+    every = pd.read_csv(export_tile_scores(bag, fold_models, tmp_path / "all.csv"))
+    assert list(every.columns[-3:]) == ["CD3E", "MS4A1", "EPCAM"]
+    np.testing.assert_allclose(
+        every[["CD3E", "MS4A1", "EPCAM"]], ensemble_tile_scores(fold_models, bag)
+    )
+
+    ax = plot_tile_heatmap(bag, fold_models, genes="CD3E")
+    layer = ax.get_images()[1].get_array()
+    painted = np.unique(np.ma.compressed(layer))
+    values = ensemble_tile_scores(fold_models, bag, "CD3E")
+    assert np.isin(painted, values).all() and len(painted) > 0.5 * len(np.unique(values))
+    assert "CD3E (z-score, mean of 3 models)" in ax.figure.axes[-1].get_ylabel()
+    plt.close(ax.figure)
+
+
+def test_ensemble_errors(bag, fold_models):
+    from he2rna_sklearn.spatial import ensemble_tile_scores
+
+    with pytest.raises(TypeError, match="predict_tiles"):
+        ensemble_tile_scores([], bag)
+    with pytest.raises(TypeError, match="mixes fitted models"):
+        export_tile_scores(bag, [fold_models[0], np.zeros(3)], "x.csv")
+    with pytest.raises(ValueError, match="pass genes="):
+        plot_tile_heatmap(bag, fold_models)
+    with pytest.raises(ValueError, match="genes= selects"):
+        plot_tile_heatmap(bag, np.zeros(bag.n_tiles), genes="CD3E")
+    with pytest.raises(ValueError, match="Unknown genes"):
+        ensemble_tile_scores(fold_models, bag, "NOT_A_GENE")
+    other = type(fold_models[0])(hidden_layer_sizes=(4,), max_epochs=1, validation_fraction=None)
+    other.fit([np.asarray(bag)] * 4, np.arange(4.0))
+    with pytest.raises(ValueError, match="different genes"):
+        ensemble_tile_scores([fold_models[0], other], bag)
+
+
+@pytest.mark.parametrize("method", ["pearson", "spearman"])
+def test_spatial_correlation_matches_scipy(method):
+    from scipy import stats
+
+    from he2rna_sklearn.spatial import spatial_correlation
+
+    rng = np.random.default_rng(0)
+    fraction = rng.random(200)
+    scores = 2 * fraction + rng.normal(0, 0.5, 200)
+    expected = (stats.pearsonr if method == "pearson" else stats.spearmanr)(scores, fraction)
+    assert spatial_correlation(scores, fraction, method=method) == pytest.approx(
+        expected[0], abs=1e-12
+    )
+    assert spatial_correlation(-scores, fraction, method=method) == pytest.approx(-expected[0])
+
+
+def test_spatial_correlation_checks():
+    from he2rna_sklearn.spatial import spatial_correlation
+
+    with pytest.raises(ValueError, match="3 tile scores for 2"):
+        spatial_correlation([1, 2, 3], [0.1, 0.2])
+    with pytest.raises(ValueError, match=r"tile_fraction must lie in \[0, 1\]"):
+        spatial_correlation([1, 2, 3], [0, 50, 100])
+    with pytest.raises(ValueError, match="tile_scores is constant"):
+        spatial_correlation([1, 1, 1], [0.1, 0.2, 0.3])
+    with pytest.raises(ValueError, match="tile_fraction has NaN"):
+        spatial_correlation([1, 2, 3], [0.1, np.nan, 0.3])
+    with pytest.raises(ValueError, match="method"):
+        spatial_correlation([1, 2, 3], [0.1, 0.2, 0.3], method="kendall")
+
+
+def test_tile_mask_fraction():
+    from he2rna_sklearn.spatial import tile_mask_fraction
+
+    b = Bag(np.zeros((3, 2)), coords=[[0, 0], [100, 0], [50, 100]], meta={"extent": 100})
+    mask = np.zeros((4, 4), bool)  # 50 level-0 px per mask pixel: 2 x 2 pixels per tile
+    mask[0, 2] = True  # a quarter of tile 1
+    mask[2:, 1] = True  # half of tile 2 (columns 1-2 from x = 50)
+    np.testing.assert_allclose(tile_mask_fraction(b, mask, 50), [0.0, 0.25, 0.5])
+    # A tile straddling mask pixels is weighted by area: x = 25 covers half of pixel 0.
+    half = Bag(np.zeros((1, 2)), coords=[[25, 0]], meta={"extent": 50})
+    np.testing.assert_allclose(tile_mask_fraction(half, np.array([[1.0, 0.0]]), 50), [0.5])
+    # Super-tiles: one fraction per source tile, in tile_layout's order.
+    [st] = SuperTiles(n_clusters=2, random_state=0).transform([b])
+    np.testing.assert_allclose(tile_mask_fraction(st, mask, 50), [0.0, 0.25, 0.5])
+    with pytest.raises(ValueError, match="outside the mask"):
+        tile_mask_fraction(b, mask, 5)
+    with pytest.raises(ValueError, match=r"values in \[0, 1\]"):
+        tile_mask_fraction(b, mask * 255.0, 50)
+
+
+def test_lymphoid_fraction_correlates_with_cd3e_scores(trained):
+    """The PESO-style check on the synthetic cohort: lymphoid cover vs CD3E tile scores."""
+    from he2rna_sklearn.spatial import spatial_correlation, tile_mask_fraction
+
+    cohort, bags, test, model = trained
+    lymphoid = cohort.class_names.index("lymphoid")
+    rs = []
+    for i in np.flatnonzero(test):
+        fraction = tile_mask_fraction(bags[i], cohort.class_maps[i] == lymphoid, cohort.cell_size)
+        if np.ptp(fraction) > 0:
+            rs.append(spatial_correlation(model.predict_tiles(bags[i], "CD3E"), fraction))
+    assert len(rs) >= 3
+    assert np.mean(rs) >= 0.35  # 0.52 here; unrelated maps give about 0

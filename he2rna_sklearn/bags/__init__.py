@@ -1,11 +1,20 @@
 """Stage 3 of the data flow: bags.
 
 A bag is one slide's tile features. This stage validates sequences of bags and reduces
-them to super-tiles.
+them to super-tiles or to one pooled vector per slide.
 """
 
 from ._bag import Bag
+from ._pooling import BagPooling
 from ._supertiles import SuperTiles
 from ._validation import bag_label, check_bags, check_finite_bag, is_lazy
 
-__all__ = ["Bag", "SuperTiles", "bag_label", "check_bags", "check_finite_bag", "is_lazy"]
+__all__ = [
+    "Bag",
+    "BagPooling",
+    "SuperTiles",
+    "bag_label",
+    "check_bags",
+    "check_finite_bag",
+    "is_lazy",
+]

@@ -1,6 +1,12 @@
 """Data sets: a synthetic cohort on real tissue, and readers of expression tables."""
 
-from ._expression import load_expression, tcga_patient_id
+from ._expression import PRIMARY_TUMOUR, load_expression, tcga_patient_id, tcga_sample_type
+from ._expression_cohort import (
+    COHORT_CLASS_NAMES,
+    SIGNATURES,
+    make_expression_cohort,
+    signature_scores,
+)
 from ._synthetic import (
     CLASS_NAMES,
     GENE_PROGRAMS,
@@ -11,10 +17,16 @@ from ._synthetic import (
 
 __all__ = [
     "CLASS_NAMES",
+    "COHORT_CLASS_NAMES",
+    "SIGNATURES",
     "GENE_PROGRAMS",
+    "PRIMARY_TUMOUR",
     "load_expression",
+    "make_expression_cohort",
     "make_synthetic_cohort",
+    "signature_scores",
     "tcga_patient_id",
+    "tcga_sample_type",
     "tile_classes",
     "write_pyramidal_tiff",
 ]

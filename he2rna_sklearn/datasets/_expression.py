@@ -9,7 +9,11 @@ import numpy as np
 import pandas as pd
 from sklearn.utils import Bunch
 
-__all__ = ["load_expression", "tcga_patient_id"]
+__all__ = ["PRIMARY_TUMOUR", "load_expression", "tcga_patient_id", "tcga_sample_type"]
+
+#: TCGA sample type code of primary solid tumours (barcode characters 14-15), the samples
+#: the HE2RNA paper trained and evaluated on: ``load_expression(..., sample_types="01")``.
+PRIMARY_TUMOUR = "01"
 
 _TCGA = re.compile(r"^TCGA-[A-Z0-9]{2}-[A-Z0-9]{4}", re.IGNORECASE)
 #: Column names that identify genes (annotation columns of a genes x samples table).
@@ -58,6 +62,57 @@ def tcga_patient_id(sample_id):
     return sample_id[:12].upper()
 
 
+def tcga_sample_type(sample_id):
+    """TCGA sample type code of a barcode: its characters 14-15 (``01`` primary tumour).
+
+    ``01`` is a primary solid tumour, ``02`` a recurrent one, ``06`` a metastasis, ``11``
+    solid normal tissue (the GDC's code tables list them all).
+
+    Examples
+    --------
+    >>> tcga_sample_type("TCGA-4N-A93T-01A-11R")
+    '01'
+    """
+    sample_id = str(sample_id)
+    code = sample_id[13:15]
+    if not _TCGA.match(sample_id) or sample_id[12:13] != "-" or not code.isdigit():
+        raise ValueError(
+            f"'{sample_id}' has no TCGA sample type: expected a sample barcode "
+            "TCGA-XX-XXXX-NN... whose characters 14-15 are the type (01 = primary tumour)."
+        )
+    return code
+
+
+def _keep_sample_types(expression, sample_types, path):
+    """Rows of ``expression`` whose TCGA sample type is in ``sample_types``."""
+    wanted = [sample_types] if isinstance(sample_types, str) else list(sample_types)
+    wanted = {str(t).zfill(2) for t in wanted}
+    if not wanted or not all(t.isdigit() and len(t) == 2 for t in wanted):
+        raise ValueError(
+            f"sample_types must be TCGA sample type codes such as '01' (primary tumour), got "
+            f"{sample_types!r}."
+        )
+    codes, unknown = [], []
+    for sample in expression.index:
+        try:
+            codes.append(tcga_sample_type(sample))
+        except ValueError:
+            unknown.append(sample)
+    if unknown:
+        raise ValueError(
+            f"sample_types={sample_types!r} needs TCGA sample barcodes (TCGA-XX-XXXX-01...), "
+            f"but '{path}' has samples {unknown[:5]} without one; pass sample_types=None "
+            "and select the samples yourself."
+        )
+    keep = np.isin(codes, sorted(wanted))
+    if not keep.any():
+        raise ValueError(
+            f"No sample of '{path}' has sample type {sorted(wanted)}; its types are "
+            f"{sorted(set(codes))}."
+        )
+    return expression.loc[keep]
+
+
 def _separator(path):
     name = Path(path).name.lower()
     if name.endswith(".gz"):
@@ -86,6 +141,7 @@ def load_expression(
     log_transform=False,
     drop_zero_median=False,
     patient_id="tcga",
+    sample_types=None,
     sample_ids=None,
 ):
     """Read a gene expression table into a samples x genes DataFrame.
@@ -115,6 +171,12 @@ def load_expression(
         How to map sample ids to patients: ``"tcga"`` takes the first 12 characters of
         TCGA barcodes (other ids are their own patient), None makes each sample its own
         patient, a callable maps one sample id to a patient id.
+    sample_types : str or sequence of str, optional
+        Keep only the TCGA samples of these sample types (barcode characters 14-15).
+        ``"01"`` (:data:`PRIMARY_TUMOUR`) keeps primary tumours, the paper's choice; it
+        drops normal tissue (``11``), metastases (``06``) and recurrences (``02``). Applied
+        before ``drop_zero_median``, so medians are over the kept samples. Every sample id
+        must then be a TCGA sample barcode. Default: keep all samples.
 
     Returns
     -------
@@ -136,6 +198,11 @@ def load_expression(
     ...                        log_transform=True)  # doctest: +SKIP
     >>> data.expression.shape  # doctest: +SKIP
     (92, 17045)
+
+    The paper's samples, primary tumours only:
+
+    >>> data = load_expression("tcga-expression.tsv.gz", log_transform=True,
+    ...                        sample_types="01")  # doctest: +SKIP
     """
     path = Path(path)
     if path.is_dir():
@@ -236,6 +303,8 @@ def load_expression(
             f"{gene_ids_missing[:10]}; impute or drop them first."
         )
     expression = numeric.astype(np.float64)
+    if sample_types is not None:
+        expression = _keep_sample_types(expression, sample_types, path)
     if drop_zero_median:
         expression = expression.loc[:, expression.median(axis=0) != 0]
         if genes is not None:

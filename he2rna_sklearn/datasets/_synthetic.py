@@ -57,10 +57,11 @@ _CELL = 150  # Kather 2016 tiles: 150 x 150 px
 _KATHER_MPP = 0.495
 
 
-def _load_textures():
+def _load_textures(sources=None):
+    """The shipped Kather 2016 tiles (RGB arrays) of each class, by class name."""
     root = resources.files("he2rna_sklearn.datasets") / "data" / "kather2016"
     textures = {}
-    for name, folders in _SOURCES.items():
+    for name, folders in (sources or _SOURCES).items():
         tiles = []
         for folder in folders:
             for entry in sorted((root / folder).iterdir(), key=lambda e: e.name):
@@ -88,8 +89,12 @@ def _smooth_field(rng, shape, sigma):
     return (field - field.mean()) / (field.std() + 1e-9)
 
 
-def _class_map(rng, shape, weights, coherence=2.2):
-    """A spatially coherent map of class indices (0 = background) on a cell grid."""
+def _class_map(rng, shape, weights, coherence=2.2, sigmas=_SIGMAS):
+    """A spatially coherent map of class indices (0 = background) on a cell grid.
+
+    ``weights`` and ``sigmas`` (the spatial scale of each class's regions, in cells) hold
+    one entry per tissue class; class ``i`` of ``weights`` is index ``i + 1`` in the map.
+    """
     rows, cols = shape
     yy, xx = np.mgrid[0:rows, 0:cols]
     cy, cx = rows / 2 + rng.normal(0, rows * 0.04), cols / 2 + rng.normal(0, cols * 0.04)
@@ -100,19 +105,19 @@ def _class_map(rng, shape, weights, coherence=2.2):
     if n > 1:
         sizes = ndimage.sum_labels(tissue, labels, index=np.arange(1, n + 1))
         tissue = labels == (1 + int(np.argmax(sizes)))
-    scores = np.stack([coherence * _smooth_field(rng, shape, s) for s in _SIGMAS])
+    scores = np.stack([coherence * _smooth_field(rng, shape, s) for s in sigmas])
     scores += np.log(np.maximum(weights, 1e-6))[:, None, None]
     cmap = 1 + np.argmax(scores, axis=0)
     return np.where(tissue, cmap, 0).astype(np.int8)
 
 
-def _render(class_map, textures, rng):
+def _render(class_map, textures, rng, class_names=CLASS_NAMES):
     colour = 1 + rng.normal(0, 0.015, size=3)  # per-slide stain variation
     rows, cols = class_map.shape
     img = np.empty((rows * _CELL, cols * _CELL, 3), dtype=np.uint8)
     for r in range(rows):
         for c in range(cols):
-            choices = textures[CLASS_NAMES[class_map[r, c]]]
+            choices = textures[class_names[class_map[r, c]]]
             tile = choices[rng.randint(len(choices))]
             cell = _augment(tile, rng, colour, jitter=class_map[r, c] != 0)
             img[r * _CELL : (r + 1) * _CELL, c * _CELL : (c + 1) * _CELL] = cell

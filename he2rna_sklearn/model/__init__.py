@@ -5,9 +5,10 @@ padding, per-batch k draws) and the scikit-learn estimators.
 """
 
 from ._classifier import HE2RNAClassifier
-from ._modules import HE2RNAModule, masked_mean, top_k_mean
+from ._modules import KS_ALL_TILES, KS_SUPER_TILES, HE2RNAModule, masked_mean, top_k_mean
 from ._net import BagDataset, BagNet, collate_bags
-from ._regressor import KS_ALL_TILES, KS_SUPER_TILES, HE2RNARegressor
+from ._paper_transfer import MeanFeatureEmbedder, mean_tile_features
+from ._regressor import HE2RNARegressor
 from ._transfer import HE2RNAEmbedder
 
 __all__ = [
@@ -19,7 +20,9 @@ __all__ = [
     "HE2RNARegressor",
     "KS_ALL_TILES",
     "KS_SUPER_TILES",
+    "MeanFeatureEmbedder",
     "collate_bags",
     "masked_mean",
+    "mean_tile_features",
     "top_k_mean",
 ]

@@ -5,42 +5,66 @@ from __future__ import annotations
 import numbers
 
 import numpy as np
+import pandas as pd
 import torch
-from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.base import ClassifierMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.class_weight import compute_class_weight
-from sklearn.utils.validation import check_is_fitted
 
 from ..bags import check_bags
 from ._base import NETWORK_CONSTRAINTS, BaseHE2RNA
-from ._modules import HE2RNAModule
-from ._regressor import KS_SUPER_TILES
+from ._modules import KS_SUPER_TILES
 
 __all__ = ["HE2RNAClassifier"]
 
 
-class HE2RNAClassifier(ClassifierMixin, BaseHE2RNA):
+def _check_labels(y, n_bags):
+    """1-D class labels with no missing value (NaN or None), one per bag."""
+    y = np.asarray(y)
+    if y.ndim != 1:
+        raise ValueError(f"y must be 1-D class labels, got shape {y.shape}.")
+    if len(y) != n_bags:
+        raise ValueError(f"X holds {n_bags} bags but y has {len(y)} labels.")
+    missing = np.asarray(pd.isna(y), dtype=bool)
+    if missing.any():
+        rows = np.flatnonzero(missing)[:10].tolist()
+        raise ValueError(
+            f"y has {int(missing.sum())} missing labels (NaN or None) at rows {rows}; drop "
+            "those slides or label them before fitting."
+        )
+    return y
+
+
+class HE2RNAClassifier(
+    ClassifierMixin, TransformerMixin, ClassNamePrefixFeaturesOutMixin, BaseHE2RNA
+):
     """Classify slides (e.g. MSI status) from bags of tile features.
 
     The same network as :class:`HE2RNARegressor`: one MLP shared by all tiles gives each
     tile a logit per class, and per class the slide's logit is the mean of its k highest
     tile logits over real tiles (k drawn from ``ks`` in training, averaged over ``ks`` at
     inference). Trained with cross-entropy, optionally class-weighted, with early stopping
-    on the validation loss. With ``init_from``, the hidden layers start from a fitted
-    regressor's (the paper's fine-tuning of the transcriptomic representation) and can be
-    frozen.
+    on the validation loss. With ``init_from``, the network is rebuilt with a fitted
+    regressor's exact architecture (hidden layers, activation, feature standardisation), its
+    hidden layers start from the regressor's weights and can be frozen, and only the output
+    layer starts anew: this package's fine-tuning of its transcriptomic representation. It
+    is not the paper's transfer recipe, which trains a separate MLP on mean tile features
+    and feeds its 256-d layer to a small classifier.
 
     Parameters
     ----------
     hidden_layer_sizes : tuple of int, default=(256, 256)
         Ignored with ``init_from``, whose architecture is used.
     activation : {"relu", "gelu", "tanh", "leaky_relu"}, default="relu"
-        Ignored with ``init_from``.
+        Ignored with ``init_from``, whose activation is used.
     dropout : float, default=0.25
     standardize : bool, default=True
         Standardise tile features (ignored with ``init_from``: its standardisation is kept).
     ks : tuple of int, default=(1, 2, 5, 10, 20, 50, 100)
+    k_training : {"random", "average"}, default="random"
+        One k drawn from ``ks`` per training batch (the paper), or the mean over all ``ks``
+        as at inference.
     class_weight : dict, "balanced" or None, default=None
         Weights of the classes in the loss; "balanced" uses n_samples / (n_classes *
         count). MSI-high is about 15% of colorectal tumours.
@@ -67,7 +91,12 @@ class HE2RNAClassifier(ClassifierMixin, BaseHE2RNA):
     Attributes
     ----------
     classes_ : ndarray
-    net_ : skorch.NeuralNet
+    class_weight_ : ndarray of shape (n_classes,) or None
+        The class weights of the loss (None without ``class_weight``).
+    module_ : HE2RNAModule
+        The trained network.
+    history_ : pandas.DataFrame
+        One row per epoch (``epoch``, ``train_loss``, ``valid_loss``, ``dur``, ``kept``).
     n_features_in_ : int
     best_epoch_ : int
     best_score_ : float or None
@@ -92,7 +121,6 @@ class HE2RNAClassifier(ClassifierMixin, BaseHE2RNA):
     _parameter_constraints = {
         **NETWORK_CONSTRAINTS,
         "class_weight": [dict, StrOptions({"balanced"}), None],
-        "init_from": [BaseEstimator, None],
         "freeze": [
             StrOptions({"none", "hidden"}),
             Interval(numbers.Integral, 0, None, closed="left"),
@@ -106,6 +134,7 @@ class HE2RNAClassifier(ClassifierMixin, BaseHE2RNA):
         dropout=0.25,
         standardize=True,
         ks=KS_SUPER_TILES,
+        k_training="random",
         class_weight=None,
         init_from=None,
         freeze="none",
@@ -121,47 +150,35 @@ class HE2RNAClassifier(ClassifierMixin, BaseHE2RNA):
         random_state=None,
         verbose=0,
     ):
-        self.hidden_layer_sizes = hidden_layer_sizes
-        self.activation = activation
-        self.dropout = dropout
-        self.standardize = standardize
-        self.ks = ks
+        super().__init__(
+            hidden_layer_sizes=hidden_layer_sizes,
+            activation=activation,
+            dropout=dropout,
+            standardize=standardize,
+            ks=ks,
+            k_training=k_training,
+            init_from=init_from,
+            max_epochs=max_epochs,
+            batch_size=batch_size,
+            lr=lr,
+            weight_decay=weight_decay,
+            patience=patience,
+            validation_fraction=validation_fraction,
+            device=device,
+            max_batch_tiles=max_batch_tiles,
+            num_workers=num_workers,
+            random_state=random_state,
+            verbose=verbose,
+        )
         self.class_weight = class_weight
-        self.init_from = init_from
         self.freeze = freeze
-        self.max_epochs = max_epochs
-        self.batch_size = batch_size
-        self.lr = lr
-        self.weight_decay = weight_decay
-        self.patience = patience
-        self.validation_fraction = validation_fraction
-        self.device = device
-        self.max_batch_tiles = max_batch_tiles
-        self.num_workers = num_workers
-        self.random_state = random_state
-        self.verbose = verbose
 
     def _check_architecture(self):
+        """With ``init_from``, the source's hidden layers and activation (exactly)."""
         if self.init_from is None:
             return super()._check_architecture()
-        source = self._source_module()
-        hidden = tuple(m.out_features for m in source.hidden if isinstance(m, torch.nn.Linear))
-        return hidden, self._check_ks()
-
-    def _source_module(self):
-        source = getattr(self.init_from, "estimator", self.init_from)  # FrozenEstimator
-        try:
-            check_is_fitted(source, "net_")
-        except Exception as exc:
-            raise ValueError(
-                "init_from must be a fitted HE2RNARegressor. Under clone() (GridSearchCV, "
-                "cross_validate) an estimator parameter is cloned unfitted: pass "
-                "init_from=FrozenEstimator(fitted_regressor) to keep it fitted."
-            ) from exc
-        module = source.net_.module_
-        if not isinstance(module, HE2RNAModule):
-            raise TypeError("init_from must be a fitted HE2RNARegressor or HE2RNAClassifier.")
-        return module
+        config = self._source_module().config
+        return config["hidden_layer_sizes"], config["activation"], self._check_ks()
 
     def _n_frozen(self, n_hidden):
         if self.freeze == "none":
@@ -189,11 +206,7 @@ class HE2RNAClassifier(ClassifierMixin, BaseHE2RNA):
         """
         self._validate_params()
         bags, n_features = check_bags(X)
-        y = np.asarray(y)
-        if y.ndim != 1:
-            raise ValueError(f"y must be 1-D class labels, got shape {y.shape}.")
-        if len(y) != len(bags):
-            raise ValueError(f"X holds {len(bags)} bags but y has {len(y)} labels.")
+        y = _check_labels(y, len(bags))
         encoder = LabelEncoder().fit(y)
         if len(encoder.classes_) < 2:
             raise ValueError(f"y has a single class {encoder.classes_.tolist()}; need two or more.")
@@ -201,34 +214,37 @@ class HE2RNAClassifier(ClassifierMixin, BaseHE2RNA):
         n_classes = len(encoder.classes_)
         seeds = self._seeds()
         train, valid = self._validation_split(len(bags), groups, seeds["split"])
-        weights = None
         if self.class_weight is not None:
-            present = np.unique(codes[train])
-            if len(present) < n_classes:
+            if len(np.unique(codes[train])) < n_classes:
                 raise ValueError("class_weight needs every class in the training split.")
-            weights = torch.as_tensor(
-                compute_class_weight(
-                    self.class_weight, classes=np.arange(n_classes), y=codes[train]
-                ),
-                dtype=torch.float32,
+            weights = compute_class_weight(
+                self.class_weight, classes=np.arange(n_classes), y=codes[train]
+            )
+            criterion = torch.nn.CrossEntropyLoss(
+                weight=torch.as_tensor(weights, dtype=torch.float32)
             )
             bias = np.zeros(n_classes, dtype=np.float32)
         else:
+            weights = None
+            criterion = torch.nn.CrossEntropyLoss
             prior = np.bincount(codes[train], minlength=n_classes) / len(train)
             bias = np.log(np.maximum(prior, 1e-6)).astype(np.float32)
 
         init = None
         if self.init_from is not None:
             source = self._source_module()
-            if source.input_mean.shape[0] != n_features:
+            if source.config["n_features"] != n_features:
                 raise ValueError(
-                    f"init_from was fitted on {source.input_mean.shape[0]} features but X has "
-                    f"{n_features}."
+                    f"init_from was fitted on {source.config['n_features']} features but X "
+                    f"has {n_features}."
                 )
 
-            def init(net):
-                module = net.module_
-                module.hidden.load_state_dict(source.hidden.state_dict())
+            @torch.no_grad()
+            def init(module):
+                device = module.output.weight.device
+                module.hidden.load_state_dict(
+                    {k: v.to(device) for k, v in source.hidden.state_dict().items()}
+                )
                 module.input_mean.copy_(source.input_mean)
                 module.input_scale.copy_(source.input_scale)
                 linears = [m for m in module.hidden if isinstance(m, torch.nn.Linear)]
@@ -238,18 +254,17 @@ class HE2RNAClassifier(ClassifierMixin, BaseHE2RNA):
         self._fit_net(
             bags,
             codes,
-            train,
-            valid,
+            (train, valid),
             seeds,
+            criterion=criterion,
             n_outputs=n_classes,
-            criterion=torch.nn.CrossEntropyLoss,
-            criterion_params=None if weights is None else {"weight": weights},
             output_bias=bias,
             monitor="valid_loss",
             lower_is_better=True,
             init=init,
         )
         self.classes_ = encoder.classes_
+        self.class_weight_ = weights
         return self
 
     def decision_function(self, X):
@@ -270,10 +285,6 @@ class HE2RNAClassifier(ClassifierMixin, BaseHE2RNA):
     def predict_tiles(self, bag):
         """Per-tile class logits of one bag, (n_tiles, n_classes): where the evidence is."""
         return self._tile_outputs(bag)
-
-    def embed(self, X):
-        """Slide embedding: the mean over tiles of the last hidden layer (as the regressor's)."""
-        return self._embed(X)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

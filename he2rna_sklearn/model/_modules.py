@@ -6,9 +6,22 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["ACTIVATIONS", "HE2RNAModule", "masked_mean", "top_k_mean"]
+__all__ = [
+    "ACTIVATIONS",
+    "KS_ALL_TILES",
+    "KS_SUPER_TILES",
+    "HE2RNAModule",
+    "masked_mean",
+    "top_k_mean",
+]
 
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "leaky_relu": nn.LeakyReLU}
+
+#: The paper's top-k values for bags of ~100 super-tiles.
+KS_SUPER_TILES = (1, 2, 5, 10, 20, 50, 100)
+#: The paper's top-k values for bags of all tiles (up to 8,000 per slide). Large k act as
+#: mean pooling on small bags, which suits genes that follow a tissue fraction.
+KS_ALL_TILES = (10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
 
 
 def top_k_mean(scores, mask, ks):
@@ -77,6 +90,13 @@ class HE2RNAModule(nn.Module):
         Initial output bias (HE2RNA starts it at the training mean of each gene).
     input_mean, input_scale : array-like of shape (n_features,), optional
         Fixed standardisation of tile features, ``(x - mean) / scale``, applied first.
+
+    Attributes
+    ----------
+    config : dict
+        The architecture (``n_features``, ``n_outputs``, ``hidden_layer_sizes``,
+        ``activation``, ``dropout``, ``ks``): ``HE2RNAModule(**m.config)`` followed by
+        ``load_state_dict(m.state_dict())`` rebuilds ``m`` exactly.
     """
 
     def __init__(
@@ -86,12 +106,24 @@ class HE2RNAModule(nn.Module):
         hidden_layer_sizes=(256, 256),
         activation="relu",
         dropout=0.25,
-        ks=(1, 2, 5, 10, 20, 50, 100),
+        ks=KS_SUPER_TILES,
         output_bias=None,
         input_mean=None,
         input_scale=None,
     ):
         super().__init__()
+        self.config = {
+            "n_features": int(n_features),
+            "n_outputs": int(n_outputs),
+            "hidden_layer_sizes": tuple(int(h) for h in hidden_layer_sizes),
+            "activation": str(activation),
+            "dropout": float(dropout),
+            "ks": tuple(int(k) for k in ks),
+        }
+        if activation not in ACTIVATIONS:
+            raise ValueError(
+                f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}."
+            )
         mean = torch.zeros(n_features) if input_mean is None else torch.as_tensor(input_mean)
         scale = torch.ones(n_features) if input_scale is None else torch.as_tensor(input_scale)
         self.register_buffer("input_mean", mean.to(torch.float32).clone())

@@ -89,20 +89,39 @@ def iterate_batches(bags, *, batch_size, device, num_workers=0, max_tiles=None):
 class BagNet(NeuralNet):
     """A skorch ``NeuralNet`` whose module takes padded bags and draws k per batch.
 
-    In training, one k per batch is drawn from ``module_.ks`` with ``k_generator`` (a
-    seeded ``torch.Generator``); in evaluation the module averages over all ks. Batches
-    with more than ``max_batch_tiles`` padded tiles are processed in chunks whose gradients
+    In training, one k per batch is drawn from ``module_.ks`` with a ``torch.Generator``
+    seeded by ``k_seed``; in evaluation the module averages over all ks. Batches with more
+    than ``max_batch_tiles`` padded tiles are processed in chunks whose gradients
     accumulate before the optimizer step, so memory stays bounded with large bags.
+
+    Parameters
+    ----------
+    module, criterion, **kwargs
+        As for ``skorch.NeuralNet``.
+    k_seed : int, optional
+        Seed of the per-batch k draws. None draws no k: every batch pools over all ks,
+        as at inference.
+    max_batch_tiles : int, optional
+        Largest number of padded tiles processed at once (None: no chunking).
     """
 
-    k_generator = None
-    max_batch_tiles = None
+    def __init__(self, module, criterion, *args, k_seed=None, max_batch_tiles=None, **kwargs):
+        super().__init__(module, criterion, *args, **kwargs)
+        self.k_seed = k_seed
+        self.max_batch_tiles = max_batch_tiles
+
+    def initialize(self):
+        super().initialize()
+        self.k_generator_ = (
+            None if self.k_seed is None else torch.Generator().manual_seed(int(self.k_seed))
+        )
+        return self
 
     def _draw_k(self, fit_params):
-        if self.k_generator is None or "k" in fit_params:
+        if self.k_generator_ is None or "k" in fit_params:
             return fit_params
         ks = self.module_.ks
-        draw = int(torch.randint(len(ks), (1,), generator=self.k_generator))
+        draw = int(torch.randint(len(ks), (1,), generator=self.k_generator_))
         return {**fit_params, "k": ks[draw]}
 
     def _chunked_step(self, batch, training, **fit_params):

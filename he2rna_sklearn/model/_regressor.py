@@ -2,31 +2,48 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
-from sklearn.base import (
-    ClassNamePrefixFeaturesOutMixin,
-    RegressorMixin,
-    TransformerMixin,
-)
+from sklearn.base import ClassNamePrefixFeaturesOutMixin, RegressorMixin, TransformerMixin
+from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from ..bags import check_bags
 from ..metrics import mean_gene_correlation
 from ._base import NETWORK_CONSTRAINTS, BaseHE2RNA
+from ._modules import KS_ALL_TILES, KS_SUPER_TILES
+from ._warm_start import init_hidden_pca, init_output_ridge
 
-__all__ = ["HE2RNARegressor", "KS_ALL_TILES", "KS_SUPER_TILES"]
+__all__ = ["HE2RNARegressor", "KS_ALL_TILES", "KS_SUPER_TILES", "check_targets"]
 
-#: The paper's top-k values for bags of ~100 super-tiles (the default).
-KS_SUPER_TILES = (1, 2, 5, 10, 20, 50, 100)
-#: The paper's top-k values for bags of all tiles (up to 8,000 per slide). Large k act as
-#: mean pooling on small bags, which suits genes that follow a tissue fraction.
-KS_ALL_TILES = (10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
+#: Below this ratio of prediction SD to target SD (mean over genes) on the training bags,
+#: ``fit`` warns that the model predicts little more than the training mean.
+NEAR_CONSTANT_RATIO = 0.1
 
 
 def _valid_mean_r(net, X, y):
     """EpochScoring callable: validation mean per-gene Pearson r (NaN counted as 0)."""
     return mean_gene_correlation(y, net.predict(X))
+
+
+def _per_group_mean_r(groups):
+    """EpochScoring callable: per group (e.g. project) the mean per-gene r, then their mean.
+
+    Groups with fewer than 3 validation slides have no usable correlation and are skipped.
+    """
+    groups = np.asarray(groups)
+    usable = [g for g in np.unique(groups) if (groups == g).sum() >= 3]
+
+    def score(net, X, y):
+        pred = net.predict(X)
+        y = np.asarray(y)
+        return float(
+            np.mean([mean_gene_correlation(y[groups == g], pred[groups == g]) for g in usable])
+        )
+
+    return score, usable
 
 
 def check_targets(y, n_bags, name="y"):
@@ -81,9 +98,8 @@ class HE2RNARegressor(
     gene, the slide's prediction is the mean of its k highest tile scores over real tiles
     (padding never counts, and k is clipped to the slide's tile count). In training, one k
     per batch is drawn from ``ks``; at inference the predictions for every k are averaged.
-    The output bias starts at the training mean of each gene. Training uses MSE and Adam
-    (skorch underneath) and stops early on the validation mean per-gene Pearson r, with the
-    best weights restored.
+    Training uses MSE and Adam (skorch underneath) and stops early on the validation mean
+    per-gene Pearson r, with the best weights restored.
 
     Parameters
     ----------
@@ -103,6 +119,25 @@ class HE2RNARegressor(
         Top-k values: the paper's set for super-tiles (``KS_SUPER_TILES``). For bags of all
         tiles the paper used ``KS_ALL_TILES`` = (10, 20, 50, ..., 5000). Each k is clipped
         to a bag's tile count, so a k above it means mean pooling for that bag.
+    k_training : {"random", "average"}, default="random"
+        How training pools: ``"random"`` draws one k from ``ks`` per batch, as in the paper;
+        ``"average"`` pools as at inference, with the mean over all ``ks`` of the top-k
+        means, so that training fits the very predictions the model makes.
+    init : {"ridge", "random"}, default="random"
+        How the network starts. ``"ridge"``: the closed-form warm start of
+        :mod:`he2rna_sklearn.model._warm_start` (hidden layers on the principal directions
+        of the tile features, output layer a ridge regression on the slide embeddings), so
+        that training starts where a ridge regression on pooled features ends. ``"random"``:
+        PyTorch's random initialisation with the output bias at the training mean, as in the
+        paper. Ignored with ``init_from``.
+    init_from : HE2RNARegressor or FrozenEstimator, optional
+        A fitted regressor whose weights (and feature standardisation) start this network,
+        e.g. the super-tiles model for the all-tiles model, as in the paper. Its feature
+        count, hidden layers, activation and genes must match this estimator's. Under
+        ``clone`` (GridSearchCV) wrap it as ``FrozenEstimator(fitted_regressor)``.
+    clip_at_zero : bool, default=False
+        Clip predictions at 0 (the paper applies a ReLU to predictions at evaluation, as
+        log-expression is non-negative). Tile scores are not clipped.
     max_epochs : int, default=200
     batch_size : int, default=16
         Slides per batch; bags are padded per batch.
@@ -129,17 +164,26 @@ class HE2RNARegressor(
 
     Attributes
     ----------
-    net_ : skorch.NeuralNet
-        The fitted network; ``net_.history`` holds the per-epoch losses and scores.
+    module_ : HE2RNAModule
+        The trained network.
+    history_ : pandas.DataFrame
+        One row per epoch: ``epoch``, ``train_loss``, ``valid_loss`` and ``valid_r`` (the
+        early-stopping score) when validating, ``dur`` (seconds), and ``kept`` (True at
+        the epoch whose weights were kept).
+    best_epoch_ : int
+        Epoch whose weights were kept (the last one without validation).
+    best_score_ : float or None
+        Validation score at ``best_epoch_``.
+    train_sd_ratio_ : float
+        Mean over genes of the SD of the predictions on the training bags over the SD of
+        the targets; below 0.1 ``fit`` warns that the model has learned little.
     n_features_in_ : int
         Tile feature dimension.
     gene_names_ : ndarray of str
         Names of the targets (DataFrame columns, else ``gene_0``, ``gene_1``...).
     n_outputs_ : int
-    best_epoch_ : int
-        Epoch whose weights were kept (the last one without validation).
-    best_score_ : float or None
-        Validation mean per-gene Pearson r at ``best_epoch_``.
+    y_mean_, y_scale_ : ndarray of shape (n_outputs_,)
+        Target standardisation (0 and 1 with ``standardize=False``).
 
     Examples
     --------
@@ -153,11 +197,17 @@ class HE2RNARegressor(
     ...                         random_state=0).fit(bags, y)
     >>> model.predict(bags).shape, model.transform(bags).shape
     ((40, 2), (40, 32))
+    >>> model.history_.columns.tolist()
+    ['epoch', 'train_loss', 'valid_loss', 'valid_r', 'dur', 'kept']
     """
 
-    __metadata_request__fit = {"groups": True}
+    __metadata_request__fit = {"groups": True, "projects": True}
 
-    _parameter_constraints = dict(NETWORK_CONSTRAINTS)
+    _parameter_constraints = {
+        **NETWORK_CONSTRAINTS,
+        "init": [StrOptions({"ridge", "random"})],
+        "clip_at_zero": ["boolean"],
+    }
 
     def __init__(
         self,
@@ -165,7 +215,11 @@ class HE2RNARegressor(
         activation="relu",
         dropout=0.25,
         standardize=True,
-        ks=(1, 2, 5, 10, 20, 50, 100),
+        ks=KS_SUPER_TILES,
+        k_training="random",
+        init="random",
+        init_from=None,
+        clip_at_zero=False,
         max_epochs=200,
         batch_size=16,
         lr=3e-4,
@@ -178,25 +232,31 @@ class HE2RNARegressor(
         random_state=None,
         verbose=0,
     ):
-        self.hidden_layer_sizes = hidden_layer_sizes
-        self.activation = activation
-        self.dropout = dropout
-        self.standardize = standardize
-        self.ks = ks
-        self.max_epochs = max_epochs
-        self.batch_size = batch_size
-        self.lr = lr
-        self.weight_decay = weight_decay
-        self.patience = patience
-        self.validation_fraction = validation_fraction
-        self.device = device
-        self.max_batch_tiles = max_batch_tiles
-        self.num_workers = num_workers
-        self.random_state = random_state
-        self.verbose = verbose
+        super().__init__(
+            hidden_layer_sizes=hidden_layer_sizes,
+            activation=activation,
+            dropout=dropout,
+            standardize=standardize,
+            ks=ks,
+            k_training=k_training,
+            init_from=init_from,
+            max_epochs=max_epochs,
+            batch_size=batch_size,
+            lr=lr,
+            weight_decay=weight_decay,
+            patience=patience,
+            validation_fraction=validation_fraction,
+            device=device,
+            max_batch_tiles=max_batch_tiles,
+            num_workers=num_workers,
+            random_state=random_state,
+            verbose=verbose,
+        )
+        self.init = init
+        self.clip_at_zero = clip_at_zero
 
     # -- fitting ------------------------------------------------------------------------
-    def fit(self, X, y, groups=None):
+    def fit(self, X, y, groups=None, projects=None):
         """Fit the network.
 
         Parameters
@@ -208,6 +268,11 @@ class HE2RNARegressor(
         groups : array-like of shape (n_slides,), optional
             Patient ids: the early-stopping validation split keeps each patient's slides on
             one side. Routed under ``sklearn.set_config(enable_metadata_routing=True)``.
+        projects : array-like of shape (n_slides,), optional
+            The project (cancer type) of each slide, for a pan-cancer model as in the
+            paper: the validation split then holds every project in proportion, and early
+            stopping monitors the mean over projects of the per-project mean per-gene r.
+            Routed metadata, like ``groups``.
 
         Returns
         -------
@@ -215,50 +280,126 @@ class HE2RNARegressor(
         """
         self._validate_params()
         self._check_architecture()
-        bags, _ = check_bags(X)
+        bags, n_features = check_bags(X)
         Y, names, was_1d = check_targets(y, len(bags))
+        if projects is not None:
+            projects = np.asarray(projects, dtype=object)
+            if projects.shape != (len(bags),):
+                raise ValueError(
+                    f"projects must have one entry per bag ({len(bags)}), got shape "
+                    f"{projects.shape}."
+                )
+        source = self._check_init_from(n_features, names) if self.init_from is not None else None
         seeds = self._seeds()
-        train, valid = self._validation_split(len(bags), groups, seeds["split"])
-        y_mean = np.zeros(Y.shape[1], np.float32)
-        y_scale = np.ones(Y.shape[1], np.float32)
-        if self.standardize:
+        train, valid = self._validation_split(len(bags), groups, seeds["split"], strata=projects)
+        if source is not None:
+            y_mean, y_scale = source_estimator(self.init_from)._y_standardization()
+        elif self.standardize:
             y_mean = Y[train].mean(axis=0)
             std = Y[train].std(axis=0)
             y_scale = np.where(std > 1e-12, std, 1.0).astype(np.float32)
-        Y = (Y - y_mean) / y_scale
+        else:
+            y_mean = np.zeros(Y.shape[1], np.float32)
+            y_scale = np.ones(Y.shape[1], np.float32)
+        Z = (Y - y_mean) / y_scale
+        monitor, scoring = "valid_r", _valid_mean_r
+        if projects is not None and valid is not None:
+            scoring, usable = _per_group_mean_r(projects[valid])
+            if not usable:
+                raise ValueError(
+                    "No project has 3 or more validation slides, so per-project early "
+                    "stopping has no score; raise validation_fraction or drop projects=."
+                )
+            monitor = "valid_r_projects"
+
+        def init(module):
+            if source is not None:
+                self._copy_from(module, source)
+            elif self.init == "ridge":
+                train_bags = [bags[i] for i in train]
+                init_hidden_pca(module, train_bags, random_state=seeds["stats"])
+                self.init_alpha_ = init_output_ridge(module, train_bags, Z[train])
+
         self._fit_net(
             bags,
-            Y,
-            train,
-            valid,
+            Z,
+            (train, valid),
             seeds,
-            n_outputs=Y.shape[1],
             criterion=torch.nn.MSELoss,
-            output_bias=Y[train].mean(axis=0),
-            monitor="valid_r",
+            n_outputs=Y.shape[1],
+            output_bias=Z[train].mean(axis=0),
+            monitor=monitor,
             lower_is_better=False,
-            scoring=_valid_mean_r,
+            scoring=scoring,
+            init=init,
         )
         self.gene_names_ = names
         self.n_outputs_ = Y.shape[1]
+        self.y_mean_, self.y_scale_ = y_mean.astype(np.float32), y_scale.astype(np.float32)
         self._y_was_1d = was_1d
-        self._y_mean, self._y_scale = y_mean, y_scale
+        self._check_learned([bags[i] for i in train], Y[train])
         return self
 
+    def _y_standardization(self):
+        check_is_fitted(self, "module_")
+        return self.y_mean_, self.y_scale_
+
+    def _check_init_from(self, n_features, names):
+        """The source module of ``init_from``, after checking it matches this estimator."""
+        module = self._source_module()
+        config = module.config
+        hidden, activation, _ = self._check_architecture()
+        mismatches = []
+        if config["n_features"] != n_features:
+            mismatches.append(f"{config['n_features']} tile features (X has {n_features})")
+        if config["hidden_layer_sizes"] != hidden:
+            mismatches.append(
+                f"hidden_layer_sizes={config['hidden_layer_sizes']} (this model: {hidden})"
+            )
+        if config["activation"] != activation:
+            mismatches.append(f"activation={config['activation']!r} (this model: {activation!r})")
+        source_names = getattr(source_estimator(self.init_from), "gene_names_", None)
+        if config["n_outputs"] != len(names):
+            mismatches.append(f"{config['n_outputs']} genes (y has {len(names)})")
+        elif source_names is not None and list(source_names) != list(names):
+            mismatches.append("other genes (or another gene order) than y")
+        if mismatches:
+            raise ValueError(
+                "init_from does not match this regressor: it has " + "; ".join(mismatches) + "."
+            )
+        return module
+
+    @staticmethod
+    @torch.no_grad()
+    def _copy_from(module, source):
+        state = {k: v.to(module.output.weight.device) for k, v in source.state_dict().items()}
+        module.load_state_dict(state)
+
+    def _check_learned(self, bags, Y):
+        """Record the prediction spread on the training bags; warn when it is near zero."""
+        pred = self.predict(bags).reshape(len(Y), -1)
+        std_y = Y.std(axis=0)
+        keep = std_y > 1e-12
+        ratio = float(np.mean(pred.std(axis=0)[keep] / std_y[keep])) if keep.any() else 0.0
+        self.train_sd_ratio_ = ratio
+        if ratio < NEAR_CONSTANT_RATIO:
+            warnings.warn(
+                f"HE2RNARegressor predicts nearly constant values on its own training bags "
+                f"(prediction SD is {ratio:.3f} of the target SD, mean over genes): it has "
+                "learned little beyond the training mean. See history_ (did training stop "
+                "early?), and compare with a ridge baseline "
+                "(make_pipeline(BagPooling(), StandardScaler(), RidgeCV())).",
+                UserWarning,
+                stacklevel=3,
+            )
+
+    # -- inference ----------------------------------------------------------------------
     def predict(self, X):
         """Predicted expression, (n_slides, n_genes) (1-D if ``y`` was 1-D in fit)."""
-        pred = self._run(X, lambda m, x, mask: m(x, mask)) * self._y_scale + self._y_mean
+        pred = self._run(X, lambda m, x, mask: m(x, mask)) * self.y_scale_ + self.y_mean_
+        if self.clip_at_zero:
+            pred = np.maximum(pred, 0.0)
         return pred[:, 0] if self._y_was_1d else pred
-
-    def transform(self, X):
-        """Slide-level transcriptomic embedding, (n_slides, hidden_layer_sizes[-1]).
-
-        The embedding is the last hidden layer of the per-tile MLP (after its activation),
-        averaged over the slide's real tiles: the representation from which the genes are
-        predicted, as reused for MSI transfer in the paper (there a 256-d hidden layer).
-        With no hidden layers it is the mean tile feature vector.
-        """
-        return self._embed(X)
 
     def predict_tiles(self, bag, genes=None):
         """Per-tile scores of one bag: the virtual spatialization.
@@ -280,7 +421,7 @@ class HE2RNARegressor(
         """
         columns = None
         if genes is not None:
-            check_is_fitted(self, "net_")
+            check_is_fitted(self, "module_")
             names = list(self.gene_names_)
             wanted = [genes] if isinstance(genes, str) else list(genes)
             missing = [g for g in wanted if g not in names]
@@ -290,8 +431,7 @@ class HE2RNARegressor(
                     f"{names[:10]}{'...' if len(names) > 10 else ''}."
                 )
             columns = [names.index(g) for g in wanted]
-        scores = self._tile_outputs(bag)
-        scores = scores * self._y_scale + self._y_mean
+        scores = self._tile_outputs(bag) * self.y_scale_ + self.y_mean_
         if columns is None:
             return scores
         if isinstance(genes, str):
@@ -301,6 +441,17 @@ class HE2RNARegressor(
         z = (chosen - chosen.mean(axis=0)) / np.where(std > 0, std, 1.0)
         return z.mean(axis=1)
 
+    def transform(self, X):
+        """Slide-level transcriptomic embedding, (n_slides, hidden_layer_sizes[-1]).
+
+        The last hidden layer of the per-tile MLP (after its activation), averaged over the
+        slide's real tiles: the representation from which the genes are predicted. This is
+        this package's embedding, not the paper's transfer recipe (which trains a separate
+        MLP on mean tile features and reuses its 256-d layer). With no hidden layers it is
+        the standardised mean tile feature vector.
+        """
+        return super().transform(X)
+
     def score(self, X, y, sample_weight=None):
         """Mean over genes of the Pearson r between predictions and ``y``.
 
@@ -308,7 +459,7 @@ class HE2RNARegressor(
         """
         if sample_weight is not None:
             raise ValueError("HE2RNARegressor.score does not support sample_weight.")
-        check_is_fitted(self, "net_")
+        check_is_fitted(self, "module_")
         Y, _, _ = check_targets(y, len(X))
         pred = self.predict(X)
         return mean_gene_correlation(Y, pred.reshape(len(Y), -1))
@@ -320,3 +471,8 @@ class HE2RNARegressor(
         tags.target_tags.multi_output = True
         tags.target_tags.single_output = True
         return tags
+
+
+def source_estimator(init_from):
+    """The estimator inside ``init_from`` (unwrapping a ``FrozenEstimator``)."""
+    return getattr(init_from, "estimator", init_from)

@@ -128,3 +128,38 @@ def test_empty_or_folder_expression_table(tmp_path):
         load_expression(tmp_path / "empty.csv")
     with pytest.raises(IsADirectoryError, match="is a directory"):
         load_expression(tmp_path)
+
+
+def test_primary_tumours_only(tmp_path):
+    from he2rna_sklearn.datasets import PRIMARY_TUMOUR, tcga_sample_type
+
+    path = tmp_path / "types.csv"
+    path.write_text(
+        "gene,TCGA-AA-0001-01A-11R,TCGA-AA-0001-11A-01R,TCGA-AA-0002-06A,TCGA-AA-0003-01B\n"
+        "G1,0,5,5,0\nG2,3,0,0,4\n"
+    )
+    everything = load_expression(path, drop_zero_median=True)
+    assert everything.expression.shape == (4, 2)
+    data = load_expression(path, sample_types=PRIMARY_TUMOUR, drop_zero_median=True)
+    assert list(data.expression.index) == ["TCGA-AA-0001-01A-11R", "TCGA-AA-0003-01B"]
+    # medians are taken over the kept samples: G1 is zero in both primary tumours
+    assert list(data.expression.columns) == ["G2"]
+    assert data.patient_ids.tolist() == ["TCGA-AA-0001", "TCGA-AA-0003"]
+    both = load_expression(path, sample_types=["01", "06"])
+    assert len(both.expression) == 3
+    assert tcga_sample_type("tcga-aa-0001-11a") == "11"
+    with pytest.raises(ValueError, match="no TCGA sample type"):
+        tcga_sample_type("TCGA-AA-0001")
+    with pytest.raises(
+        ValueError, match=r"sample type \['02'\]; its types are \['01', '06', '11'\]"
+    ):
+        load_expression(path, sample_types="02")
+    with pytest.raises(ValueError, match="sample_types must be TCGA sample type codes"):
+        load_expression(path, sample_types="primary")
+
+
+def test_sample_types_need_tcga_barcodes(tmp_path):
+    path = _write(tmp_path, "gene,TCGA-AA-0001-01A,SYN-0002\nG1,1,2\nG2,3,4\n")
+    with pytest.raises(ValueError, match=r"sample_types='01' needs TCGA.*\['SYN-0002'\]"):
+        load_expression(path, sample_types="01")
+    assert load_expression(path).expression.shape == (2, 2)

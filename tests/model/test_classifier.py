@@ -74,10 +74,10 @@ def test_class_weight_balanced_and_bias(data):
     y = y.copy()
     y[:30] = "MSS"  # 35 MSS vs 5 MSI-H
     clf = HE2RNAClassifier(**{**FAST, "max_epochs": 1}, class_weight="balanced").fit(bags, y)
-    weight = clf.net_.criterion_.weight.numpy()
+    weight = clf.class_weight_
     np.testing.assert_allclose(weight, [40 / (2 * 5), 40 / (2 * 35)], rtol=1e-6)
     plain = HE2RNAClassifier(**{**FAST, "max_epochs": 1, "lr": 1e-12}).fit(bags, y)
-    bias = plain.net_.module_.output.bias.detach().numpy()
+    bias = plain.module_.output.bias.detach().numpy()
     np.testing.assert_allclose(bias, np.log([5 / 40, 35 / 40]), rtol=1e-4)
 
 
@@ -87,11 +87,11 @@ def test_init_from_regressor_and_freeze(data):
     reg = HE2RNARegressor(
         hidden_layer_sizes=(16, 8), max_epochs=3, validation_fraction=None, random_state=0
     ).fit(bags, expr)
-    src = reg.net_.module_
+    src = reg.module_
     frozen = HE2RNAClassifier(
         init_from=reg, freeze="hidden", max_epochs=5, validation_fraction=None, random_state=0
     ).fit(bags, y)
-    mod = frozen.net_.module_
+    mod = frozen.module_
     for a, b in zip(mod.hidden, src.hidden):
         if hasattr(a, "weight"):
             assert np.array_equal(a.weight.detach().numpy(), b.weight.detach().numpy())
@@ -100,7 +100,7 @@ def test_init_from_regressor_and_freeze(data):
     first_only = HE2RNAClassifier(
         init_from=reg, freeze=1, max_epochs=5, lr=1e-2, validation_fraction=None, random_state=0
     ).fit(bags, y)
-    m = first_only.net_.module_
+    m = first_only.module_
     assert np.array_equal(
         m.hidden[0].weight.detach().numpy(), src.hidden[0].weight.detach().numpy()
     )
@@ -155,3 +155,32 @@ def test_errors(data):
         HE2RNAClassifier(**FAST).fit(bags[:2] + [np.zeros((0, 8))], y[:3])
     with pytest.raises(ValueError, match="expected 8"):
         HE2RNAClassifier(**FAST).fit(bags, y).predict([np.zeros((3, 5))])
+
+
+@pytest.mark.parametrize("missing", [np.nan, None])
+def test_missing_labels_are_refused(data, missing):
+    # Issue 13: NaN or None labels became a third class.
+    bags, y = data
+    labels = y.astype(object)
+    labels[[3, 7]] = missing
+    with pytest.raises(ValueError, match=r"2 missing labels \(NaN or None\) at rows \[3, 7\]"):
+        HE2RNAClassifier(**FAST).fit(bags, labels)
+    numeric = (y == "MSI-H").astype(float)
+    numeric[5] = np.nan
+    with pytest.raises(ValueError, match=r"rows \[5\]"):
+        HE2RNAClassifier(**FAST).fit(bags, numeric)
+
+
+def test_init_from_rebuilds_the_source_architecture(data):
+    # Issue 13: the classifier used its own activation instead of the source's.
+    bags, y = data
+    expr = np.column_stack([[b[:, 0].max() for b in bags], [b[:, 1].mean() for b in bags]])
+    reg = HE2RNARegressor(
+        hidden_layer_sizes=(12,), activation="tanh", max_epochs=2, validation_fraction=None
+    ).fit(bags, expr)
+    clf = HE2RNAClassifier(init_from=reg, max_epochs=1, validation_fraction=None).fit(bags, y)
+    assert clf.module_.config["activation"] == "tanh"
+    assert clf.module_.config["hidden_layer_sizes"] == (12,)
+    # same hidden layers, so the same embedding before any update of the frozen layers
+    frozen = HE2RNAClassifier(init_from=reg, freeze="hidden", max_epochs=1).fit(bags, y)
+    np.testing.assert_allclose(frozen.transform(bags), reg.transform(bags), rtol=1e-5)

@@ -46,14 +46,14 @@ def test_shapes(fitted, data):
     assert fitted.predict_tiles(bags[3]).shape == (bags[3].shape[0], 2)
     assert fitted.n_features_in_ == 6 and fitted.n_outputs_ == 2
     assert list(fitted.gene_names_) == ["gene_0", "gene_1"]
-    assert len(fitted.net_.history) == 8 and fitted.best_epoch_ == 8
+    assert len(fitted.history_) == 8 and fitted.best_epoch_ == 8
 
 
 def test_predict_is_topk_of_tile_scores(fitted, data):
     bags, _ = data
     tiles = fitted.predict_tiles(bags[0])
     srt = -np.sort(-tiles, axis=0)
-    ks = fitted.net_.module_.ks
+    ks = fitted.module_.ks
     expected = np.mean([srt[: min(k, len(srt))].mean(0) for k in ks], axis=0)
     np.testing.assert_allclose(fitted.predict(bags[:1])[0], expected, rtol=1e-4, atol=1e-5)
 
@@ -109,10 +109,12 @@ def test_dataframe_and_1d_targets(data):
 
 
 def test_standardize_false_starts_bias_at_gene_means(data):
+    # The paper's initialisation: random weights, output bias at each gene's training mean.
     bags, y = data
-    model = HE2RNARegressor(**{**FAST, "max_epochs": 1, "lr": 1e-12, "standardize": False})
+    params = {**FAST, "max_epochs": 1, "lr": 1e-12, "standardize": False, "init": "random"}
+    model = HE2RNARegressor(**params)
     model.fit(bags, y + 10)
-    bias = model.net_.module_.output.bias.detach().numpy()
+    bias = model.module_.output.bias.detach().numpy()
     np.testing.assert_allclose(bias, (y + 10).mean(0), rtol=1e-5)
 
 
@@ -156,13 +158,14 @@ def test_early_stopping_restores_best(data):
     model = HE2RNARegressor(
         hidden_layer_sizes=(16,), max_epochs=60, patience=3, validation_fraction=0.2, random_state=0
     ).fit(bags, y)
-    history = model.net_.history
+    history = model.history_
     assert len(history) < 60
     assert model.best_epoch_ == len(history) - 3  # stopped after `patience` epochs
-    assert model.best_score_ == history[model.best_epoch_ - 1, "valid_r"]
-    assert model.best_score_ >= max(history[:, "valid_r"]) - 1e-4
-    # skorch marked that epoch as the best of the monitored score
-    assert history[model.best_epoch_ - 1, "valid_r_best"]
+    assert model.best_score_ == history["valid_r"].iloc[model.best_epoch_ - 1]
+    assert model.best_score_ >= history["valid_r"].max() - 1e-4
+    # the history marks the epoch whose weights were kept, and only that one
+    assert history["kept"].sum() == 1
+    assert history.loc[history["kept"], "epoch"].item() == model.best_epoch_
 
 
 def test_grid_search_on_list_of_bags_by_patient():
@@ -242,7 +245,7 @@ def test_chunked_batches_give_the_same_model(data):
     chunked = HE2RNARegressor(**params, max_batch_tiles=40).fit(bags, y)  # 1 bag at a time
     np.testing.assert_allclose(chunked.predict(bags), whole.predict(bags), rtol=1e-3, atol=1e-4)
     np.testing.assert_allclose(
-        chunked.net_.history[:, "train_loss"], whole.net_.history[:, "train_loss"], rtol=1e-4
+        chunked.history_["train_loss"], whole.history_["train_loss"], rtol=1e-4
     )
 
 
@@ -261,3 +264,79 @@ def test_lazy_bags_from_disk(tmp_path, data):
     write_bag(paths[0], bad, np.zeros((len(bad), 2)))
     with pytest.raises(ValueError, match="bag 0 .*NaN or infinite"):
         model.predict(lazy)
+
+
+def _torch_free(obj, path="state"):
+    """Paths in a (nested) pickled state that hold torch objects."""
+    import torch
+
+    if isinstance(obj, (torch.Tensor, torch.nn.Module)):
+        return [path]
+    if isinstance(obj, dict):
+        return [p for k, v in obj.items() for p in _torch_free(v, f"{path}[{k!r}]")]
+    if isinstance(obj, (list, tuple)):
+        return [p for i, v in enumerate(obj) for p in _torch_free(v, f"{path}[{i}]")]
+    return []
+
+
+def test_pickled_state_holds_no_torch_objects(fitted, data):
+    # A fitted model's state is arrays and builtins, so a format that executes no code on
+    # load (skops) can store it; the module is rebuilt from its config on unpickling.
+    state = fitted.__getstate__()
+    assert _torch_free(state) == []
+    assert set(state["module_"]) == {"config", "state_dict"}
+    assert hasattr(fitted.module_, "config")  # getstate did not change the live estimator
+    bags, _ = data
+    rebuilt = HE2RNARegressor.__new__(HE2RNARegressor)
+    rebuilt.__setstate__(state)
+    np.testing.assert_array_equal(rebuilt.predict(bags), fitted.predict(bags))
+
+
+def test_init_from_copies_weights_and_checks_architecture(data):
+    from sklearn.frozen import FrozenEstimator
+
+    bags, y = data
+    source = HE2RNARegressor(**{**FAST, "max_epochs": 3}).fit(bags, y)
+    warm = HE2RNARegressor(**{**FAST, "max_epochs": 1, "lr": 1e-12}, init_from=source)
+    warm.fit(bags, y)
+    # with no effective training, the warm-started model is the source model
+    np.testing.assert_allclose(warm.predict(bags), source.predict(bags), rtol=1e-5, atol=1e-5)
+    # ks may differ (super-tiles model -> all-tiles model), and FrozenEstimator works
+    other_ks = HE2RNARegressor(
+        **{**FAST, "max_epochs": 2}, ks=(1, 1000), init_from=FrozenEstimator(source)
+    ).fit(bags, y)
+    assert other_ks.module_.ks == (1, 1000)
+    with pytest.raises(ValueError, match=r"hidden_layer_sizes=\(16,\) \(this model: \(8,\)\)"):
+        HE2RNARegressor(**{**FAST, "hidden_layer_sizes": (8,)}, init_from=source).fit(bags, y)
+    with pytest.raises(ValueError, match="activation='relu' \\(this model: 'tanh'\\)"):
+        HE2RNARegressor(**FAST, activation="tanh", init_from=source).fit(bags, y)
+    with pytest.raises(ValueError, match="6 tile features \\(X has 4\\)"):
+        HE2RNARegressor(**FAST, init_from=source).fit([b[:, :4] for b in bags], y)
+    with pytest.raises(ValueError, match="2 genes \\(y has 1\\)"):
+        HE2RNARegressor(**FAST, init_from=source).fit(bags, y[:, 0])
+    with pytest.raises(ValueError, match="FrozenEstimator"):
+        HE2RNARegressor(**FAST, init_from=HE2RNARegressor()).fit(bags, y)
+
+
+def test_clip_at_zero(data):
+    bags, y = data
+    model = HE2RNARegressor(**FAST, init="random").fit(bags, y - 1.5)
+    raw = model.predict(bags)
+    assert (raw < 0).any()
+    clipped = clone(model).set_params(clip_at_zero=True).fit(bags, y - 1.5).predict(bags)
+    np.testing.assert_allclose(clipped, np.maximum(raw, 0), rtol=1e-6)
+
+
+def test_projects_give_per_project_early_stopping():
+    # Two projects whose genes behave differently; the validation split holds both, and the
+    # monitored score is the mean over projects of their mean per-gene r.
+    bags, frac = planted_fraction(80, seed=4)
+    projects = np.array(["COAD", "KIRC"] * 40)
+    y = np.column_stack([frac, np.where(projects == "COAD", frac, -frac)])
+    model = HE2RNARegressor(
+        hidden_layer_sizes=(16,), max_epochs=6, validation_fraction=0.25, random_state=0
+    ).fit(bags, y, projects=projects)
+    assert "valid_r_projects" in model.history_.columns
+    assert model.best_score_ == model.history_["valid_r_projects"].max()
+    with pytest.raises(ValueError, match="projects must have one entry per bag"):
+        model.fit(bags, y, projects=projects[:10])

@@ -47,7 +47,7 @@ def test_frozen_regressor_is_not_refit_in_grid_search(cohort):
     bags, msi, expression, groups = cohort
     SpyRegressor.seen = []
     reg = SpyRegressor(**FAST).fit(bags, expression)
-    weights = reg.net_.module_.hidden[0].weight.detach().clone()
+    weights = reg.module_.hidden[0].weight.detach().clone()
     pipe = make_pipeline(FrozenEstimator(reg), StandardScaler(), LogisticRegression())
     search = GridSearchCV(
         pipe, {"logisticregression__C": [0.1, 1.0]}, cv=StratifiedGroupKFold(3), scoring="roc_auc"
@@ -55,7 +55,7 @@ def test_frozen_regressor_is_not_refit_in_grid_search(cohort):
     search.fit(bags, msi, groups=groups)
     assert len(SpyRegressor.seen) == 1  # only the fit above: the frozen step never refits
     assert search.best_estimator_[0].estimator is reg
-    assert np.array_equal(reg.net_.module_.hidden[0].weight.detach(), weights)
+    assert np.array_equal(reg.module_.hidden[0].weight.detach(), weights)
     assert search.predict_proba(bags).shape == (36, 2)
 
 
