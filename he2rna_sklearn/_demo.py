@@ -286,7 +286,7 @@ def _plot_heatmap(cohort, bag, model, s, lymphoid_class, out):
 def _next_commands(out, slide, gene):
     """``he2rna`` commands that continue from the demo's folder."""
     d = shlex.quote(os.fspath(out))
-    features, model = f"{d}/features", f"{d}/model.joblib"
+    features, model = f"{d}/features", f"{d}/model.skops"
     return [
         f"he2rna fit --features {features} --expression {d}/expression.csv --out {model}",
         f"he2rna predict --model {model} --features {features} --out {d}/predictions.csv",

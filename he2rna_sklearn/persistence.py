@@ -34,6 +34,7 @@ __all__ = ["TRUSTED_TYPES", "UntrustedModelError", "load_model", "save_model"]
 #: default (Python builtins, numpy arrays and dtypes, scikit-learn's estimators).
 #: Anything else in a file is refused.
 TRUSTED_TYPES = (
+    "he2rna_sklearn.bags._pooling.BagPooling",
     "he2rna_sklearn.bags._supertiles.SuperTiles",
     "he2rna_sklearn.model._regressor.HE2RNARegressor",
     "he2rna_sklearn.model._classifier.HE2RNAClassifier",
@@ -62,7 +63,9 @@ def save_model(model, path, *, metadata=None):
     ----------
     model : estimator
         E.g. a Pipeline of :class:`~he2rna_sklearn.SuperTiles` and
-        :class:`~he2rna_sklearn.HE2RNARegressor`, or scikit-learn steps.
+        :class:`~he2rna_sklearn.HE2RNARegressor`, or scikit-learn steps. A model holding
+        types outside the trusted list is refused (nothing is written), since
+        :func:`load_model` would refuse it.
     path : str or Path
         The file to write (``.skops`` by convention).
     metadata : dict, optional
@@ -82,7 +85,20 @@ def save_model(model, path, *, metadata=None):
     }
     path = Path(path)
     with atomic_write(path) as tmp:
-        sio.dump(payload, tmp)
+        try:
+            sio.dump(payload, tmp)
+        except OSError:
+            raise
+        except Exception as exc:
+            raise ValueError(
+                f"Cannot save {type(model).__name__} to '{path}' with skops: {exc}"
+            ) from exc
+        refused = sorted(set(sio.get_untrusted_types(file=tmp)) - set(TRUSTED_TYPES))
+        if refused:  # it could not be loaded: do not write it
+            raise ValueError(
+                f"Cannot save {type(model).__name__} to '{path}': it holds types that "
+                f"load_model does not trust: {refused[:8]}."
+            )
     return path
 
 

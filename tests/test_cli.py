@@ -101,8 +101,8 @@ def _common(workspace, features):
 @pytest.fixture(scope="module")
 def model_file(workspace, features):
     """A model fitted once on the workspace's features."""
-    assert main(["fit", *_common(workspace, features), "--out", f"{workspace}/model.joblib"]) == 0
-    return workspace / "model.joblib"
+    assert main(["fit", *_common(workspace, features), "--out", f"{workspace}/model.skops"]) == 0
+    return workspace / "model.skops"
 
 
 def test_round_trip(workspace, features, model_file, capsys):
@@ -112,7 +112,7 @@ def test_round_trip(workspace, features, model_file, capsys):
     assert len(index) == len(pd.read_csv(f"{w}/slides.csv")) and (index["n_tiles"] > 0).all()
     common = _common(workspace, features)
     _ok(
-        ["predict", "--model", f"{w}/model.joblib", "--features", feats, "--out", f"{w}/pred.csv"],
+        ["predict", "--model", f"{w}/model.skops", "--features", feats, "--out", f"{w}/pred.csv"],
         capsys,
     )
     pred = pd.read_csv(f"{w}/pred.csv", index_col=0)
@@ -127,7 +127,7 @@ def test_round_trip(workspace, features, model_file, capsys):
         [
             "heatmap",
             "--model",
-            f"{w}/model.joblib",
+            f"{w}/model.skops",
             "--features",
             feats,
             "--slide",
@@ -180,12 +180,12 @@ def test_input_errors_are_one_line(workspace, tmp_path, capsys):
             "--expression",
             f"{w}/expression.csv.gz",
             "--out",
-            f"{tmp_path}/m.joblib",
+            f"{tmp_path}/m.skops",
         ],
         capsys,
     )
     assert "Model file not found" in _error(
-        ["predict", "--model", f"{tmp_path}/m.joblib", "--features", w, "--out", "p.csv"], capsys
+        ["predict", "--model", f"{tmp_path}/m.skops", "--features", w, "--out", "p.csv"], capsys
     )
 
 
@@ -202,7 +202,7 @@ def test_unmatched_sample_ids(workspace, features, tmp_path, capsys):
             "--expression",
             f"{tmp_path}/fewer.csv",
             "--out",
-            f"{tmp_path}/m.joblib",
+            f"{tmp_path}/m.skops",
         ],
         capsys,
     )
@@ -283,7 +283,7 @@ def test_header_only_manifest(tmp_path, capsys):
 def test_empty_expression_table(features, tmp_path, capsys):
     (tmp_path / "empty.csv").write_text("")
     expr = ["--features", str(features), "--expression", f"{tmp_path}/empty.csv"]
-    err = _error(["fit", *expr, "--out", f"{tmp_path}/m.joblib"], capsys)
+    err = _error(["fit", *expr, "--out", f"{tmp_path}/m.skops"], capsys)
     assert "Expression table" in err and "empty.csv' is empty" in err
 
 
@@ -342,15 +342,15 @@ def test_outputs_are_checked_before_any_work(workspace, features, tmp_path, caps
 
     monkeypatch.setattr(_commands, "_load_training", no_work)
     common = _common(workspace, features)
-    (tmp_path / "out.joblib").mkdir()
-    err = _error(["fit", *common, "--out", str(tmp_path / "out.joblib")], capsys)
+    (tmp_path / "out.skops").mkdir()
+    err = _error(["fit", *common, "--out", str(tmp_path / "out.skops")], capsys)
     assert "--out" in err and "is a directory" in err
     (tmp_path / "file").write_text("x")
     err = _error(["evaluate", *common, "--out", str(tmp_path / "file" / "genes.csv")], capsys)
     assert "--out" in err and "is a file, not a folder" in err
     err = _error(["evaluate", *common, "--out", "/proc/genes.csv"], capsys)
     assert "cannot write in '/proc'" in err
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "out.joblib"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "out.skops"]
 
 
 def test_samples_x_genes_table_from_to_csv_is_not_read_transposed(
@@ -361,11 +361,11 @@ def test_samples_x_genes_table_from_to_csv_is_not_read_transposed(
     expr.rename_axis(None).to_csv(tmp_path / "expr.csv")  # unnamed index, as to_csv writes
     args = ["--features", str(features), "--expression", str(tmp_path / "expr.csv")]
     fit = ["fit", *args, "--hidden", "8", "--epochs", "1", "--quiet"]
-    _ok([*fit, "--out", str(tmp_path / "m.joblib")], capsys)
+    _ok([*fit, "--out", str(tmp_path / "m.skops")], capsys)
     # when no sample matches either way, the error says how the table was read
     expr.rename(index=lambda s: "x" + s).rename_axis(None).to_csv(tmp_path / "other.csv")
     args[3] = str(tmp_path / "other.csv")
-    err = _error(["fit", *args, "--out", str(tmp_path / "m.joblib")], capsys)
+    err = _error(["fit", *args, "--out", str(tmp_path / "m.skops")], capsys)
     assert "was read as genes x samples" in err and "--orient samples_x_genes" in err
 
 
@@ -423,7 +423,7 @@ def test_a_swapped_or_altered_feature_file_is_refused(
     a, b = (feats / f for f in index["feature_file"].iloc[:2])
     shutil.copy(b, a)  # slide b's features under slide a's name
     predict = ["predict", "--model", str(model_file), "--features", str(feats)]
-    common = [*_common(workspace, feats), "--out", str(tmp_path / "m.joblib")]
+    common = [*_common(workspace, feats), "--out", str(tmp_path / "m.skops")]
     err = _error(["fit", *common], capsys)
     assert f"holds slide '{index['sample_id'].iloc[1]}'" in err
     shutil.copy(features / index["feature_file"].iloc[0], a)
@@ -431,7 +431,7 @@ def test_a_swapped_or_altered_feature_file_is_refused(
         fh["features"][0, :4] = 1.0
     err = _error(["fit", *common], capsys)
     assert b.name in err and "checksum" in err
-    assert not (tmp_path / "m.joblib").exists()
+    assert not (tmp_path / "m.skops").exists()
     err = _error([*predict, "--out", str(tmp_path / "p.csv")], capsys)
     assert "checksum" in err
 
@@ -440,7 +440,7 @@ def test_fit_routes_groups_under_metadata_routing(workspace, features, tmp_path,
     import sklearn
 
     with sklearn.config_context(enable_metadata_routing=True):
-        _ok(["fit", *_common(workspace, features), "--out", str(tmp_path / "m.joblib")], capsys)
+        _ok(["fit", *_common(workspace, features), "--out", str(tmp_path / "m.skops")], capsys)
 
 
 def test_fit_with_groups_reaches_the_regressor(monkeypatch):
@@ -489,3 +489,28 @@ def test_cli_defaults_come_from_the_estimators():
     assert tuple(args.hidden) == tuple(r["hidden_layer_sizes"])
     assert (args.epochs, args.lr, args.patience) == (r["max_epochs"], r["lr"], r["patience"])
     assert args.validation_fraction == r["validation_fraction"]
+
+
+def test_a_crafted_model_file_never_runs(workspace, features, tmp_path, capsys):
+    import os
+    import pickle
+
+    class RunsCode:
+        def __reduce__(self):
+            return (os.system, (f"touch {tmp_path / 'ran'}",))
+
+    feats = ["--features", str(features)]
+    for name in ("evil.joblib", "evil.skops"):
+        (tmp_path / name).write_bytes(pickle.dumps({"model": RunsCode()}))
+        err = _error(["predict", "--model", str(tmp_path / name), *feats, "--out", "p.csv"], capsys)
+        assert f"{name}' is not a model saved by he2rna-sklearn" in err and "pickle" in err
+        heatmap = ["heatmap", "--model", str(tmp_path / name), *feats, "--slide", "x"]
+        assert "pickle" in _error([*heatmap, "--gene", "CD3E", "--out", "h.png"], capsys)
+    assert not (tmp_path / "ran").exists()
+
+
+def test_a_file_that_is_not_a_model(features, tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("183\n")
+    args = ["--model", str(tmp_path / "notes.txt"), "--features", str(features), "--out", "p.csv"]
+    err = _error(["predict", *args], capsys)
+    assert "notes.txt' is not a model saved by he2rna-sklearn (not a skops file)" in err

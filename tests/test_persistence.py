@@ -102,3 +102,51 @@ def test_save_leaves_no_temporary_on_failure(ridge, tmp_path, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         save_model(ridge[0], tmp_path / "m.skops")
     assert os.listdir(tmp_path) == []
+
+
+class _Custom:
+    """A type load_model does not trust."""
+
+    def predict(self, X):
+        return X
+
+
+def test_a_model_that_could_not_be_loaded_is_not_saved(tmp_path):
+    with pytest.raises(ValueError, match="does not trust.*_Custom"):
+        save_model(make_pipeline(StandardScaler(), _Custom()), tmp_path / "m.skops")
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.fixture(scope="module")
+def bags_and_targets():
+    rng = np.random.default_rng(0)
+    bags = [
+        Bag(rng.normal(size=(12, 4)).astype(np.float32), coords=rng.integers(0, 900, (12, 2)))
+        for _ in range(8)
+    ]
+    return bags, rng.normal(size=(8, 2))
+
+
+FAST = dict(hidden_layer_sizes=(4,), max_epochs=2, validation_fraction=None, random_state=0)
+
+
+@pytest.mark.filterwarnings("ignore:HE2RNA")
+@pytest.mark.parametrize("kind", ["regressor", "supertiles", "baseline", "classifier", "embedder"])
+def test_every_saved_model_of_the_package_loads(bags_and_targets, tmp_path, kind):
+    from he2rna_sklearn import HE2RNAClassifier, HE2RNAEmbedder, HE2RNARegressor
+    from he2rna_sklearn.bags import BagPooling
+
+    bags, Y = bags_and_targets
+    if kind == "regressor":
+        model = make_pipeline(HE2RNARegressor(**FAST)).fit(bags, Y)
+    elif kind == "supertiles":
+        model = make_pipeline(SuperTiles(3, random_state=0), HE2RNARegressor(**FAST)).fit(bags, Y)
+    elif kind == "baseline":
+        model = make_pipeline(BagPooling(), StandardScaler(), RidgeCV()).fit(bags, Y)
+    elif kind == "classifier":
+        model = HE2RNAClassifier(**FAST).fit(bags, np.arange(8) % 2)
+    else:
+        model = HE2RNAEmbedder(HE2RNARegressor(**FAST)).fit(bags, expression=Y)
+    loaded = load_model(save_model(model, tmp_path / "m.skops"))
+    method = "transform" if kind == "embedder" else "predict"
+    np.testing.assert_allclose(getattr(loaded, method)(bags), getattr(model, method)(bags))

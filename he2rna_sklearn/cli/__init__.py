@@ -87,13 +87,19 @@ _EPILOG = """\
 examples:
   he2rna demo                                   # the whole job offline, synthetic data
   he2rna featurize --manifest slides.csv --out features/
-  he2rna fit --features features/ --expression expr.csv.gz --log-transform --out model.joblib
-  he2rna predict --model model.joblib --features features/ --out predictions.csv
+  he2rna fit --features features/ --expression expr.csv.gz --log-transform --out model.skops
+  he2rna predict --model model.skops --features features/ --out predictions.csv
   he2rna evaluate --features features/ --expression expr.csv.gz --log-transform --out genes.csv
-  he2rna heatmap --model model.joblib --features features/ --slide TCGA-AA-3489 --gene CD3E
+  he2rna heatmap --model model.skops --features features/ --slide TCGA-AA-3489 --gene CD3E
 
 A manifest is a CSV with a slide_path column and optional sample_id and patient_id.
 """
+
+
+_MODEL_HELP = (
+    "a model saved by 'he2rna fit' (skops); files holding other types, and pickle or joblib "
+    "files, are refused without being run"
+)
 
 
 def _weights(value):
@@ -278,16 +284,20 @@ def build_parser():
 
     p = sub.add_parser(
         "fit",
-        help="train HE2RNA on features and expression; save the model (joblib)",
+        help="train HE2RNA on features and expression; save the model (skops)",
         formatter_class=_RAW,
         epilog="examples:\n"
         "  he2rna fit --features features/ --expression expr.csv.gz --log-transform "
-        "--out model.joblib\n"
+        "--out model.skops\n"
         "  he2rna fit --features features/ --expression expr.tsv --genes CD3E,EPCAM "
-        "--super-tiles 100 --match tcga-sample --out model.joblib",
+        "--super-tiles 100 --match tcga-sample --out model.skops",
     )
     _add_expression_options(p)
-    p.add_argument("--out", required=True, help="model file (.joblib)")
+    p.add_argument(
+        "--out",
+        required=True,
+        help="model file (.skops: loads without running code, unlike pickle/joblib)",
+    )
     p.add_argument("--quiet", action="store_true")
     _add_model_options(p)
 
@@ -295,10 +305,10 @@ def build_parser():
         "predict",
         help="predict expression for featurized slides",
         formatter_class=_RAW,
-        epilog="example:\n  he2rna predict --model model.joblib --features features/ "
+        epilog="example:\n  he2rna predict --model model.skops --features features/ "
         "--out predictions.csv",
     )
-    p.add_argument("--model", required=True)
+    p.add_argument("--model", required=True, help=_MODEL_HELP)
     p.add_argument("--features", required=True)
     p.add_argument("--out", required=True, help="CSV: slides x genes")
     p.add_argument("--quiet", action="store_true")
@@ -323,11 +333,11 @@ def build_parser():
         "heatmap",
         help="paint a gene's tile scores over a slide thumbnail (PNG)",
         formatter_class=_RAW,
-        epilog="examples:\n  he2rna heatmap --model model.joblib --features features/ "
+        epilog="examples:\n  he2rna heatmap --model model.skops --features features/ "
         "--slide SAMPLE_ID --gene CD3E --out cd3e.png\n"
         "  he2rna heatmap ... --gene CD3E,CD8A,MS4A1   # a gene set (mean z-score)",
     )
-    p.add_argument("--model", required=True)
+    p.add_argument("--model", required=True, help=_MODEL_HELP)
     p.add_argument("--features", required=True)
     p.add_argument("--slide", required=True, help="sample id of the slide (see index.csv)")
     p.add_argument("--gene", required=True, help="a gene, or comma-separated gene set")

@@ -5,12 +5,11 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import joblib
 import numpy as np
 import pandas as pd
 
 from .._io import atomic_write, check_output_path
-from .._version import __version__
+from ..persistence import load_model, save_model
 from ._manifest import (
     INDEX_NAME,
     CLIError,
@@ -224,16 +223,8 @@ def cmd_fit(args):
     )
     fit_with_groups(model, bags, Y, index["patient_id"].to_numpy())
     out = Path(args.out)
-    with atomic_write(out) as tmp:
-        joblib.dump(
-            {
-                "model": model,
-                "package_version": __version__,
-                "genes": list(Y.columns),
-                "n_features": bags[0].shape[1],
-            },
-            tmp,
-        )
+    metadata = {"genes": [str(g) for g in Y.columns], "n_features": int(bags[0].shape[1])}
+    save_model(model, out, metadata=metadata)
     reg = model[-1]
     best = f", validation mean r {reg.best_score_:.3f}" if reg.best_score_ is not None else ""
     _echo(args, f"Saved {out} (best epoch {reg.best_epoch_}{best}).")
@@ -241,16 +232,16 @@ def cmd_fit(args):
 
 
 def _load_model(path):
-    path = Path(path)
-    if not path.is_file():
-        raise CLIError(f"Model file not found: '{path}'.")
-    try:
-        saved = joblib.load(path)
-    except Exception as exc:
-        raise CLIError(f"Cannot load model '{path}': {exc}") from exc
-    if not isinstance(saved, dict) or "model" not in saved:
-        raise CLIError(f"'{path}' is not a model saved by 'he2rna fit'.")
-    return saved
+    """A model saved by ``he2rna fit``: loaded with skops and the trusted-type list of
+    :mod:`he2rna_sklearn.persistence`; a pickle or any other type is refused unread."""
+    model, metadata = load_model(path, return_metadata=True)
+    missing = {"genes", "n_features"} - set(metadata)
+    if missing:
+        raise CLIError(
+            f"'{path}' is a model saved without {sorted(missing)}: give a model saved by "
+            "'he2rna fit'."
+        )
+    return {"model": model, **metadata}
 
 
 # -- predict -----------------------------------------------------------------------------
