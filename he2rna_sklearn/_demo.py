@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import time
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils import Bunch
 from tqdm.auto import tqdm
 
+from ._io import atomic_write
 from .datasets import make_synthetic_cohort, tile_classes
 from .features import SlideFeaturizer
 from .metrics import pearson_per_gene
@@ -71,14 +73,18 @@ def run_demo(
 ):
     """Run the whole HE2RNA job offline on a synthetic cohort and report.
 
-    Writes the slides, their features (HDF5 cache), ``gene_correlations.csv``,
-    ``msi_predictions.csv`` and ``heatmap_<gene>.png`` under ``out_dir``.
+    Writes under ``out_dir``: the slides, their features (HDF5 cache) with the feature
+    index ``features/index.csv``, the manifest ``slides.csv`` and the expression table
+    ``expression.csv`` (so that the ``he2rna`` commands continue from the folder; they are
+    printed at the end), ``gene_correlations.csv``, ``msi_predictions.csv`` and
+    ``heatmap_<gene>.png``.
 
     Returns
     -------
     results : sklearn.utils.Bunch
         ``gene_r`` (DataFrame: gene, program, r), ``composition_r``, ``noise_r``,
-        ``msi_auc``, ``msi_auc_patient``, ``spatial_auc``, ``heatmap`` (path), ``seconds``.
+        ``msi_auc``, ``msi_auc_patient``, ``spatial_auc``, ``heatmap`` (path),
+        ``next_commands`` (list of str), ``seconds``.
     """
     start = time.perf_counter()
     if n_patients < 2 * n_splits:
@@ -92,12 +98,36 @@ def run_demo(
         "he2rna-sklearn demo: synthetic slides -> tile features -> HE2RNA -> per-gene r, "
         "MSI, heatmap"
     )
-
     cohort = make_synthetic_cohort(
         n_patients=n_patients, out_dir=out / "slides", random_state=random_state, progress=progress
     )
     echo(cohort.DESCR)
+    bags = _featurize(cohort, out, backbone, weights, mpp, tile_size, random_state, progress, echo)
+    _write_cli_inputs(cohort, bags, out)
 
+    msi = (cohort.msi.to_numpy() == "MSI-H").astype(int)
+    oof_expr, oof_msi, fold_of, models = _fold_models(
+        bags, cohort.expression, msi, cohort.patient_ids, n_splits, random_state, progress
+    )
+    results = Bunch(n_splits=n_splits, n_msi=int(msi.sum()), n_slides=len(msi))
+    results.update(_gene_results(cohort, oof_expr, fold_of, n_splits, out))
+    results.update(_msi_results(cohort, msi, oof_msi, fold_of, out))
+    results.update(_spatial_results(cohort, bags, models, fold_of, out))
+    results.next_commands = _next_commands(out, results.heatmap_slide, MARKER)
+    _print_results(results, echo)
+    results.seconds = time.perf_counter() - start
+    echo(
+        f"\nDone in {results.seconds:.0f} s. Outputs in {os.fspath(out)}/: slides/, features/ "
+        f"(with index.csv), slides.csv, expression.csv, gene_correlations.csv, "
+        f"msi_predictions.csv, {results.heatmap.name}"
+    )
+    echo("\nContinue from this folder with the command line:")
+    for command in results.next_commands:
+        echo(f"  {command}")
+    return results
+
+
+def _featurize(cohort, out, backbone, weights, mpp, tile_size, random_state, progress, echo):
     featurizer = SlideFeaturizer(
         backbone=backbone,
         weights=weights,
@@ -125,17 +155,38 @@ def run_demo(
         f"Featurized {len(bags)} slides: {n_tiles.sum()} tiles ({n_tiles.min()}-"
         f"{n_tiles.max()} per slide), {bags[0].n_features} features per tile."
     )
+    return bags
 
-    Y = cohort.expression.to_numpy(dtype=np.float32)
-    groups = cohort.patient_ids
-    msi = (cohort.msi.to_numpy() == "MSI-H").astype(int)
-    oof_expr, oof_msi, fold_of, models = _fold_models(
-        bags, cohort.expression, msi, groups, n_splits, random_state, progress
+
+def _write_csv(table, path, **kwargs):
+    with atomic_write(path) as tmp:
+        table.to_csv(tmp, **kwargs)
+    return path
+
+
+def _write_cli_inputs(cohort, bags, out):
+    """The manifest, expression table and feature index the ``he2rna`` commands read."""
+    from .cli._manifest import index_table, write_index
+
+    manifest = pd.DataFrame(
+        {
+            "slide_path": [os.path.relpath(p, out) for p in cohort.slide_paths],
+            "sample_id": cohort.slide_ids,
+            "patient_id": cohort.patient_ids,
+        }
     )
+    _write_csv(manifest, out / "slides.csv", index=False)
+    # samples x genes, already on the log10(1 + x) scale
+    _write_csv(cohort.expression.rename_axis("sample_id"), out / "expression.csv")
+    absolute = manifest.assign(slide_path=list(cohort.slide_paths))
+    write_index(index_table(absolute, bags, out / "features"), out / "features")
 
+
+def _gene_results(cohort, oof_expr, fold_of, n_splits, out):
     # The paper's protocol: Pearson r per gene on each test fold, averaged over folds.
     # (Correlations of pooled out-of-fold predictions mix the folds' offsets and are biased
     # negative for unpredictable genes on small cohorts; they are saved for reference.)
+    Y = cohort.expression.to_numpy(dtype=np.float32)
     per_fold = np.array(
         [pearson_per_gene(Y[fold_of == f], oof_expr[fold_of == f]) for f in range(n_splits)]
     )
@@ -147,19 +198,17 @@ def run_demo(
             "r_pooled": pearson_per_gene(Y, oof_expr),
         }
     )
-    gene_r.to_csv(out / "gene_correlations.csv", index=False)
+    _write_csv(gene_r, out / "gene_correlations.csv", index=False)
     is_noise = gene_r["program"] == "noise"
-    composition_r = float(gene_r.loc[~is_noise, "r"].mean())
-    noise_r = float(gene_r.loc[is_noise, "r"].mean())
-    echo(
-        f"\nHeld-out per-gene Pearson r ({n_splits}-fold CV grouped by patient; r on each "
-        "test fold, averaged over folds):"
+    return Bunch(
+        gene_r=gene_r,
+        composition_r=float(gene_r.loc[~is_noise, "r"].mean()),
+        noise_r=float(gene_r.loc[is_noise, "r"].mean()),
     )
-    summary = gene_r.groupby("program", sort=False)["r"].agg(["count", "mean", "min", "max"])
-    echo(summary.round(3).to_string())
-    echo(f"  composition-driven genes: mean r = {composition_r:.3f}")
-    echo(f"  noise genes:              mean r = {noise_r:+.3f}")
 
+
+def _msi_results(cohort, msi, oof_msi, fold_of, out):
+    groups = cohort.patient_ids
     by_patient = pd.DataFrame({"patient": groups, "msi": msi, "p": oof_msi}).groupby("patient")
     pat = by_patient.agg(msi=("msi", "first"), p=("p", "mean"))
     if 0 < msi.sum() < len(msi):
@@ -167,7 +216,7 @@ def run_demo(
         msi_auc_patient = float(roc_auc_score(pat["msi"], pat["p"]))
     else:
         msi_auc = msi_auc_patient = float("nan")
-    pd.DataFrame(
+    table = pd.DataFrame(
         {
             "slide_id": cohort.slide_ids,
             "patient_id": groups,
@@ -175,33 +224,39 @@ def run_demo(
             "p_msi": oof_msi,
             "fold": fold_of,
         }
-    ).to_csv(out / "msi_predictions.csv", index=False)
-    echo(
-        f"\nMSI from the HE2RNA embedding (LogisticRegression, same folds, {int(msi.sum())} "
-        f"MSI-H of {len(msi)} slides): ROC AUC = {msi_auc:.3f} per slide, "
-        f"{msi_auc_patient:.3f} per patient."
     )
+    _write_csv(table, out / "msi_predictions.csv", index=False)
+    return Bunch(msi_auc=msi_auc, msi_auc_patient=msi_auc_patient)
 
-    # Virtual spatialization of a T-cell marker on a held-out slide with lymphoid aggregates
-    # among other tissue (lymphoid fraction nearest 30%).
+
+def _spatial_results(cohort, bags, models, fold_of, out):
+    """Virtual spatialization of a T-cell marker: where its tile scores fall, and a heatmap
+    of a held-out slide with lymphoid aggregates among other tissue (lymphoid fraction
+    nearest 30%)."""
     lymphoid_class = cohort.class_names.index("lymphoid")
-    lymph = cohort.composition["lymphoid"].to_numpy()
-    s = int(np.argmin(np.abs(lymph - 0.3)))
-    bag, model = bags[s], models[fold_of[s]]
-    scores = model.predict_tiles(bag, MARKER)
     auc_values = []
     for i, b in enumerate(bags):
         labels = tile_classes(b.coords, b.meta["extent"], cohort.class_maps[i], cohort.cell_size)
         if 0 < (labels == lymphoid_class).sum() < len(labels):
             tile_scores = models[fold_of[i]].predict_tiles(b, MARKER)
             auc_values.append(spatial_auc(tile_scores, labels, lymphoid_class))
-    mean_spatial_auc = float(np.mean(auc_values)) if auc_values else float("nan")
+    lymph = cohort.composition["lymphoid"].to_numpy()
+    s = int(np.argmin(np.abs(lymph - 0.3)))
+    heatmap = _plot_heatmap(cohort, bags[s], models[fold_of[s]], s, lymphoid_class, out)
+    return Bunch(
+        spatial_auc=float(np.mean(auc_values)) if auc_values else float("nan"),
+        heatmap=heatmap,
+        heatmap_slide=str(bags[s].slide_id),
+    )
 
+
+def _plot_heatmap(cohort, bag, model, s, lymphoid_class, out):
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    scores = model.predict_tiles(bag, MARKER)
     fig, axes = plt.subplots(1, 2, figsize=(14, 6))
     plot_tile_heatmap(bag, scores, label=f"{MARKER} tile score", ax=axes[0])
     axes[0].set_title(f"{MARKER} tile scores (held-out slide {bag.slide_id})")
@@ -222,25 +277,42 @@ def run_demo(
     axes[1].set_axis_off()
     fig.tight_layout()
     heatmap = out / f"heatmap_{MARKER}.png"
-    fig.savefig(heatmap, dpi=110)
+    with atomic_write(heatmap) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
+    return heatmap
+
+
+def _next_commands(out, slide, gene):
+    """``he2rna`` commands that continue from the demo's folder."""
+    d = shlex.quote(os.fspath(out))
+    features, model = f"{d}/features", f"{d}/model.skops"
+    return [
+        f"he2rna fit --features {features} --expression {d}/expression.csv --out {model}",
+        f"he2rna predict --model {model} --features {features} --out {d}/predictions.csv",
+        f"he2rna heatmap --model {model} --features {features} --slide {shlex.quote(slide)} "
+        f"--gene {gene} --out {d}/heatmap_{gene}_cli.png",
+        f"he2rna evaluate --features {features} --expression {d}/expression.csv --folds 5 "
+        f"--out {d}/genes.csv",
+    ]
+
+
+def _print_results(r, echo):
+    """The demo's report: one block per result (genes, MSI, spatialization)."""
+    echo(
+        f"\nHeld-out per-gene Pearson r ({r.n_splits}-fold CV grouped by patient; r on each "
+        "test fold, averaged over folds):"
+    )
+    summary = r.gene_r.groupby("program", sort=False)["r"].agg(["count", "mean", "min", "max"])
+    echo(summary.round(3).to_string())
+    echo(f"  composition-driven genes: mean r = {r.composition_r:.3f}")
+    echo(f"  noise genes:              mean r = {r.noise_r:+.3f}")
+    echo(
+        f"\nMSI from the HE2RNA embedding (LogisticRegression, same folds, {r.n_msi} "
+        f"MSI-H of {r.n_slides} slides): ROC AUC = {r.msi_auc:.3f} per slide, "
+        f"{r.msi_auc_patient:.3f} per patient."
+    )
     echo(
         f"\nTile scores of {MARKER} vs true lymphoid tiles (held-out slides): mean ROC AUC = "
-        f"{mean_spatial_auc:.3f}. Heatmap: {os.fspath(heatmap)}"
-    )
-
-    seconds = time.perf_counter() - start
-    echo(
-        f"\nDone in {seconds:.0f} s. Outputs in {os.fspath(out)}/: slides/, features/, "
-        f"gene_correlations.csv, msi_predictions.csv, {heatmap.name}"
-    )
-    return Bunch(
-        gene_r=gene_r,
-        composition_r=composition_r,
-        noise_r=noise_r,
-        msi_auc=msi_auc,
-        msi_auc_patient=msi_auc_patient,
-        spatial_auc=mean_spatial_auc,
-        heatmap=heatmap,
-        seconds=seconds,
+        f"{r.spatial_auc:.3f}. Heatmap: {os.fspath(r.heatmap)}"
     )

@@ -3,7 +3,7 @@
 Every error names the file or parameter at fault and says what to do about it.
 """
 
-__all__ = ["MissingMPPError", "SlideReadError", "WeightsNotFoundError"]
+__all__ = ["FeatureFileError", "MissingMPPError", "SlideReadError", "WeightsNotFoundError"]
 
 
 class SlideReadError(OSError):
@@ -16,3 +16,7 @@ class MissingMPPError(ValueError):
 
 class WeightsNotFoundError(FileNotFoundError):
     """Pretrained backbone weights were asked for but cannot be found or downloaded."""
+
+
+class FeatureFileError(ValueError):
+    """A feature file's content does not match the checksum or the slide it was written for."""

@@ -513,9 +513,9 @@ def export_tile_scores(bag, scores, path, *, names=None, format=None, genes=None
     -------
     path : Path
     """
-    import json
-    import os
     from pathlib import Path
+
+    from ._io import atomic_write
 
     path = Path(path)
     if format is None:
@@ -531,8 +531,16 @@ def export_tile_scores(bag, scores, path, *, names=None, format=None, genes=None
     _check_level0(bag, "export_tile_scores")
     scores, model_names, _ = _resolve_scores(bag, scores, genes)
     table, names = _score_table(bag, scores, names if names is not None else model_names)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    if format not in ("csv", "parquet", "geojson", "anndata"):
+        raise ValueError(f"format must be csv, parquet, geojson or anndata, got {format!r}.")
+    with atomic_write(path) as tmp:
+        _write_scores(table, names, tmp, format)
+    return path
+
+
+def _write_scores(table, names, tmp, format):
+    import json
+
     if format == "csv":
         table.to_csv(tmp, index=False)
     elif format == "parquet":
@@ -572,7 +580,3 @@ def export_tile_scores(bag, scores, path, *, names=None, format=None, genes=None
             table[["x", "y"]].to_numpy(np.float64) + table[["width"]].to_numpy() / 2
         )
         adata.write_h5ad(tmp)
-    else:
-        raise ValueError(f"format must be csv, parquet, geojson or anndata, got {format!r}.")
-    os.replace(tmp, path)
-    return path

@@ -1,3 +1,4 @@
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -51,15 +52,13 @@ def _ok(argv, capsys):
     return captured.out
 
 
-def test_round_trip(workspace, capsys):
-    w = str(workspace)
-    feats = f"{w}/features"
-    featurize = [
+def _featurize_args(manifest, out, *extra):
+    return [
         "featurize",
         "--manifest",
-        f"{w}/slides.csv",
+        str(manifest),
         "--out",
-        feats,
+        str(out),
         "--backbone",
         "resnet18",
         "--weights",
@@ -69,16 +68,24 @@ def test_round_trip(workspace, capsys):
         "--tile-size",
         "64",
         "--quiet",
+        *extra,
     ]
-    out = _ok(featurize, capsys)
-    assert "Backbone resnet18, weights random-init(seed=0)" in out
-    index = pd.read_csv(f"{feats}/index.csv")
-    assert len(index) == len(pd.read_csv(f"{w}/slides.csv")) and (index["n_tiles"] > 0).all()
-    common = [
+
+
+@pytest.fixture(scope="module")
+def features(workspace):
+    """The workspace's slides featurized once (resnet18, random weights)."""
+    code = main(_featurize_args(workspace / "slides.csv", workspace / "features"))
+    assert code == 0
+    return workspace / "features"
+
+
+def _common(workspace, features):
+    return [
         "--features",
-        feats,
+        str(features),
         "--expression",
-        f"{w}/expression.csv.gz",
+        f"{workspace}/expression.csv.gz",
         "--genes",
         "CD3E,EPCAM,COL1A1,NOISE01",
         "--hidden",
@@ -89,9 +96,23 @@ def test_round_trip(workspace, capsys):
         "0",
         "--quiet",
     ]
-    _ok(["fit", *common, "--out", f"{w}/model.joblib"], capsys)
+
+
+@pytest.fixture(scope="module")
+def model_file(workspace, features):
+    """A model fitted once on the workspace's features."""
+    assert main(["fit", *_common(workspace, features), "--out", f"{workspace}/model.skops"]) == 0
+    return workspace / "model.skops"
+
+
+def test_round_trip(workspace, features, model_file, capsys):
+    w = str(workspace)
+    feats = str(features)
+    index = pd.read_csv(f"{feats}/index.csv")
+    assert len(index) == len(pd.read_csv(f"{w}/slides.csv")) and (index["n_tiles"] > 0).all()
+    common = _common(workspace, features)
     _ok(
-        ["predict", "--model", f"{w}/model.joblib", "--features", feats, "--out", f"{w}/pred.csv"],
+        ["predict", "--model", f"{w}/model.skops", "--features", feats, "--out", f"{w}/pred.csv"],
         capsys,
     )
     pred = pd.read_csv(f"{w}/pred.csv", index_col=0)
@@ -106,7 +127,7 @@ def test_round_trip(workspace, capsys):
         [
             "heatmap",
             "--model",
-            f"{w}/model.joblib",
+            f"{w}/model.skops",
             "--features",
             feats,
             "--slide",
@@ -120,10 +141,12 @@ def test_round_trip(workspace, capsys):
     )
     assert (workspace / "cd3e.png").stat().st_size > 5000
     # a rerun of featurize reuses every feature file
-    before = {p.name: p.stat().st_mtime_ns for p in (workspace / "features").glob("*.h5")}
-    _ok(featurize, capsys)
-    after = {p.name: p.stat().st_mtime_ns for p in (workspace / "features").glob("*.h5")}
+    before = {p.name: p.stat().st_mtime_ns for p in features.glob("*.h5")}
+    out = _ok(_featurize_args(workspace / "slides.csv", features), capsys)
+    assert "Backbone resnet18, weights random-init(seed=0)" in out
+    after = {p.name: p.stat().st_mtime_ns for p in features.glob("*.h5")}
     assert before == after
+    assert not [p for p in workspace.rglob("*.tmp")]
 
 
 def _error(argv, capsys):
@@ -157,20 +180,18 @@ def test_input_errors_are_one_line(workspace, tmp_path, capsys):
             "--expression",
             f"{w}/expression.csv.gz",
             "--out",
-            f"{tmp_path}/m.joblib",
+            f"{tmp_path}/m.skops",
         ],
         capsys,
     )
     assert "Model file not found" in _error(
-        ["predict", "--model", f"{tmp_path}/m.joblib", "--features", w, "--out", "p.csv"], capsys
+        ["predict", "--model", f"{tmp_path}/m.skops", "--features", w, "--out", "p.csv"], capsys
     )
 
 
-def test_unmatched_sample_ids(workspace, tmp_path, capsys):
+def test_unmatched_sample_ids(workspace, features, tmp_path, capsys):
     w = str(workspace)
-    feats = f"{w}/features"
-    if not (workspace / "features" / "index.csv").exists():
-        pytest.skip("needs the round trip's features")
+    feats = str(features)
     expr = pd.read_csv(f"{w}/expression.csv.gz", index_col=0)
     expr.iloc[:, 1:].to_csv(tmp_path / "fewer.csv")
     err = _error(
@@ -181,7 +202,7 @@ def test_unmatched_sample_ids(workspace, tmp_path, capsys):
             "--expression",
             f"{tmp_path}/fewer.csv",
             "--out",
-            f"{tmp_path}/m.joblib",
+            f"{tmp_path}/m.skops",
         ],
         capsys,
     )
@@ -189,6 +210,8 @@ def test_unmatched_sample_ids(workspace, tmp_path, capsys):
 
 
 def test_small_demo_end_to_end(tmp_path, capsys):
+    import shlex
+
     assert main(["demo", "--out", str(tmp_path), "--n-patients", "12", "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "composition-driven genes: mean r" in out and "ROC AUC" in out
@@ -197,6 +220,23 @@ def test_small_demo_end_to_end(tmp_path, capsys):
     assert (tmp_path / "gene_correlations.csv").exists()
     n_slides = len(list((tmp_path / "slides").glob("*.tiff")))
     assert len(list((tmp_path / "features").glob("*.h5"))) == n_slides
+    # the demo's folder is a starting point for the command line: it prints the next
+    # commands, and they run as printed (training shortened with --epochs, --folds)
+    index = pd.read_csv(tmp_path / "features" / "index.csv")
+    assert len(index) == n_slides and (index["n_tiles"] > 0).all()
+    assert len(pd.read_csv(tmp_path / "slides.csv")) == n_slides
+    commands = [line.strip() for line in out.splitlines() if line.startswith("  he2rna ")]
+    assert [c.split()[1] for c in commands] == ["fit", "predict", "heatmap", "evaluate"]
+    for command in commands:
+        argv = shlex.split(command)[1:]
+        if argv[0] in ("fit", "evaluate"):
+            argv += ["--epochs", "2", "--quiet"] + (
+                ["--folds", "2"] if argv[0] == "evaluate" else []
+            )
+        assert main(argv) == 0, capsys.readouterr().err
+    pred = pd.read_csv(tmp_path / "predictions.csv", index_col=0)
+    assert list(pred.index) == list(index["sample_id"]) and "CD3E" in pred.columns
+    assert (tmp_path / "heatmap_CD3E_cli.png").exists() and (tmp_path / "genes.csv").exists()
 
 
 def test_demo_error_is_one_line(capsys, tmp_path):
@@ -250,7 +290,7 @@ def test_index_outside_features_then_fit_and_predict(tmp_path, capsys):
             "--validation-fraction",
             "0",
             "--out",
-            str(tmp_path / "m.joblib"),
+            str(tmp_path / "m.skops"),
             "--quiet",
         ],
         capsys,
@@ -259,7 +299,7 @@ def test_index_outside_features_then_fit_and_predict(tmp_path, capsys):
         [
             "predict",
             "--model",
-            str(tmp_path / "m.joblib"),
+            str(tmp_path / "m.skops"),
             "--features",
             str(folder),
             "--out",
@@ -284,3 +324,269 @@ def test_index_help_has_an_example(capsys):
         main(["index", "--help"])
     out = capsys.readouterr().out
     assert "he2rna index --features" in out and "manifest" in out
+
+
+# -- issue 13: no silent wrong results, one-line errors naming files and options ----------
+def _usage_error(argv, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and len(err.strip().splitlines()) == 1, err
+    return err
+
+
+def test_directory_given_as_a_slide(tmp_path, capsys):
+    folder = tmp_path / "a-folder.svs"
+    folder.mkdir()
+    assert "is a directory" in _error(["featurize", str(folder), "--out", str(tmp_path)], capsys)
+    pd.DataFrame({"slide_path": [str(folder)]}).to_csv(tmp_path / "dir.csv", index=False)
+    err = _error(["featurize", "--manifest", f"{tmp_path}/dir.csv", "--out", str(tmp_path)], capsys)
+    assert "is a directory" in err
+
+
+def test_empty_manifest(tmp_path, capsys):
+    (tmp_path / "empty.csv").write_text("")
+    err = _error(["featurize", "--manifest", f"{tmp_path}/empty.csv", "--out", "f"], capsys)
+    assert "Manifest '" in err and "empty.csv' is empty (0 bytes)" in err
+
+
+def test_header_only_manifest(tmp_path, capsys):
+    (tmp_path / "header.csv").write_text("slide_path,sample_id\n")
+    err = _error(["featurize", "--manifest", f"{tmp_path}/header.csv", "--out", "f"], capsys)
+    assert "header.csv' lists no slides" in err
+
+
+def test_empty_expression_table(features, tmp_path, capsys):
+    (tmp_path / "empty.csv").write_text("")
+    expr = ["--features", str(features), "--expression", f"{tmp_path}/empty.csv"]
+    err = _error(["fit", *expr, "--out", f"{tmp_path}/m.skops"], capsys)
+    assert "Expression table" in err and "empty.csv' is empty" in err
+
+
+def test_jobs_zero(capsys):
+    assert "--jobs" in _usage_error(["featurize", "a.svs", "--out", "f", "--jobs", "0"], capsys)
+    evaluate = ["evaluate", "--features", "f", "--expression", "e", "--out", "g.csv"]
+    assert "--jobs" in _usage_error([*evaluate, "--jobs", "0"], capsys)
+
+
+def test_unknown_device(workspace, tmp_path, capsys):
+    args = _featurize_args(workspace / "slides.csv", tmp_path / "f", "--device", "tpu9")
+    err = _error(args, capsys)
+    assert "--device 'tpu9' is not a device" in err and "device=" not in err
+
+
+def test_parameter_errors_name_the_option(workspace, tmp_path, capsys):
+    err = _error(_featurize_args(workspace / "slides.csv", tmp_path, "--tile-size", "4"), capsys)
+    assert err.split("error: ")[1].startswith("--tile-size must be an int in the range [8")
+
+
+def test_bad_weights_files(workspace, tmp_path, capsys):
+    import torch
+    from torchvision.models import resnet18
+
+    slides, out = workspace / "slides.csv", tmp_path / "f"
+    text = tmp_path / "weights.pth"
+    text.write_text("not a checkpoint\n")
+    err = _error(_featurize_args(slides, out, "--weights", str(text)), capsys)
+    assert "weights.pth': not a PyTorch checkpoint" in err and "weights_only" not in err
+    state = resnet18().state_dict()
+    state["conv1.weight"] = torch.zeros(8, 3, 3, 3)
+    torch.save(state, tmp_path / "shapes.pth")
+    err = _error(_featurize_args(slides, out, "--weights", str(tmp_path / "shapes.pth")), capsys)
+    assert "shapes.pth' do not fit backbone 'resnet18'" in err and "conv1.weight" in err
+
+
+def test_python_parameters_are_named_as_options(tmp_path, capsys):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    img = np.clip(np.array([170, 80, 140]) + rng.normal(0, 15, (300, 300, 3)), 0, 255)
+    Image.fromarray(img.astype(np.uint8)).save(tmp_path / "no-mpp.png")
+    argv = ["featurize", str(tmp_path / "no-mpp.png"), "--out", str(tmp_path), "--quiet"]
+    err = _error([*argv, "--backbone", "resnet18", "--weights", "none"], capsys)
+    assert "--slide-mpp <µm per pixel>" in err and "slide_mpp" not in err
+    err = _error([*argv, "--backbone", "resnet18", "--weights", "imagenet"], capsys)
+    if "could not be downloaded" in err:  # offline: the message names the CLI value
+        assert "Only --weights none gives random weights" in err
+
+
+def test_outputs_are_checked_before_any_work(workspace, features, tmp_path, capsys, monkeypatch):
+    from he2rna_sklearn.cli import _commands
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("work started before the output was checked")
+
+    monkeypatch.setattr(_commands, "_load_training", no_work)
+    common = _common(workspace, features)
+    (tmp_path / "out.skops").mkdir()
+    err = _error(["fit", *common, "--out", str(tmp_path / "out.skops")], capsys)
+    assert "--out" in err and "is a directory" in err
+    (tmp_path / "file").write_text("x")
+    err = _error(["evaluate", *common, "--out", str(tmp_path / "file" / "genes.csv")], capsys)
+    assert "--out" in err and "is a file, not a folder" in err
+    err = _error(["evaluate", *common, "--out", "/proc/genes.csv"], capsys)
+    assert "cannot write in '/proc'" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "out.skops"]
+
+
+def test_samples_x_genes_table_from_to_csv_is_not_read_transposed(
+    workspace, features, tmp_path, capsys
+):
+    expr = pd.read_csv(f"{workspace}/expression.csv.gz", index_col=0).T  # samples x genes
+    expr = expr[["CD3E", "EPCAM"]]  # fewer genes than samples: the layout heuristics fail
+    expr.rename_axis(None).to_csv(tmp_path / "expr.csv")  # unnamed index, as to_csv writes
+    args = ["--features", str(features), "--expression", str(tmp_path / "expr.csv")]
+    fit = ["fit", *args, "--hidden", "8", "--epochs", "1", "--quiet"]
+    _ok([*fit, "--out", str(tmp_path / "m.skops")], capsys)
+    # when no sample matches either way, the error says how the table was read
+    expr.rename(index=lambda s: "x" + s).rename_axis(None).to_csv(tmp_path / "other.csv")
+    args[3] = str(tmp_path / "other.csv")
+    err = _error(["fit", *args, "--out", str(tmp_path / "m.skops")], capsys)
+    assert "was read as genes x samples" in err and "--orient samples_x_genes" in err
+
+
+def test_featurize_adds_to_an_existing_index(workspace, tmp_path, capsys):
+    slides = pd.read_csv(workspace / "slides.csv")
+    slides.iloc[:2].to_csv(tmp_path / "first.csv", index=False)
+    slides.iloc[2:3].to_csv(tmp_path / "second.csv", index=False)
+    out = tmp_path / "features"
+    _ok(_featurize_args(tmp_path / "first.csv", out), capsys)
+    text = _ok(_featurize_args(tmp_path / "second.csv", out), capsys)
+    assert "2 of the 2 slides already in" in text
+    index = pd.read_csv(out / "index.csv")
+    assert list(index["sample_id"]) == list(slides["sample_id"].iloc[:3])
+    # a run with features of another kind is refused instead of mixed into the index
+    err = _error(_featurize_args(tmp_path / "second.csv", out, "--tile-size", "32"), capsys)
+    assert "cannot share one index" in err
+    assert list(pd.read_csv(out / "index.csv")["sample_id"]) == list(index["sample_id"])
+
+
+def test_a_slide_without_tissue_does_not_block_predict(
+    workspace, features, model_file, tmp_path, capsys
+):
+    import shutil
+
+    from he2rna_sklearn.datasets import write_pyramidal_tiff
+
+    feats = tmp_path / "features"
+    shutil.copytree(features, feats)
+    blank = write_pyramidal_tiff(
+        tmp_path / "BLANK-01.tiff", np.full((600, 600, 3), 242, dtype=np.uint8), 0.5
+    )
+    pd.DataFrame({"slide_path": [blank]}).to_csv(tmp_path / "blank.csv", index=False)
+    main(_featurize_args(tmp_path / "blank.csv", feats))
+    err = capsys.readouterr().err
+    assert "warning: No tissue tiles found" in err and "--min-tissue-fraction" in err
+    w = str(workspace)
+    predict = ["predict", "--model", str(model_file), "--features", str(feats)]
+    code = main([*predict, "--out", f"{w}/p.csv"])
+    captured = capsys.readouterr()
+    assert code == 0 and "no tissue tiles" in captured.err and "BLANK-01" in captured.err
+    pred = pd.read_csv(f"{w}/p.csv", index_col=0)
+    assert "BLANK-01" not in pred.index and len(pred) == len(pd.read_csv(features / "index.csv"))
+
+
+def test_a_swapped_or_altered_feature_file_is_refused(
+    workspace, features, model_file, tmp_path, capsys
+):
+    import shutil
+
+    import h5py
+
+    feats = tmp_path / "features"
+    shutil.copytree(features, feats)
+    index = pd.read_csv(feats / "index.csv")
+    a, b = (feats / f for f in index["feature_file"].iloc[:2])
+    shutil.copy(b, a)  # slide b's features under slide a's name
+    predict = ["predict", "--model", str(model_file), "--features", str(feats)]
+    common = [*_common(workspace, feats), "--out", str(tmp_path / "m.skops")]
+    err = _error(["fit", *common], capsys)
+    assert f"holds slide '{index['sample_id'].iloc[1]}'" in err
+    shutil.copy(features / index["feature_file"].iloc[0], a)
+    with h5py.File(b, "r+") as fh:
+        fh["features"][0, :4] = 1.0
+    err = _error(["fit", *common], capsys)
+    assert b.name in err and "checksum" in err
+    assert not (tmp_path / "m.skops").exists()
+    err = _error([*predict, "--out", str(tmp_path / "p.csv")], capsys)
+    assert "checksum" in err
+
+
+def test_fit_routes_groups_under_metadata_routing(workspace, features, tmp_path, capsys):
+    import sklearn
+
+    with sklearn.config_context(enable_metadata_routing=True):
+        _ok(["fit", *_common(workspace, features), "--out", str(tmp_path / "m.skops")], capsys)
+
+
+def test_fit_with_groups_reaches_the_regressor(monkeypatch):
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from he2rna_sklearn import Bag, HE2RNARegressor, SuperTiles
+    from he2rna_sklearn.cli._commands import fit_with_groups
+
+    seen = {}
+
+    def fit(self, X, y, groups=None):
+        seen["groups"] = groups
+        return self
+
+    monkeypatch.setattr(HE2RNARegressor, "fit", fit)
+    bags = [Bag(np.ones((4, 3)), coords=np.arange(8).reshape(4, 2)) for _ in range(2)]
+    model = make_pipeline(SuperTiles(n_clusters=2, random_state=0), HE2RNARegressor())
+    fit_with_groups(model, bags, [[1.0], [2.0]], ["p1", "p2"])
+    assert seen["groups"] == ["p1", "p2"]
+    scaler = fit_with_groups(make_pipeline(StandardScaler()), np.eye(3), None, ["a", "b", "c"])
+    assert scaler[-1].n_features_in_ == 3  # a model that takes no groups gets none
+
+
+def test_cli_defaults_come_from_the_estimators():
+    from he2rna_sklearn import HE2RNARegressor, SlideFeaturizer
+
+    f = SlideFeaturizer().get_params()
+    args = build_parser().parse_args(["featurize", "a.svs", "--out", "f"])
+    for param, dest in [
+        ("backbone", "backbone"),
+        ("weights", "weights"),
+        ("tile_size", "tile_size"),
+        ("max_tiles", "max_tiles"),
+        ("min_tissue_fraction", "min_tissue_fraction"),
+        ("batch_size", "batch_size"),
+        ("num_workers", "workers"),
+        ("n_jobs", "jobs"),
+        ("device", "device"),
+        ("precision", "precision"),
+        ("on_error", "on_error"),
+    ]:
+        assert getattr(args, dest) == f[param], param
+    r = HE2RNARegressor().get_params()
+    args = build_parser().parse_args(["fit", "--features", "f", "--expression", "e", "--out", "m"])
+    assert tuple(args.hidden) == tuple(r["hidden_layer_sizes"])
+    assert (args.epochs, args.lr, args.patience) == (r["max_epochs"], r["lr"], r["patience"])
+    assert args.validation_fraction == r["validation_fraction"]
+
+
+def test_a_crafted_model_file_never_runs(workspace, features, tmp_path, capsys):
+    import os
+    import pickle
+
+    class RunsCode:
+        def __reduce__(self):
+            return (os.system, (f"touch {tmp_path / 'ran'}",))
+
+    feats = ["--features", str(features)]
+    for name in ("evil.joblib", "evil.skops"):
+        (tmp_path / name).write_bytes(pickle.dumps({"model": RunsCode()}))
+        err = _error(["predict", "--model", str(tmp_path / name), *feats, "--out", "p.csv"], capsys)
+        assert f"{name}' is not a model saved by he2rna-sklearn" in err and "pickle" in err
+        heatmap = ["heatmap", "--model", str(tmp_path / name), *feats, "--slide", "x"]
+        assert "pickle" in _error([*heatmap, "--gene", "CD3E", "--out", "h.png"], capsys)
+    assert not (tmp_path / "ran").exists()
+
+
+def test_a_file_that_is_not_a_model(features, tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("183\n")
+    args = ["--model", str(tmp_path / "notes.txt"), "--features", str(features), "--out", "p.csv"]
+    err = _error(["predict", *args], capsys)
+    assert "notes.txt' is not a model saved by he2rna-sklearn (not a skops file)" in err

@@ -17,3 +17,9 @@ def test_precision_resolution():
         resolve_precision("fp16", cpu)
     with pytest.raises(ValueError, match="precision"):
         resolve_precision("int8", cpu)
+
+
+@pytest.mark.parametrize("device", ["tpu9", "meta", 3.5])
+def test_unknown_device_is_a_value_error(device):
+    with pytest.raises(ValueError, match=f"device={device!r} is not"):
+        resolve_device(device)

@@ -8,7 +8,9 @@ reported on one line and give exit status 1.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
+import warnings
 
 from ._manifest import CLIError
 
@@ -16,18 +18,89 @@ __all__ = ["build_parser", "main"]
 
 _RAW = argparse.RawDescriptionHelpFormatter
 
+#: Estimator parameters and the CLI options that set them (for error messages).
+_OPTIONS = {
+    "backbone": "--backbone",
+    "weights": "--weights",
+    "mpp": "--mpp",
+    "magnification": "--magnification",
+    "tile_size": "--tile-size",
+    "max_tiles": "--max-tiles",
+    "min_tissue_fraction": "--min-tissue-fraction",
+    "slide_mpp": "--slide-mpp",
+    "batch_size": "--batch-size",
+    "num_workers": "--workers",
+    "n_jobs": "--jobs",
+    "device": "--device",
+    "precision": "--precision",
+    "on_error": "--on-error",
+    "hidden_layer_sizes": "--hidden",
+    "max_epochs": "--epochs",
+    "lr": "--lr",
+    "patience": "--patience",
+    "validation_fraction": "--validation-fraction",
+    "random_state": "--seed",
+    "n_clusters": "--super-tiles",
+    "log_transform": "--log-transform",
+    "drop_zero_median": "--drop-zero-median",
+    "orient": "--orient",
+    "n_patients": "--n-patients",
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors on one line, naming the command and pointing to its --help."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())} (see {self.prog} -h)\n")
+
+
+def cli_message(message, parser):
+    """Name CLI options instead of Python parameters in an error message.
+
+    ``"The 'tile_size' parameter of SlideFeaturizer must be ..."`` becomes
+    ``"--tile-size must be ..."``, ``"slide_mpp=<µm>"`` becomes ``"--slide-mpp <µm>"``, and
+    bare multi-word names (``min_tissue_fraction``) become their options; only options that
+    the subcommand has are used.
+    """
+    options = {o for a in parser._actions for o in a.option_strings}
+    known = {k: v for k, v in _OPTIONS.items() if v in options}
+    message = " ".join(str(message).split())
+
+    def sub(m):
+        return known.get(m[1], m[0])
+
+    message = re.sub(
+        r"The '(\w+)' parameter of \w+ must be",
+        lambda m: f"{known[m[1]]} must be" if m[1] in known else m[0],
+        message,
+    )
+    message = re.sub(r"\b(\w+)=(?!=)", lambda m: f"{sub(m)} " if m[1] in known else m[0], message)
+    message = re.sub(r"(--[\w-]+) None\b", r"\1 none", message)  # the CLI spells it so
+    multi = [k for k in known if "_" in k]
+    if multi:
+        message = re.sub(r"(?<![-\w'/.])(" + "|".join(multi) + r")\b(?![/.])", sub, message)
+    return message
+
+
 _EPILOG = """\
 examples:
   he2rna demo                                   # the whole job offline, synthetic data
   he2rna featurize --manifest slides.csv --out features/
   he2rna index --features trident_features/ --manifest slides.csv   # TRIDENT/CLAM/STAMP
-  he2rna fit --features features/ --expression expr.csv.gz --log-transform --out model.joblib
-  he2rna predict --model model.joblib --features features/ --out predictions.csv
+  he2rna fit --features features/ --expression expr.csv.gz --log-transform --out model.skops
+  he2rna predict --model model.skops --features features/ --out predictions.csv
   he2rna evaluate --features features/ --expression expr.csv.gz --log-transform --out genes.csv
-  he2rna heatmap --model model.joblib --features features/ --slide TCGA-AA-3489 --gene CD3E
+  he2rna heatmap --model model.skops --features features/ --slide TCGA-AA-3489 --gene CD3E
 
 A manifest is a CSV with a slide_path column and optional sample_id and patient_id.
 """
+
+
+_MODEL_HELP = (
+    "a model saved by 'he2rna fit' (skops); files holding other types, and pickle or joblib "
+    "files, are refused without being run"
+)
 
 
 def _weights(value):
@@ -41,14 +114,34 @@ def _slide_mpp(value):
         raise argparse.ArgumentTypeError(f"--slide-mpp must be a number, got {value!r}") from None
 
 
+def _jobs(value):
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n == 0:
+        raise argparse.ArgumentTypeError(
+            f"--jobs must be a number of processes (1, 2, ...) or -1 for all cores, got {value!r}"
+        )
+    return n
+
+
+def _defaults(estimator):
+    """An estimator's default parameters: the CLI's defaults are not restated by hand."""
+    return estimator().get_params()
+
+
 def _add_model_options(p):
+    from ..model import HE2RNARegressor
+
+    d = _defaults(HE2RNARegressor)
     g = p.add_argument_group("model")
     g.add_argument(
         "--hidden",
         type=int,
         nargs="+",
-        default=[256, 256],
-        help="hidden layer sizes (default: 256 256)",
+        default=list(d["hidden_layer_sizes"]),
+        help="hidden layer sizes (default: %(default)s)",
     )
     g.add_argument(
         "--super-tiles",
@@ -57,17 +150,22 @@ def _add_model_options(p):
         metavar="N",
         help="reduce each slide to N super-tiles first (the paper used 100; default: all tiles)",
     )
-    g.add_argument("--epochs", type=int, default=200, help="maximum epochs (default: 200)")
-    g.add_argument("--lr", type=float, default=3e-4, help="learning rate (default: 3e-4)")
-    g.add_argument("--patience", type=int, default=20, help="early stopping (default: 20)")
+    g.add_argument(
+        "--epochs", type=int, default=d["max_epochs"], help="maximum epochs (default: %(default)s)"
+    )
+    g.add_argument("--lr", type=float, default=d["lr"], help="learning rate (default: %(default)s)")
+    g.add_argument(
+        "--patience", type=int, default=d["patience"], help="early stopping (default: %(default)s)"
+    )
     g.add_argument(
         "--validation-fraction",
         type=float,
-        default=0.1,
-        help="patients held out for early stopping; 0 disables (default: 0.1)",
+        default=d["validation_fraction"],
+        help="patients held out for early stopping; 0 disables (default: %(default)s)",
     )
-    g.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    g.add_argument("--verbose", type=int, default=0, help="1 prints the epoch table")
+    # The estimator's default (None) is unseeded; the command line is reproducible.
+    g.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    g.add_argument("--verbose", type=int, default=d["verbose"], help="1 prints the epoch table")
 
 
 def _add_expression_options(p):
@@ -90,6 +188,13 @@ def _add_expression_options(p):
         default="exact",
         help="how sample ids meet expression columns (default: exact)",
     )
+    p.add_argument(
+        "--orient",
+        choices=["auto", "genes_x_samples", "samples_x_genes"],
+        default="auto",
+        help="layout of the expression table; auto finds the samples of the feature index "
+        "in its header or first column (default: auto)",
+    )
 
 
 def _add_index_parser(sub):
@@ -105,7 +210,7 @@ def _add_index_parser(sub):
         "--manifest slides.csv\n"
         "  he2rna index --features clam/h5_files --manifest slides.csv --out uni/index.csv\n"
         "  he2rna fit --features trident/20x_256px_0px_overlap/features_uni_v1 "
-        "--expression expr.csv.gz --log-transform --out model.joblib\n"
+        "--expression expr.csv.gz --log-transform --out model.skops\n"
         "The manifest is a CSV with slide_path, slide_id or sample_id, and optionally "
         "patient_id and feature_file.",
     )
@@ -123,15 +228,16 @@ def _add_index_parser(sub):
 
 def build_parser():
     from .._version import __version__
+    from ..features import SlideFeaturizer
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="he2rna",
         description="Predict tumour gene expression from H&E whole-slide images (HE2RNA).",
         epilog=_EPILOG,
         formatter_class=_RAW,
     )
     parser.add_argument("--version", action="version", version=f"he2rna-sklearn {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     p = sub.add_parser(
         "featurize",
@@ -146,53 +252,86 @@ def build_parser():
         "  he2rna featurize --manifest slides.csv --out features/ --weights "
         "resnet50.pth --on-error skip",
     )
+    f = _defaults(SlideFeaturizer)
     p.add_argument("slides", nargs="*", help="slide files (or use --manifest)")
     p.add_argument("--manifest", help="CSV with slide_path[, sample_id, patient_id]")
-    p.add_argument("--out", required=True, help="output folder (feature files + index.csv)")
+    p.add_argument(
+        "--out",
+        required=True,
+        help="output folder (feature files + index.csv; a rerun adds to its index.csv)",
+    )
     p.add_argument(
         "--backbone",
-        default="resnet50",
+        default=f["backbone"],
         help="encoder (uni, virchow2, h-optimus-1, ...) or torchvision/timm name "
-        "(default: resnet50)",
+        "(default: %(default)s)",
     )
     p.add_argument(
         "--weights",
         type=_weights,
-        default="imagenet",
+        default=f["weights"],
         help="'imagenet', 'pretrained' (an encoder's, from the Hugging Face cache), a "
-        "weights file, or 'none' for random (default: imagenet)",
+        "weights file, or 'none' for random (default: %(default)s)",
     )
     p.add_argument("--mpp", type=float, help="tile resolution in µm/px (default: 0.5)")
     p.add_argument("--magnification", type=float, help="alternative to --mpp (20 = 0.5 µm/px)")
-    p.add_argument("--tile-size", type=int, default=224, help="tile size in px (default: 224)")
-    p.add_argument("--max-tiles", type=int, default=8000, help="per slide (default: 8000)")
-    p.add_argument("--min-tissue-fraction", type=float, default=0.5)
+    p.add_argument(
+        "--tile-size",
+        type=int,
+        default=f["tile_size"],
+        help="tile size in px (default: %(default)s)",
+    )
+    p.add_argument(
+        "--max-tiles", type=int, default=f["max_tiles"], help="per slide (default: %(default)s)"
+    )
+    p.add_argument(
+        "--min-tissue-fraction",
+        type=float,
+        default=f["min_tissue_fraction"],
+        help="tissue fraction of a kept tile (default: %(default)s)",
+    )
     p.add_argument("--slide-mpp", type=_slide_mpp, help="base µm/px of slides without metadata")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--workers", type=int, default=0, help="tile-reading worker processes")
-    p.add_argument("--jobs", type=int, default=None, help="slides in parallel (joblib)")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
+    p.add_argument("--batch-size", type=int, default=f["batch_size"], help="(default: %(default)s)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=f["num_workers"],
+        help="tile-reading worker processes (default: %(default)s)",
+    )
+    p.add_argument(
+        "--jobs", type=_jobs, default=f["n_jobs"], help="slides in parallel (joblib; -1: all cores)"
+    )
+    p.add_argument("--device", default=f["device"], help="auto, cpu, cuda or cuda:N")
+    p.add_argument(
+        "--precision",
+        default=f["precision"],
+        choices=["auto", "fp32", "bf16", "fp16"],
+        help="(default: %(default)s)",
+    )
     p.add_argument(
         "--on-error",
-        default="raise",
+        default=f["on_error"],
         choices=["raise", "skip"],
-        help="skip slides that cannot be read (default: raise)",
+        help="skip slides that cannot be read (default: %(default)s)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
     p = sub.add_parser(
         "fit",
-        help="train HE2RNA on features and expression; save the model (joblib)",
+        help="train HE2RNA on features and expression; save the model (skops)",
         formatter_class=_RAW,
         epilog="examples:\n"
         "  he2rna fit --features features/ --expression expr.csv.gz --log-transform "
-        "--out model.joblib\n"
+        "--out model.skops\n"
         "  he2rna fit --features features/ --expression expr.tsv --genes CD3E,EPCAM "
-        "--super-tiles 100 --match tcga-sample --out model.joblib",
+        "--super-tiles 100 --match tcga-sample --out model.skops",
     )
     _add_expression_options(p)
-    p.add_argument("--out", required=True, help="model file (.joblib)")
+    p.add_argument(
+        "--out",
+        required=True,
+        help="model file (.skops: loads without running code, unlike pickle/joblib)",
+    )
     p.add_argument("--quiet", action="store_true")
     _add_model_options(p)
 
@@ -200,10 +339,10 @@ def build_parser():
         "predict",
         help="predict expression for featurized slides",
         formatter_class=_RAW,
-        epilog="example:\n  he2rna predict --model model.joblib --features features/ "
+        epilog="example:\n  he2rna predict --model model.skops --features features/ "
         "--out predictions.csv",
     )
-    p.add_argument("--model", required=True)
+    p.add_argument("--model", required=True, help=_MODEL_HELP)
     p.add_argument("--features", required=True)
     p.add_argument("--out", required=True, help="CSV: slides x genes")
     p.add_argument("--quiet", action="store_true")
@@ -219,7 +358,7 @@ def build_parser():
     )
     _add_expression_options(p)
     p.add_argument("--folds", type=int, default=5, help="GroupKFold by patient (default: 5)")
-    p.add_argument("--jobs", type=int, default=None, help="folds in parallel (joblib)")
+    p.add_argument("--jobs", type=_jobs, default=None, help="folds in parallel (joblib)")
     p.add_argument("--out", required=True, help="per-gene CSV")
     p.add_argument("--quiet", action="store_true")
     _add_model_options(p)
@@ -228,11 +367,11 @@ def build_parser():
         "heatmap",
         help="paint a gene's tile scores over a slide thumbnail (PNG)",
         formatter_class=_RAW,
-        epilog="examples:\n  he2rna heatmap --model model.joblib --features features/ "
+        epilog="examples:\n  he2rna heatmap --model model.skops --features features/ "
         "--slide SAMPLE_ID --gene CD3E --out cd3e.png\n"
         "  he2rna heatmap ... --gene CD3E,CD8A,MS4A1   # a gene set (mean z-score)",
     )
-    p.add_argument("--model", required=True)
+    p.add_argument("--model", required=True, help=_MODEL_HELP)
     p.add_argument("--features", required=True)
     p.add_argument("--slide", required=True, help="sample id of the slide (see index.csv)")
     p.add_argument("--gene", required=True, help="a gene, or comma-separated gene set")
@@ -277,15 +416,22 @@ def main(argv=None):
     if args.command is None:
         parser.print_help()
         return 2
+    sub = parser._subparsers._group_actions[0].choices[args.command]
     command = getattr(_commands, f"cmd_{args.command}")
+    prefix = f"he2rna {args.command}"
+
+    def show_warning(message, category, filename, lineno, file=None, line=None):
+        print(f"{prefix}: warning: {cli_message(message, sub)}", file=sys.stderr)
+
     try:
-        return command(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = show_warning
+            return command(args)
     except (CLIError, OSError, ValueError) as exc:
-        message = " ".join(str(exc).split())
-        print(f"he2rna {args.command}: error: {message}", file=sys.stderr)
+        print(f"{prefix}: error: {cli_message(exc, sub)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print(f"he2rna {args.command}: interrupted; rerun to resume.", file=sys.stderr)
+        print(f"{prefix}: interrupted; rerun to resume.", file=sys.stderr)
         return 130
 
 

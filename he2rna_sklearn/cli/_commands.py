@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
-import os
+import sys
 from pathlib import Path
 
-import joblib
 import numpy as np
 import pandas as pd
 
-from .._version import __version__
+from .._io import atomic_write, check_output_path
+from ..persistence import load_model, save_model
 from ._manifest import (
     INDEX_NAME,
     CLIError,
+    check_bags_match_index,
+    index_table,
     match_expression,
+    merge_index,
     read_index,
     read_manifest,
+    read_table,
     slides_manifest,
+    write_index,
 )
 
 __all__ = [
@@ -35,13 +40,24 @@ def _echo(args, text):
     print(text)
 
 
+def _note(args, text):
+    """A warning line on stderr (the results stay on stdout)."""
+    print(f"he2rna {args.command}: warning: {text}", file=sys.stderr)
+
+
 def _atomic_csv(table, path, **kwargs):
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    table.to_csv(tmp, **kwargs)
-    os.replace(tmp, path)
-    return path
+    with atomic_write(path) as tmp:
+        table.to_csv(tmp, **kwargs)
+    return Path(path)
+
+
+def _check_outputs(*paths):
+    """Check every output file before any work (a failure then loses nothing)."""
+    for path, option in paths:
+        try:
+            check_output_path(path, option)
+        except ValueError as exc:
+            raise CLIError(str(exc)) from None
 
 
 # -- featurize ---------------------------------------------------------------------------
@@ -52,6 +68,12 @@ def cmd_featurize(args):
         raise CLIError("Give slide files or --manifest CSV (one of the two).")
     manifest = read_manifest(args.manifest) if args.manifest else slides_manifest(args.slides)
     out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise CLIError(f"--out '{out}' is a file; featurize writes a folder.")
+    _check_outputs((out / INDEX_NAME, "--out"))
+    previous = None
+    if (out / INDEX_NAME).is_file():
+        previous = read_table(out / INDEX_NAME, "Feature index")
     featurizer = SlideFeaturizer(
         backbone=args.backbone,
         weights=args.weights,
@@ -71,16 +93,18 @@ def cmd_featurize(args):
         n_jobs=args.jobs,
         progress=not args.quiet,
     )
+    featurizer.fit()  # parameter errors before any work
     bags = featurizer.fit_transform(list(manifest["slide_path"]))
-    files, tiles = [], []
-    for bag in bags:
-        ok = bag is not None
-        files.append(os.path.relpath(bag.meta["feature_file"], out) if ok else "")
-        tiles.append(bag.n_tiles if ok else 0)
-    index = manifest.assign(feature_file=files, n_tiles=tiles)
-    _atomic_csv(index, out / INDEX_NAME, index=False)
-    failed = getattr(featurizer, "failed_slides_", {})
     first = next((b for b in bags if b is not None), None)
+    index = index_table(manifest, bags, out)
+    if previous is not None:
+        n_before = len(previous)
+        index = merge_index(previous, index, out, None if first is None else first.meta)
+        kept = len(index) - len(manifest)
+        if kept:
+            _echo(args, f"{kept} of the {n_before} slides already in {out / INDEX_NAME} kept.")
+    write_index(index, out)
+    failed = getattr(featurizer, "failed_slides_", {})
     if first is not None:
         _echo(
             args,
@@ -88,27 +112,53 @@ def cmd_featurize(args):
             f"{first.meta['precision']}; tiles of {args.tile_size} px at "
             f"{first.meta['mpp']:.3g} µm/px.",
         )
+    n_tiles = sum(b.n_tiles for b in bags if b is not None)
     _echo(
         args,
         f"Featurized {len(bags) - len(failed)} of {len(bags)} slides "
-        f"({sum(tiles)} tiles) into {out}/; index: {out / INDEX_NAME}",
+        f"({n_tiles} tiles) into {out}/; index: {out / INDEX_NAME} ({len(index)} slides)",
     )
+    empty = [s for s, b in zip(manifest["sample_id"], bags) if b is not None and not b.n_tiles]
+    if empty:
+        _note(args, f"no tissue tiles in {len(empty)} slides: {empty[:10]}")
     for path, error in failed.items():
         print(f"  skipped {path}: {error}")
     return 1 if failed and args.on_error == "skip" and len(failed) == len(bags) else 0
 
 
-# -- shared by fit / evaluate ------------------------------------------------------------
-def _load_training(args):
+def _load_bags(args, index, source):
+    """The index's bags (lazy, checksums verified), checked against its rows."""
     from .. import load_bags
+
+    bags = load_bags(list(index["feature_file"]), lazy=True, verify=True)
+    check_bags_match_index(index, bags, source)
+    return bags
+
+
+def _without_empty(args, index, bags, what):
+    """Drop the slides without tissue tiles, naming them."""
+    keep = [b.n_tiles > 0 for b in bags]
+    if all(keep):
+        return index, bags
+    empty = index.loc[[not k for k in keep], "sample_id"].tolist()
+    _note(args, f"{len(empty)} slides have no tissue tiles and are left out of {what}: {empty}")
+    if not any(keep):
+        raise CLIError(f"No slide of '{args.features}' has tissue tiles.")
+    return index[keep].reset_index(drop=True), [b for b, k in zip(bags, keep) if k]
+
+
+# -- shared by fit / evaluate ------------------------------------------------------------
+def _load_training(args, what):
     from ..datasets import load_expression
 
     index = read_index(args.features)
     try:
         data = load_expression(
             args.expression,
+            orient=args.orient,
             log_transform=args.log_transform,
             drop_zero_median=args.drop_zero_median,
+            sample_ids=list(index["sample_id"]),
         )
     except (FileNotFoundError, ValueError) as exc:
         raise CLIError(str(exc)) from exc
@@ -119,9 +169,18 @@ def _load_training(args):
         if unknown:
             raise CLIError(f"Genes not in the expression table: {unknown[:10]}.")
         expression = expression[genes]
-    Y = match_expression(index, expression, args.match)
-    bags = load_bags(list(index["feature_file"]), lazy=True)
-    return index, bags, Y
+    try:
+        Y = match_expression(index, expression, args.match)
+    except CLIError as exc:
+        layout = data.orient.replace("_x_", " x ").replace("_", " ")
+        flip = "samples_x_genes" if data.orient == "genes_x_samples" else "genes_x_samples"
+        raise CLIError(
+            f"{exc} '{args.expression}' was read as {layout} (its samples: "
+            f"{list(expression.index[:3])}); if that is wrong, pass --orient {flip}."
+        ) from None
+    bags = _load_bags(args, index, f"'{args.features}'")
+    index, bags = _without_empty(args, index, bags, what)
+    return index, bags, Y.loc[index["sample_id"]]
 
 
 def _make_model(args):
@@ -149,28 +208,31 @@ def _make_model(args):
 
 
 # -- fit ---------------------------------------------------------------------------------
+def fit_with_groups(model, X, y, groups):
+    """Fit ``model`` passing ``groups`` the scikit-learn way: with metadata routing on, to
+    every step that requests it (``HE2RNARegressor`` does); a model without such a step is
+    fitted without groups."""
+    import sklearn
+    from sklearn.utils.metadata_routing import get_routing_for_object
+
+    with sklearn.config_context(enable_metadata_routing=True):
+        wanted = get_routing_for_object(model).consumes("fit", ["groups"])
+        return model.fit(X, y, **({"groups": groups} if wanted else {}))
+
+
 def cmd_fit(args):
-    index, bags, Y = _load_training(args)
+    _check_outputs((args.out, "--out"))
+    index, bags, Y = _load_training(args, "training")
     model = _make_model(args)
     _echo(
         args,
         f"Fitting HE2RNA on {len(bags)} slides ({index['patient_id'].nunique()} "
         f"patients), {Y.shape[1]} genes...",
     )
-    model.fit(bags, Y, he2rnaregressor__groups=index["patient_id"].to_numpy())
+    fit_with_groups(model, bags, Y, index["patient_id"].to_numpy())
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    joblib.dump(
-        {
-            "model": model,
-            "package_version": __version__,
-            "genes": list(Y.columns),
-            "n_features": bags[0].shape[1],
-        },
-        tmp,
-    )
-    os.replace(tmp, out)
+    metadata = {"genes": [str(g) for g in Y.columns], "n_features": int(bags[0].shape[1])}
+    save_model(model, out, metadata=metadata)
     reg = model[-1]
     best = f", validation mean r {reg.best_score_:.3f}" if reg.best_score_ is not None else ""
     _echo(args, f"Saved {out} (best epoch {reg.best_epoch_}{best}).")
@@ -178,25 +240,25 @@ def cmd_fit(args):
 
 
 def _load_model(path):
-    path = Path(path)
-    if not path.is_file():
-        raise CLIError(f"Model file not found: '{path}'.")
-    try:
-        saved = joblib.load(path)
-    except Exception as exc:
-        raise CLIError(f"Cannot load model '{path}': {exc}") from exc
-    if not isinstance(saved, dict) or "model" not in saved:
-        raise CLIError(f"'{path}' is not a model saved by 'he2rna fit'.")
-    return saved
+    """A model saved by ``he2rna fit``: loaded with skops and the trusted-type list of
+    :mod:`he2rna_sklearn.persistence`; a pickle or any other type is refused unread."""
+    model, metadata = load_model(path, return_metadata=True)
+    missing = {"genes", "n_features"} - set(metadata)
+    if missing:
+        raise CLIError(
+            f"'{path}' is a model saved without {sorted(missing)}: give a model saved by "
+            "'he2rna fit'."
+        )
+    return {"model": model, **metadata}
 
 
 # -- predict -----------------------------------------------------------------------------
 def cmd_predict(args):
-    from .. import load_bags
-
+    _check_outputs((args.out, "--out"))
     saved = _load_model(args.model)
     index = read_index(args.features)
-    bags = load_bags(list(index["feature_file"]), lazy=True)
+    bags = _load_bags(args, index, f"'{args.features}'")
+    index, bags = _without_empty(args, index, bags, "the predictions")
     if bags and bags[0].shape[1] != saved["n_features"]:
         raise CLIError(
             f"The features have {bags[0].shape[1]} dimensions but the model was "
@@ -214,10 +276,17 @@ def cmd_predict(args):
 
 
 # -- evaluate ----------------------------------------------------------------------------
+def _evaluate_outputs(out):
+    stem = out.stem
+    return out, out.with_name(stem + "_per_fold.csv"), out.with_name(stem + "_predictions.csv")
+
+
 def cmd_evaluate(args):
     from ..evaluation import cross_validate_genes
 
-    index, bags, Y = _load_training(args)
+    out = Path(args.out)
+    _check_outputs(*[(p, "--out") for p in _evaluate_outputs(out)])
+    index, bags, Y = _load_training(args, "the evaluation")
     groups = index["patient_id"].to_numpy()
     n_patients = len(np.unique(groups))
     if n_patients < args.folds:
@@ -229,12 +298,10 @@ def cmd_evaluate(args):
     )
     model = _make_model(args)
     result = cross_validate_genes(model, bags, Y, groups, cv=args.folds, n_jobs=args.jobs)
-    out = Path(args.out)
+    out, per_fold, predictions = _evaluate_outputs(out)
     _atomic_csv(result.pooled, out)
-    _atomic_csv(result.per_fold, out.with_name(out.stem + "_per_fold.csv"), index=False)
-    _atomic_csv(
-        result.predictions.rename_axis("sample_id"), out.with_name(out.stem + "_predictions.csv")
-    )
+    _atomic_csv(result.per_fold, per_fold, index=False)
+    _atomic_csv(result.predictions.rename_axis("sample_id"), predictions)
     s = result.summary
     _echo(
         args,
@@ -253,9 +320,9 @@ def cmd_heatmap(args):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .. import load_bags
     from ..spatial import plot_tile_heatmap
 
+    _check_outputs((args.out, "--out"))
     saved = _load_model(args.model)
     index = read_index(args.features)
     rows = index[index["sample_id"] == args.slide]
@@ -264,8 +331,10 @@ def cmd_heatmap(args):
             f"Slide '{args.slide}' is not in the feature index "
             f"(e.g. {index['sample_id'].tolist()[:3]})."
         )
+    [bag] = _load_bags(args, rows, f"'{args.features}'")
     row = rows.iloc[0]
-    [bag] = load_bags([row["feature_file"]])
+    if not bag.n_tiles:
+        raise CLIError(f"Slide '{args.slide}' has no tissue tiles: there is nothing to paint.")
     model = saved["model"]
     genes = [g.strip() for g in args.gene.split(",")]
     for step in model[:-1]:
@@ -278,8 +347,8 @@ def cmd_heatmap(args):
     label = genes[0] if len(genes) == 1 else f"gene set ({len(genes)}, mean z)"
     ax = plot_tile_heatmap(bag, scores, slide_path=slide_path, label=label)
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    ax.figure.savefig(out, dpi=120, bbox_inches="tight")
+    with atomic_write(out) as tmp:
+        ax.figure.savefig(tmp, dpi=120, bbox_inches="tight", format=out.suffix[1:].lower() or "png")
     plt.close(ax.figure)
     _echo(args, f"Heatmap of {label} on {args.slide}: {out}")
     return 0

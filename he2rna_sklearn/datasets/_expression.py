@@ -142,6 +142,7 @@ def load_expression(
     drop_zero_median=False,
     patient_id="tcga",
     sample_types=None,
+    sample_ids=None,
 ):
     """Read a gene expression table into a samples x genes DataFrame.
 
@@ -153,9 +154,11 @@ def load_expression(
     ----------
     path : str or Path
     orient : {"auto", "genes_x_samples", "samples_x_genes"}, default="auto"
-        ``"auto"`` finds TCGA barcodes in the header (genes x samples) or in the first
+        ``"auto"`` looks for ``sample_ids`` (when given) in the header and in the first
+        column; else it finds TCGA barcodes in the header (genes x samples) or in the first
         column (samples x genes); otherwise a table with more rows than numeric columns is
-        read as genes x samples (genes outnumber samples).
+        read as genes x samples (genes outnumber samples). The orientation used is
+        returned as ``orient``.
     gene_column : str, optional
         The annotation column naming genes in a genes x samples table. Default: the
         first of ``"symbol"``, ``"gene_name"`` (GDC) and ``"hugo_symbol"`` present, else
@@ -179,7 +182,8 @@ def load_expression(
     -------
     data : sklearn.utils.Bunch
         ``expression`` (DataFrame, samples x genes, float), ``patient_ids`` (Series indexed
-        by sample) and ``genes`` (DataFrame of gene annotations, or None).
+        by sample), ``genes`` (DataFrame of gene annotations, or None) and ``orient`` (how
+        the table was read).
 
     Raises
     ------
@@ -201,14 +205,21 @@ def load_expression(
     ...                        sample_types="01")  # doctest: +SKIP
     """
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"Expression table '{path}' is a directory, not a file.")
     if not path.is_file():
         raise FileNotFoundError(f"Expression table not found: '{path}'.")
+    if path.stat().st_size == 0:
+        raise ValueError(f"Expression table '{path}' is empty (0 bytes).")
     if orient not in ("auto", "genes_x_samples", "samples_x_genes"):
         raise ValueError(
             f"orient must be 'auto', 'genes_x_samples' or 'samples_x_genes', got {orient!r}."
         )
     sep = _separator(path)
-    raw = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False)
+    try:
+        raw = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False)
+    except pd.errors.EmptyDataError:
+        raise ValueError(f"Expression table '{path}' is empty (no header line).") from None
     if raw.shape[1] < 2:
         raise ValueError(f"'{path}' has fewer than 2 columns; is the separator right?")
     # pandas renames repeated header names ("x", "x.1"); read the header as written.
@@ -216,6 +227,8 @@ def load_expression(
     header = [str(h) for h in header]
 
     is_tcga = [bool(_TCGA.match(h)) for h in header]
+    if orient == "auto" and sample_ids is not None:
+        orient = _orient_from_ids(sample_ids, header[1:], raw.iloc[:, 0])
     if orient == "auto":
         first_tcga = raw.iloc[:, 0].map(lambda v: bool(_TCGA.match(v))).mean()
         if sum(is_tcga) >= max(1, len(header) // 2):
@@ -317,4 +330,22 @@ def load_expression(
         expression=expression,
         patient_ids=pd.Series(patients, index=expression.index, name="patient_id"),
         genes=genes,
+        orient=orient,
     )
+
+
+def _orient_from_ids(sample_ids, header, first_column):
+    """The orientation in which more of ``sample_ids`` are found; "auto" on a tie."""
+
+    def keys(ids):
+        ids = [str(i) for i in ids]
+        return set(ids) | {i[:15].upper() for i in ids if _TCGA.match(i)}
+
+    wanted = keys(sample_ids)
+    in_header = len(wanted & keys(header))
+    in_rows = len(wanted & keys(first_column))
+    if in_header > in_rows:
+        return "genes_x_samples"
+    if in_rows > in_header:
+        return "samples_x_genes"
+    return "auto"

@@ -13,6 +13,8 @@ from scipy import ndimage
 from sklearn.utils import Bunch, check_random_state
 from tqdm.auto import tqdm
 
+from .._io import atomic_write
+
 __all__ = [
     "CLASS_NAMES",
     "GENE_PROGRAMS",
@@ -147,17 +149,11 @@ def write_pyramidal_tiff(path, rgb, mpp, *, downsamples=(1, 4, 16), tile=256, qu
     import tifffile
 
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     base = Image.fromarray(rgb)
-    try:
-        with tifffile.TiffWriter(tmp, bigtiff=False) as tw:
-            for i, ds in enumerate(downsamples):
-                level = base if ds == 1 else base.reduce(int(ds))
-                tw.write(np.asarray(level), **tiff_level_options(mpp, ds, i == 0, tile, quality))
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_write(path) as tmp, tifffile.TiffWriter(tmp, bigtiff=False) as tw:
+        for i, ds in enumerate(downsamples):
+            level = base if ds == 1 else base.reduce(int(ds))
+            tw.write(np.asarray(level), **tiff_level_options(mpp, ds, i == 0, tile, quality))
     return path
 
 

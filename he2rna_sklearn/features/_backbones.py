@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import urllib.error
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -110,7 +111,23 @@ def _read_state_dict(path, *, strip_prefixes=True):
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:
-            raise ValueError(f"Cannot read weights file '{path}' with torch.load: {exc}") from exc
+            # torch's message suggests weights_only=False, which can run code from the
+            # file: never do it, and do not relay the suggestion.
+            text = str(exc).strip()
+            if not zipfile.is_zipfile(path):
+                reason = "not a PyTorch checkpoint (torch.save writes a zip archive)"
+            elif "weights_only" in text or "weights only" in text.lower():
+                reason = (
+                    "it holds Python objects besides tensors, which would load only by "
+                    "running code from the file (refused)"
+                )
+            else:
+                reason = f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
+            raise ValueError(
+                f"Cannot read weights file '{path}': {reason}. Give a PyTorch state dict "
+                "(.pth/.pt saved with torch.save(model.state_dict(), path)) or a .safetensors "
+                "file."
+            ) from None
     for key in ("state_dict", "model", "model_state_dict", "module"):
         if isinstance(state, dict) and key in state and isinstance(state[key], dict):
             state = state[key]
@@ -130,7 +147,15 @@ def _read_state_dict(path, *, strip_prefixes=True):
 
 def _load_into(model, state, source, name, head_attr=None):
     """Load ``state`` into ``model``, tolerating only a missing or extra classification head."""
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # e.g. "size mismatch for fc.weight: ..."
+        shapes = [line.strip() for line in str(exc).splitlines() if "size mismatch" in line]
+        detail = f"{len(shapes)} tensor(s) of the wrong shape (e.g. {shapes[0]})" if shapes else exc
+        raise ValueError(
+            f"Weights from {source} do not fit backbone '{name}': {detail}. Check that the "
+            "file was saved from the same architecture."
+        ) from None
 
     def is_head(key):
         return head_attr is not None and key.split(".")[0] == head_attr

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
+import dataclasses
 import numbers
 import os
-import pickle
+import threading
+import time
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -18,21 +18,16 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from tqdm.auto import tqdm
 
+from .._io import remove_stale_temporaries
 from .._version import __version__
 from ..bags import Bag
-from ..slides import (
-    SlideReader,
-    lookup_slide_mpp,
-    plan_geometry,
-    select_tissue_tiles,
-    slide_fingerprint,
-)
-from ..slides._annotations import GEOJSON_SUFFIXES, geojson_tissue_mask
-from ..slides._reader import lookup_by_slide
+from ..slides import SlideReader, plan_geometry, select_tissue_tiles, slide_fingerprint
+from ..slides._reader import check_slide_file
 from ._backbones import build_backbone
 from ._encoders import Encoder
 from ._extract import FeatureRunner, TileDataset, extract_features
-from ._store import FORMAT_VERSION, BagWriter, read_bag
+from ._spec import FeatureSpec, SlideSpec
+from ._store import BagWriter, read_bag
 
 __all__ = ["SlideFeaturizer"]
 
@@ -46,8 +41,12 @@ class SlideFeaturizer(TransformerMixin, BaseEstimator):
     workers while the backbone runs. With ``cache_dir``, each slide's bag is stored as one
     HDF5 file (``features``, ``coords`` and the tiling facts as attributes), written
     atomically and keyed by the slide's content and every parameter that changes the
-    features: a rerun skips finished slides, an interrupted run resumes, and a parameter
-    change never reuses a stale file.
+    features (:meth:`feature_spec`): a rerun skips finished slides, an interrupted run
+    resumes, and a parameter change never reuses a stale file. A cached file is served
+    only if its stored spec (slide fingerprint: the SHA-256 of the whole slide file)
+    equals the one asked for and its datasets match their checksums; a truncated,
+    altered or foreign file is recomputed, with a warning. Temporary files left by
+    killed runs are removed by the next one.
 
     Parameters
     ----------
@@ -154,7 +153,11 @@ class SlideFeaturizer(TransformerMixin, BaseEstimator):
         "slide_mpp": [Interval(numbers.Real, 0, None, closed="neither"), Mapping, None],
         "on_error": [StrOptions({"raise", "skip"})],
         "on_empty": [StrOptions({"warn", "raise"})],
-        "n_jobs": [numbers.Integral, None],
+        "n_jobs": [
+            Interval(numbers.Integral, None, -1, closed="right"),
+            Interval(numbers.Integral, 1, None, closed="left"),
+            None,
+        ],
         "random_state": [Interval(numbers.Integral, 0, None, closed="left")],
         "progress": ["boolean"],
     }
@@ -245,24 +248,32 @@ class SlideFeaturizer(TransformerMixin, BaseEstimator):
             ``on_error="skip"``, a slide that failed is None.
         """
         self._validate_params()
-        mpp = self._target_mpp()
+        spec = self.feature_spec()
         paths = self._check_paths(X)
+        if self.cache_dir is not None:
+            remove_stale_temporaries(self.cache_dir)
+            remove_stale_temporaries(Path(self.cache_dir) / DIGESTS_DIR)
         self.failed_slides_ = {}
+        options = self._run_options()
         bags = []
         bar = tqdm(
             total=len(paths), desc="Featurizing slides", unit="slide", disable=not self.progress
         )
         if self.n_jobs in (None, 1):
             runner = self.build_runner()
-            results = (_featurize_task(self, path, mpp, runner) for path in paths)
+            results = (_featurize_task(spec, path, options, runner) for path in paths)
         else:
             from joblib import Parallel, delayed
 
-            task = clone(self).set_params(n_jobs=None, progress=False)
+            source = clone(self).set_params(n_jobs=None, progress=False)
+            options["progress"] = False
             results = Parallel(n_jobs=self.n_jobs, return_as="generator")(
-                delayed(_featurize_task)(task, path, mpp) for path in paths
+                delayed(_featurize_task)(spec, path, options, source, parent_pid=os.getpid())
+                for path in paths
             )
-        for path, (bag, error) in zip(paths, results):
+        for path, (bag, error, notes) in zip(paths, results):
+            for message in notes:  # warnings of the task (also those raised in workers)
+                warnings.warn(message, UserWarning, stacklevel=2)
             bar.set_postfix_str(Path(path).name)
             bar.update()
             if error is not None:
@@ -278,6 +289,30 @@ class SlideFeaturizer(TransformerMixin, BaseEstimator):
         return bags
 
     # -- internals ----------------------------------------------------------------------
+    def feature_spec(self):
+        """The :class:`FeatureSpec` of these parameters: what changes a slide's features."""
+        return FeatureSpec(
+            mpp=self._target_mpp(),
+            tile_size=self.tile_size,
+            max_tiles=self.max_tiles,
+            min_tissue_fraction=self.min_tissue_fraction,
+            random_state=self.random_state,
+            slide_mpp=self.slide_mpp,
+            tissue_masks=self.tissue_masks,
+            tile_transform=self.tile_transform,
+        )
+
+    def _run_options(self):
+        return dict(
+            cache_dir=self.cache_dir,
+            lazy=self.lazy,
+            batch_size=self.batch_size,
+            num_workers=self.num_workers,
+            on_empty=self.on_empty,
+            on_error=self.on_error,
+            progress=self.progress,
+        )
+
     @staticmethod
     def _check_paths(X):
         if isinstance(X, (str, os.PathLike)):
@@ -295,119 +330,6 @@ class SlideFeaturizer(TransformerMixin, BaseEstimator):
             seen.add(key)
         return paths
 
-    def _tissue_mask(self, path):
-        mask = lookup_by_slide(self.tissue_masks, path)
-        if mask is None:
-            return None
-        if isinstance(mask, (str, os.PathLike)):
-            from PIL import Image
-
-            if not Path(mask).is_file():
-                raise FileNotFoundError(f"Tissue mask of slide '{path}' not found: '{mask}'.")
-            if Path(mask).suffix.lower() in GEOJSON_SUFFIXES:
-                with SlideReader(path, lookup_slide_mpp(self.slide_mpp, path)) as reader:
-                    return geojson_tissue_mask(mask, reader.dimensions)
-            with Image.open(mask) as im:
-                mask = np.asarray(im.convert("L")) > 0
-        mask = np.asarray(mask, dtype=bool)
-        if mask.ndim != 2:
-            raise ValueError(f"The tissue mask of slide '{path}' must be 2-D, got {mask.shape}.")
-        return mask
-
-    def _transform_id(self):
-        if self.tile_transform is None:
-            return None
-        try:
-            return hashlib.sha1(pickle.dumps(self.tile_transform)).hexdigest()[:16]
-        except Exception:
-            return repr(self.tile_transform)
-
-    def _cache_path(self, fingerprint, path, runner, mpp, slide_mpp, mask):
-        if self.cache_dir is None:
-            return None
-        spec = {
-            "format": FORMAT_VERSION,
-            "slide": fingerprint,
-            "mpp": mpp,
-            "tile_size": int(self.tile_size),
-            "max_tiles": self.max_tiles,
-            "min_tissue_fraction": float(self.min_tissue_fraction),
-            "mask": None
-            if mask is None
-            else hashlib.sha1(np.packbits(mask)).hexdigest() + str(mask.shape),
-            "transform": self._transform_id(),
-            "backbone": runner.backbone.name,
-            "weights": runner.backbone.weights_id,
-            "precision": runner.precision,
-            "random_state": self.random_state,
-            "slide_mpp": slide_mpp,
-        }
-        key = hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
-        return Path(self.cache_dir) / f"{Path(path).stem}.{key}.h5"
-
-    def _featurize_one(self, path, runner, mpp):
-        if not Path(path).is_file():
-            raise FileNotFoundError(f"Slide file not found: '{path}'.")
-        slide_mpp = lookup_slide_mpp(self.slide_mpp, path)
-        mask = self._tissue_mask(path)
-        fingerprint = slide_fingerprint(path)
-        cache = self._cache_path(fingerprint, path, runner, mpp, slide_mpp, mask)
-        if cache is not None and cache.is_file():
-            return read_bag(cache, lazy=self.lazy)
-        with SlideReader(path, slide_mpp) as reader:
-            geometry = plan_geometry(reader, mpp, self.tile_size)
-            seed = check_random_state(self.random_state).randint(2**31 - 1)
-            coords, _, _ = select_tissue_tiles(
-                reader,
-                geometry,
-                min_tissue_fraction=self.min_tissue_fraction,
-                max_tiles=self.max_tiles,
-                random_state=seed,
-                mask=mask,
-            )
-            base_mpp = reader.mpp
-        slide_id = Path(path).stem
-        if len(coords) == 0:
-            message = (
-                f"No tissue tiles found in slide '{path}' (min_tissue_fraction="
-                f"{self.min_tissue_fraction})"
-            )
-            if self.on_empty == "raise":
-                raise ValueError(message + ". Lower min_tissue_fraction or give a tissue mask.")
-            warnings.warn(message + "; its bag is empty.", stacklevel=4)
-        dataset = TileDataset(path, slide_mpp, coords, geometry, transform=self.tile_transform)
-        meta = {
-            "slide_id": slide_id,
-            "slide_path": os.fspath(path),
-            "mpp": geometry.mpp,
-            "slide_mpp": base_mpp,
-            "tile_size": geometry.tile_size,
-            "extent": geometry.extent,
-            "level": geometry.level,
-            "read_size": geometry.read_size,
-            "backbone": runner.backbone.name,
-            "weights": runner.backbone.weights_id,
-            "precision": runner.precision,
-            "slide_fingerprint": fingerprint,
-            "package_version": __version__,
-        }
-        extract = dict(batch_size=self.batch_size, num_workers=self.num_workers)
-        with tqdm(
-            total=len(coords), desc=slide_id, unit="tile", leave=False, disable=not self.progress
-        ) as bar:
-            if cache is None:
-                features = extract_features(dataset, runner, progress=bar, **extract)
-                return Bag(
-                    features,
-                    coords=np.asarray(coords, dtype=np.int64),
-                    slide_id=slide_id,
-                    meta=meta,
-                )
-            n_features = runner.n_features(geometry.tile_size)
-            with BagWriter(cache, len(coords), n_features, coords, attrs=meta) as writer:
-                extract_features(dataset, runner, progress=bar, out=writer, **extract)
-        return read_bag(cache, lazy=self.lazy)
-
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.requires_fit = False
@@ -416,32 +338,193 @@ class SlideFeaturizer(TransformerMixin, BaseEstimator):
         return tags
 
 
-_RUNNERS = {}
+#: Hidden folder of the cache where slide fingerprints are remembered.
+DIGESTS_DIR = ".slide-digests"
 
 
-def _featurize_task(featurizer, path, mpp, runner=None):
-    """Featurize one slide; returns ``(bag, None)`` or, with ``on_error="skip"``,
-    ``(None, message)``. Runs in the caller or in a joblib worker (one task per slide); a
-    worker builds the backbone once and reuses it for its later slides."""
-    if runner is None:
-        key = None
-        if isinstance(featurizer.backbone, str):
-            key = (
-                featurizer.backbone,
-                str(featurizer.weights),
-                featurizer.random_state,
-                str(featurizer.device),
-                featurizer.precision,
-            )
-        runner = _RUNNERS.get(key) if key else None
-        if runner is None:
-            runner = featurizer.build_runner()
-            if key:
-                _RUNNERS.clear()
-                _RUNNERS[key] = runner
+def _read_cached(cache, spec, path, lazy):
+    """The cached bag of a slide if the file is sound and was written for this spec;
+    otherwise None, with a warning saying why it is recomputed."""
     try:
-        return featurizer._featurize_one(path, runner, mpp), None
-    except Exception as exc:
-        if featurizer.on_error == "raise":
-            raise
-        return None, f"{type(exc).__name__}: {exc}"
+        bag = read_bag(cache, lazy=lazy, verify=True)
+    except (OSError, ValueError) as exc:
+        warnings.warn(
+            f"Feature file '{cache}' of slide '{path}' cannot be used ({exc}); recomputing it.",
+            stacklevel=2,
+        )
+        return None
+    stored = SlideSpec.from_json(bag.meta.get("spec", ""))
+    if stored != spec:
+        if stored is None:
+            what = "carries no featurization spec"
+        elif stored.slide_fingerprint != spec.slide_fingerprint:
+            what = (
+                f"holds the features of another slide ({stored.slide_id}, "
+                f"{stored.slide_fingerprint}) than '{path}' ({spec.slide_fingerprint})"
+            )
+        else:
+            diff = [
+                f.name
+                for f in dataclasses.fields(SlideSpec)
+                if getattr(stored, f.name) != getattr(spec, f.name)
+            ]
+            what = f"was written with other settings ({', '.join(diff)})"
+        warnings.warn(f"Feature file '{cache}' {what}; recomputing it.", stacklevel=2)
+        return None
+    return bag
+
+
+def featurize_slide(
+    spec,
+    path,
+    runner,
+    *,
+    cache_dir=None,
+    lazy=False,
+    batch_size=64,
+    num_workers=0,
+    on_empty="warn",
+    progress=False,
+):
+    """Featurize one slide: a plain function of the spec, the slide and the runner.
+
+    Parameters
+    ----------
+    spec : FeatureSpec
+    path : str or Path
+    runner : FeatureRunner
+    cache_dir : str or Path, optional
+        With a cache, a sound file written for the same :class:`SlideSpec` is reused;
+        a missing, unreadable, altered or foreign one is (re)computed and written
+        atomically.
+    lazy, batch_size, num_workers, on_empty, progress
+        As in :class:`SlideFeaturizer`.
+
+    Returns
+    -------
+    bag : Bag
+    """
+    check_slide_file(path)
+    slide_mpp = spec.slide_mpp_for(path)
+    mask = spec.tissue_mask_for(path)
+    fingerprint = None
+    if cache_dir is not None:
+        fingerprint = slide_fingerprint(path, memo_dir=Path(cache_dir) / DIGESTS_DIR)
+    slide_spec = spec.for_slide(path, runner, fingerprint=fingerprint, mask=mask)
+    cache = None if cache_dir is None else slide_spec.cache_path(cache_dir, path)
+    if cache is not None and cache.exists():
+        bag = _read_cached(cache, slide_spec, path, lazy)
+        if bag is not None:
+            return bag
+    with SlideReader(path, slide_mpp) as reader:
+        geometry = plan_geometry(reader, spec.mpp, spec.tile_size)
+        seed = check_random_state(spec.random_state).randint(2**31 - 1)
+        coords, _, _ = select_tissue_tiles(
+            reader,
+            geometry,
+            min_tissue_fraction=spec.min_tissue_fraction,
+            max_tiles=spec.max_tiles,
+            random_state=seed,
+            mask=mask,
+        )
+        base_mpp = reader.mpp
+    slide_id = slide_spec.slide_id
+    if len(coords) == 0:
+        message = (
+            f"No tissue tiles found in slide '{path}' (min_tissue_fraction="
+            f"{spec.min_tissue_fraction})"
+        )
+        if on_empty == "raise":
+            raise ValueError(message + ". Lower min_tissue_fraction or give a tissue mask.")
+        warnings.warn(message + "; its bag is empty.", stacklevel=2)
+    dataset = TileDataset(path, slide_mpp, coords, geometry, transform=spec.tile_transform)
+    meta = {
+        **slide_spec.attrs(),
+        "slide_path": os.fspath(path),
+        "mpp": geometry.mpp,
+        "slide_mpp": base_mpp,
+        "extent": geometry.extent,
+        "level": geometry.level,
+        "read_size": geometry.read_size,
+        "package_version": __version__,
+    }
+    extract = dict(batch_size=batch_size, num_workers=num_workers)
+    with tqdm(
+        total=len(coords), desc=slide_id, unit="tile", leave=False, disable=not progress
+    ) as bar:
+        if cache is None:
+            features = extract_features(dataset, runner, progress=bar, **extract)
+            return Bag(
+                features,
+                coords=np.asarray(coords, dtype=np.int64),
+                slide_id=slide_id,
+                meta=meta,
+            )
+        n_features = runner.n_features(geometry.tile_size)
+        with BagWriter(cache, len(coords), n_features, coords, attrs=meta) as writer:
+            extract_features(dataset, runner, progress=bar, out=writer, **extract)
+    return read_bag(cache, lazy=lazy, verify=False)
+
+
+_RUNNERS = {}
+_WATCHED = []
+
+
+def _exit_with_parent(parent_pid, interval=0.5):
+    """In a worker process: exit as soon as ``parent_pid`` is no longer our parent.
+
+    joblib's loky workers otherwise finish their current slide (and keep their memory)
+    after the process that started them was killed. Started once per process, and only
+    when the worker is a direct child of the caller (not, e.g., on a Dask cluster)."""
+    if _WATCHED or parent_pid is None or os.getppid() != parent_pid:
+        return
+    _WATCHED.append(parent_pid)
+
+    def watch():
+        while os.getppid() == parent_pid:
+            time.sleep(interval)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="he2rna-parent-watch", daemon=True).start()
+
+
+def _runner_for(source):
+    """A runner built from a featurizer (``source``), reused by a worker for later slides."""
+    key = None
+    if isinstance(source.backbone, str):
+        key = (
+            source.backbone,
+            str(source.weights),
+            source.random_state,
+            str(source.device),
+            source.precision,
+        )
+    runner = _RUNNERS.get(key) if key else None
+    if runner is None:
+        runner = source.build_runner()
+        if key:
+            _RUNNERS.clear()
+            _RUNNERS[key] = runner
+    return runner
+
+
+def _featurize_task(spec, path, options, runner, *, parent_pid=None):
+    """Featurize one slide; returns ``(bag, None, warnings)`` or, with ``on_error="skip"``
+    in ``options``, ``(None, message, warnings)``. Runs in the caller (``runner`` is a
+    FeatureRunner) or in a joblib worker (``runner`` is the featurizer to build one from,
+    once per worker). Warnings are returned so that the caller shows them even when they
+    were raised in another process."""
+    _exit_with_parent(parent_pid)
+    options = dict(options)
+    on_error = options.pop("on_error", "raise")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            if not isinstance(runner, FeatureRunner):
+                runner = _runner_for(runner)
+            bag, error = featurize_slide(spec, path, runner, **options), None
+        except Exception as exc:
+            if on_error == "raise":
+                raise
+            bag, error = None, f"{type(exc).__name__}: {exc}"
+    return bag, error, [str(w.message) for w in caught]

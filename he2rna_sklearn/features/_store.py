@@ -1,24 +1,77 @@
-"""The on-disk feature store: one HDF5 file per slide, written atomically."""
+"""The on-disk feature store: one HDF5 file per slide, written atomically.
+
+Each dataset this package writes carries a ``checksum`` attribute (SHA-256 of its values,
+dtype and shape), verified when the file is read (``verify=True``), so a file edited or
+damaged after it was written is refused instead of being used.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import os
-import uuid
+import sys
+from contextlib import ExitStack
 from pathlib import Path
 
 import h5py
 import numpy as np
 
+from .._io import atomic_write
 from .._version import __version__
 from ..bags import Bag
+from ..exceptions import FeatureFileError
 from ..slides import lookup_slide_mpp
 from . import _interop
 
 __all__ = ["BagWriter", "H5Array", "load_bags", "read_bag", "write_bag"]
 
 #: Bumped when the layout of our files changes, so stale caches are never reused.
-FORMAT_VERSION = 1
+#: 2: per-dataset checksums and the featurization spec (``spec`` attribute).
+FORMAT_VERSION = 2
 _FEATURE_KEYS = ("features", "feats")
+_CHECKSUM = "checksum"
+_BLOCK_BYTES = 1 << 23
+
+
+def _checksum(blocks, dtype, shape):
+    h = hashlib.sha256(f"{np.dtype(dtype).str}{tuple(int(n) for n in shape)}".encode())
+    for block in blocks:
+        h.update(np.ascontiguousarray(block))
+    return "sha256:" + h.hexdigest()
+
+
+def _dataset_blocks(dset):
+    """A dataset's values in row blocks of about 8 MiB (never all in memory)."""
+    if dset.ndim == 0 or dset.shape[0] == 0:
+        yield dset[()]
+        return
+    row_bytes = max(1, int(np.prod(dset.shape[1:], dtype=np.int64)) * dset.dtype.itemsize)
+    step = max(1, _BLOCK_BYTES // row_bytes)
+    for start in range(0, dset.shape[0], step):
+        yield dset[start : start + step]
+
+
+def dataset_checksum(dset):
+    """SHA-256 of an HDF5 dataset's values, dtype and shape (read block by block)."""
+    return _checksum(_dataset_blocks(dset), dset.dtype, dset.shape)
+
+
+def _verify(dset, path, values=None):
+    """Compare a dataset's stored checksum with its values (read now unless given)."""
+    stored = dset.attrs.get(_CHECKSUM)
+    if stored is None:  # other tools' files, or files of format 1
+        return
+    stored = stored.decode() if isinstance(stored, bytes) else str(stored)
+    if values is None:
+        actual = dataset_checksum(dset)
+    else:
+        actual = _checksum([values], dset.dtype, dset.shape)
+    if actual != stored:
+        raise FeatureFileError(
+            f"Feature file '{path}': dataset '{dset.name.lstrip('/')}' does not match the "
+            "checksum written with it (the file was changed or damaged after it was written). "
+            "Delete it and rerun 'he2rna featurize' (or SlideFeaturizer) to recompute it."
+        )
 
 
 class H5Array:
@@ -51,11 +104,12 @@ class H5Array:
 class BagWriter:
     """Write one slide's feature file incrementally and atomically.
 
-    The file is built under a temporary name and renamed into place on success, so a
-    reader never sees a half-written file and an interrupted run leaves no file at
-    ``path`` (the temporary is removed). Features can be written batch by batch with
-    ``writer[start:stop] = features``, so a slide's features never need to be in memory
-    all at once.
+    The file is built under a temporary name and renamed into place on success (with
+    :func:`he2rna_sklearn._io.atomic_write`), so a reader never sees a half-written file
+    and an interrupted run leaves no file at ``path`` (the temporary is removed). Features
+    can be written batch by batch with ``writer[start:stop] = features``, so a slide's
+    features never need to be in memory all at once. On success, each dataset gets a
+    ``checksum`` attribute that readers verify.
 
     Parameters
     ----------
@@ -72,25 +126,19 @@ class BagWriter:
         self.shape = (int(n_tiles), int(n_features))
         self.coords = np.asarray(coords, dtype=np.int64).reshape(-1, 2)
         self.attrs = attrs or {}
-        self._tmp = None
+        self._stack = None
         self._fh = None
 
     def __enter__(self):
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._tmp = self.path.with_name(
-            f".{self.path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
-        )
-        try:
+        with ExitStack() as stack:
+            self._tmp = stack.enter_context(atomic_write(self.path))
+            self._fh = h5py.File(self._tmp, "w")
+            stack.callback(self._fh.close)
             self._create()
-        except BaseException:
-            if self._fh is not None:
-                self._fh.close()
-            self._tmp.unlink(missing_ok=True)
-            raise
+            self._stack = stack.pop_all()
         return self
 
     def _create(self):
-        self._fh = h5py.File(self._tmp, "w")
         chunks = (
             (max(1, min(self.shape[0], 256)), max(1, self.shape[1])) if all(self.shape) else None
         )
@@ -98,28 +146,29 @@ class BagWriter:
             "features", shape=self.shape, dtype=np.float32, chunks=chunks
         )
         self._fh.create_dataset("coords", data=self.coords)
-        # The attributes CLAM and TRIDENT read, so that these files travel the other way.
-        self._fh["coords"].attrs.update(_interop.coords_attrs(self.attrs))
-        self._features.attrs.update(_interop.features_attrs(self.attrs))
         self._fh.attrs["format"] = "he2rna-sklearn"
         self._fh.attrs["format_version"] = FORMAT_VERSION
         self._fh.attrs["package_version"] = __version__
         for key, value in self.attrs.items():
             if value is not None:
                 self._fh.attrs[key] = value
+        # The attributes CLAM and TRIDENT read, so that these files travel the other way.
+        self._fh["coords"].attrs.update(_interop.coords_attrs(self.attrs))
+        self._features.attrs.update(_interop.features_attrs(self.attrs))
 
     def __setitem__(self, index, values):
         self._features[index] = values
 
     def __exit__(self, exc_type, exc, tb):
-        try:
-            self._fh.close()
-            if exc_type is None:
-                os.replace(self._tmp, self.path)
-        finally:
-            if self._tmp.exists():
-                self._tmp.unlink()
-        return False
+        stack, self._stack = self._stack, None
+        if exc_type is None:
+            try:
+                for dset in (self._features, self._fh["coords"]):
+                    dset.attrs[_CHECKSUM] = dataset_checksum(dset)
+            except BaseException:
+                stack.__exit__(*sys.exc_info())  # close, remove the temporary
+                raise
+        return stack.__exit__(exc_type, exc, tb)
 
 
 def write_bag(path, features, coords, *, attrs=None):
@@ -149,7 +198,7 @@ def _attr_value(value):
     return value
 
 
-def read_bag(path, *, lazy=False, slide_mpp=None):
+def read_bag(path, *, lazy=False, verify=True, slide_mpp=None):
     """Read one feature file into a :class:`Bag`.
 
     Reads this package's files and the layouts of other tools: TRIDENT and CLAM
@@ -164,12 +213,27 @@ def read_bag(path, *, lazy=False, slide_mpp=None):
     lazy : bool
         Keep features on disk and read them when the bag is converted with ``np.asarray``
         (for cohorts larger than memory; HDF5 only).
+    verify : bool, default=True
+        Check the values against the checksums this package writes with each dataset
+        (files of other tools have none). With ``lazy=True`` this reads the features once,
+        block by block.
     slide_mpp : float or dict, optional
         The slide's level-0 µm per pixel (or a mapping by the feature file's path, name or
         stem), to convert coordinates stored in µm (STAMP) to level-0 pixels.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    OSError
+        If the file is not readable HDF5 (e.g. truncated).
+    FeatureFileError
+        If a dataset does not match its checksum (a ``ValueError``).
     """
     path = Path(path)
     if not path.is_file():
+        if path.is_dir():
+            raise IsADirectoryError(f"Feature file '{path}' is a directory, not an HDF5 file.")
         raise FileNotFoundError(f"Feature file not found: '{path}'.")
     suffix = path.suffix.lower()
     if suffix in (".pt", ".pth"):
@@ -179,42 +243,60 @@ def read_bag(path, *, lazy=False, slide_mpp=None):
     try:
         fh = h5py.File(path, "r")
     except OSError as exc:
-        raise OSError(f"Cannot read feature file '{path}' as HDF5: {exc}") from exc
-    with fh:
-        key = next((k for k in _FEATURE_KEYS if k in fh), None)
-        if key is None:
-            raise ValueError(
-                f"Feature file '{path}' has no 'features' or 'feats' dataset (found "
-                f"{sorted(fh.keys())})."
-            )
-        dset = fh[key]
-        if dset.ndim == 3 and dset.shape[0] == 1:  # CLAM sometimes stores (1, n, d)
-            features = dset[0]
-        elif dset.ndim == 1 and dset.shape[0] == 0:  # TRIDENT's empty slide
-            features = np.zeros((0, 0), dtype=np.float32)
-        elif dset.ndim != 2:
-            raise ValueError(f"'{key}' in '{path}' must be 2-D, got shape {dset.shape}.")
-        elif lazy:
-            features = H5Array(path, key, dset.shape, dset.dtype)
-        else:
-            features = dset[()].astype(np.float32, copy=False)
-        coords = fh["coords"][()] if "coords" in fh else None
-        if coords is not None:
-            coords = np.asarray(coords).reshape(-1, 2)
-        meta = {k: _attr_value(v) for k, v in fh.attrs.items()}
-        if "coords" in fh:
-            meta.update({f"coords_{k}": _attr_value(v) for k, v in fh["coords"].attrs.items()})
-        if "metadata" in fh and coords is None:
-            meta["tile_names"] = [_attr_value(v) for v in fh["metadata"][()]]
-        coords, geometry = _interop.h5_geometry(
-            path,
-            fh.attrs,
-            fh["coords"].attrs if "coords" in fh else {},
-            coords,
-            feature_key=key,
-            slide_mpp=lookup_slide_mpp(slide_mpp, path),
+        raise OSError(
+            f"Cannot read feature file '{path}' as HDF5 (truncated or not HDF5?): {exc}"
+        ) from exc
+    try:
+        with fh:
+            return _read_open_bag(fh, path, lazy, verify, lookup_slide_mpp(slide_mpp, path))
+    except OSError as exc:  # a dataset that cannot be read: the file is damaged
+        raise OSError(f"Cannot read feature file '{path}' (truncated or damaged?): {exc}") from exc
+
+
+def _read_open_bag(fh, path, lazy, verify, slide_mpp):
+    key = next((k for k in _FEATURE_KEYS if k in fh), None)
+    if key is None:
+        raise ValueError(
+            f"Feature file '{path}' has no 'features' or 'feats' dataset (found "
+            f"{sorted(fh.keys())})."
         )
-        meta.update(geometry)
+    dset = fh[key]
+    if dset.ndim == 3 and dset.shape[0] == 1:  # CLAM sometimes stores (1, n, d)
+        features = dset[0]
+    elif dset.ndim == 1 and dset.shape[0] == 0:  # TRIDENT's empty slide
+        features = np.zeros((0, 0), dtype=np.float32)
+    elif dset.ndim != 2:
+        raise ValueError(f"'{key}' in '{path}' must be 2-D, got shape {dset.shape}.")
+    elif lazy:
+        if verify:
+            _verify(dset, path)
+        features = H5Array(path, key, dset.shape, dset.dtype)
+    else:
+        features = dset[()]
+        if verify:
+            _verify(dset, path, features)
+        features = features.astype(np.float32, copy=False)
+    coords = fh["coords"][()] if "coords" in fh else None
+    if coords is not None:
+        if verify:
+            _verify(fh["coords"], path, coords)
+        coords = np.asarray(coords).reshape(-1, 2)
+    meta = {k: _attr_value(v) for k, v in fh.attrs.items()}
+    if "coords" in fh:
+        meta.update(
+            {f"coords_{k}": _attr_value(v) for k, v in fh["coords"].attrs.items() if k != _CHECKSUM}
+        )
+    if "metadata" in fh and coords is None:
+        meta["tile_names"] = [_attr_value(v) for v in fh["metadata"][()]]
+    coords, geometry = _interop.h5_geometry(
+        path,
+        fh.attrs,
+        fh["coords"].attrs if "coords" in fh else {},
+        coords,
+        feature_key=key,
+        slide_mpp=slide_mpp,
+    )
+    meta.update(geometry)
     slide_id = meta.get("slide_id")
     if slide_id is None:
         slide_id = path.parent.name if path.stem in _FEATURE_KEYS else path.stem
@@ -222,7 +304,7 @@ def read_bag(path, *, lazy=False, slide_mpp=None):
     return Bag(features, coords=coords, slide_id=slide_id, meta=meta)
 
 
-def load_bags(paths, *, lazy=False, slide_mpp=None):
+def load_bags(paths, *, lazy=False, verify=True, slide_mpp=None):
     """Read feature files into a list of bags, in the order given.
 
     Parameters
@@ -232,6 +314,8 @@ def load_bags(paths, *, lazy=False, slide_mpp=None):
         or HE2RNA ``.npy`` (see :func:`read_bag`).
     lazy : bool
         Keep features on disk until each bag is used.
+    verify : bool, default=True
+        Check every dataset against the checksum written with it (see :func:`read_bag`).
     slide_mpp : float or dict, optional
         Level-0 µm per pixel of the slides (a mapping by feature file path, name or stem),
         to convert coordinates stored in µm (STAMP) to pixels.
@@ -243,4 +327,4 @@ def load_bags(paths, *, lazy=False, slide_mpp=None):
     """
     if isinstance(paths, (str, os.PathLike)):
         raise TypeError("load_bags expects a list of paths; wrap a single path in a list.")
-    return [read_bag(p, lazy=lazy, slide_mpp=slide_mpp) for p in paths]
+    return [read_bag(p, lazy=lazy, verify=verify, slide_mpp=slide_mpp) for p in paths]

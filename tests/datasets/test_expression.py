@@ -108,6 +108,28 @@ def test_gdc_layout_uses_gene_names(tmp_path):
     ]
 
 
+def test_orientation_from_the_expected_sample_ids(tmp_path):
+    rng = np.random.default_rng(0)
+    samples = [f"S{i:02d}" for i in range(12)]
+    table = pd.DataFrame(rng.random((12, 3)), index=samples, columns=["CD3E", "EPCAM", "MKI67"])
+    table.to_csv(tmp_path / "expr.csv")  # unnamed index: the header starts with ""
+    guessed = load_expression(tmp_path / "expr.csv")
+    assert guessed.orient == "genes_x_samples"  # 12 rows > 3 numeric columns: a guess
+    data = load_expression(tmp_path / "expr.csv", sample_ids=samples[:5])
+    assert data.orient == "samples_x_genes"
+    assert data.expression.shape == (12, 3) and list(data.expression.index) == samples
+    data = load_expression(tmp_path / "expr.csv", sample_ids=["CD3E"])  # looked up as given
+    assert data.orient == "genes_x_samples"
+
+
+def test_empty_or_folder_expression_table(tmp_path):
+    (tmp_path / "empty.csv").write_text("")
+    with pytest.raises(ValueError, match="empty.csv' is empty"):
+        load_expression(tmp_path / "empty.csv")
+    with pytest.raises(IsADirectoryError, match="is a directory"):
+        load_expression(tmp_path)
+
+
 def test_primary_tumours_only(tmp_path):
     from he2rna_sklearn.datasets import PRIMARY_TUMOUR, tcga_sample_type
 

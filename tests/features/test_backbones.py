@@ -111,3 +111,36 @@ def test_module_backbone_loads_state_dict(tiny_cnn, tmp_path):
     torch.save(other.state_dict(), path)
     backbone = build_backbone(tiny_cnn, path)
     assert torch.equal(backbone.module.conv1.weight, other.conv1.weight)
+
+
+def test_weights_file_that_is_not_a_checkpoint(tmp_path):
+    text = tmp_path / "weights.pth"
+    text.write_text("these are not weights\n")
+    with pytest.raises(ValueError, match="weights.pth': not a PyTorch checkpoint") as info:
+        build_backbone("resnet18", text)
+    assert "weights_only" not in str(info.value)
+
+
+def test_weights_file_that_would_run_code_is_refused(tmp_path):
+    import os
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {tmp_path / 'ran'}",))
+
+    torch.save({"conv1.weight": Evil()}, tmp_path / "evil.pth")
+    with pytest.raises(ValueError, match="running code from the file \\(refused\\)") as info:
+        build_backbone("resnet18", tmp_path / "evil.pth")
+    assert "weights_only" not in str(info.value) and not (tmp_path / "ran").exists()
+
+
+def test_weights_of_the_wrong_shapes(tmp_path):
+    from torchvision.models import resnet18
+
+    state = resnet18().state_dict()
+    state["conv1.weight"] = torch.zeros(8, 3, 3, 3)
+    torch.save(state, tmp_path / "shapes.pth")
+    with pytest.raises(
+        ValueError, match="shapes.pth' do not fit backbone 'resnet18': 1 tensor\\(s\\)"
+    ):
+        build_backbone("resnet18", tmp_path / "shapes.pth")

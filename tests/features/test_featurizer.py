@@ -1,3 +1,5 @@
+import os
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -271,3 +273,163 @@ def test_lazy_bags_stay_on_disk(tiny_cnn, tmp_path):
     np.testing.assert_array_equal(np.asarray(lazy), np.asarray(eager))
     with pytest.raises(ValueError, match="cache_dir"):
         _featurizer_for(tiny_cnn, lazy=True).fit()
+
+
+# -- the cache never serves a wrong bag (issue 13) ---------------------------------------
+def _cache_files(folder):
+    return {p.name.split(".")[0]: p for p in folder.glob("*.h5")}
+
+
+def test_swapped_cache_file_is_never_served(tiny_cohort, tiny_cnn, tmp_path):
+    paths = tiny_cohort.slide_paths[:2]
+    feat = _featurizer_for(tiny_cnn, mpp=1.0, cache_dir=tmp_path)
+    first = feat.transform(paths)
+    files = _cache_files(tmp_path)
+    a, b = (first[0].slide_id, first[1].slide_id)
+    files[a].write_bytes(files[b].read_bytes())  # slide b's file under slide a's name
+    with pytest.warns(UserWarning, match=f"another slide \\({b}"):
+        again = feat.transform(paths)
+    assert again[0].slide_id == a
+    np.testing.assert_array_equal(np.asarray(again[0]), np.asarray(first[0]))
+    np.testing.assert_array_equal(again[0].coords, first[0].coords)
+
+
+def test_truncated_cache_file_is_recomputed_with_a_warning(tiny_cohort, tiny_cnn, tmp_path):
+    paths = tiny_cohort.slide_paths[:1]
+    feat = _featurizer_for(tiny_cnn, mpp=1.0, cache_dir=tmp_path)
+    [first] = feat.transform(paths)
+    [file] = tmp_path.glob("*.h5")
+    file.write_bytes(file.read_bytes()[: file.stat().st_size // 2])
+    with pytest.warns(UserWarning, match="cannot be used.*recomputing"):
+        [again] = feat.transform(paths)
+    np.testing.assert_array_equal(np.asarray(again), np.asarray(first))
+    [bag] = feat.transform(paths)  # and the rewritten file is sound
+    assert bag.n_tiles == first.n_tiles
+
+
+def test_altered_cache_values_are_recomputed(tiny_cohort, tiny_cnn, tmp_path):
+    import h5py
+
+    paths = tiny_cohort.slide_paths[:1]
+    feat = _featurizer_for(tiny_cnn, mpp=1.0, cache_dir=tmp_path)
+    [first] = feat.transform(paths)
+    [file] = tmp_path.glob("*.h5")
+    with h5py.File(file, "r+") as fh:
+        fh["features"][0, :3] = 7.0  # finite, plausible values
+    with pytest.warns(UserWarning, match="checksum"):
+        [again] = feat.transform(paths)
+    np.testing.assert_array_equal(np.asarray(again), np.asarray(first))
+
+
+def test_slide_changed_in_place_is_featurized_again(tiny_cohort, tiny_cnn, tmp_path):
+    import os
+    import shutil
+
+    slide = tmp_path / "slide.tiff"
+    shutil.copy(tiny_cohort.slide_paths[0], slide)
+    feat = _featurizer_for(tiny_cnn, mpp=1.0, cache_dir=tmp_path / "cache")
+    [first] = feat.transform([slide])
+    stat = slide.stat()
+    shutil.copy(tiny_cohort.slide_paths[1], slide)  # another slide's content, same name
+    os.utime(slide, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # and the old mtime
+    [again] = feat.transform([slide])
+    assert again.n_tiles != first.n_tiles or not np.array_equal(
+        np.asarray(again), np.asarray(first)
+    )
+    assert again.meta["slide_fingerprint"] != first.meta["slide_fingerprint"]
+
+
+def test_stale_temporaries_of_dead_processes_are_removed(tiny_cohort, tiny_cnn, tmp_path):
+    import subprocess
+    import sys
+
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        text=True,
+        capture_output=True,
+        check=True,
+    ).stdout.strip()
+    stale = tmp_path / f".SYN-0001-01.0123456789abcdef.h5.{dead}.1a2b3c4d.tmp"
+    legacy = tmp_path / f".index.csv.{dead}.tmp"
+    alive = tmp_path / f".other.h5.{os.getpid()}.1a2b3c4d.tmp"
+    for p in (stale, legacy, alive):
+        p.write_bytes(b"partial")
+    _featurizer_for(tiny_cnn, mpp=1.0, cache_dir=tmp_path, max_tiles=2).transform(
+        tiny_cohort.slide_paths[:1]
+    )
+    assert not stale.exists() and not legacy.exists()
+    assert alive.exists()  # a running process's temporary is left alone
+
+
+def test_directory_given_as_a_slide(tiny_cnn, tmp_path):
+    with pytest.raises(IsADirectoryError, match="is a directory"):
+        _featurizer_for(tiny_cnn).transform([tmp_path])
+
+
+def test_n_jobs_zero_is_refused(tiny_cnn):
+    with pytest.raises(ValueError, match="'n_jobs' parameter of SlideFeaturizer"):
+        _featurizer_for(tiny_cnn, n_jobs=0).transform([CMU_SVS])
+
+
+def test_spec_gives_the_cache_key_and_the_file_attributes(tiny_cohort, tiny_cnn, tmp_path):
+    import dataclasses
+
+    from he2rna_sklearn.features._spec import SlideSpec
+
+    feat = _featurizer_for(tiny_cnn, mpp=1.0, cache_dir=tmp_path, max_tiles=4)
+    [bag] = feat.transform(tiny_cohort.slide_paths[:1])
+    spec = SlideSpec.from_json(bag.meta["spec"])
+    assert spec.slide_id == bag.slide_id and spec.max_tiles == 4
+    assert spec.slide_fingerprint == bag.meta["slide_fingerprint"]
+    assert bag.meta["feature_file"].endswith(f".{spec.key()}.h5")
+    assert bag.meta["spec_key"] == spec.key()
+    for field in dataclasses.fields(SlideSpec):  # every field changes the key
+        value = getattr(spec, field.name)
+        other = (value or 0) + 1 if isinstance(value, (int, float)) else f"{value}x"
+        assert dataclasses.replace(spec, **{field.name: other}).key() != spec.key()
+
+
+_PARENT = """
+import sys
+from he2rna_sklearn import SlideFeaturizer
+from tests.conftest import SlowTransform
+
+SlideFeaturizer(backbone="mobilenet_v3_small", weights=None, mpp=0.5, tile_size=64,
+                cache_dir=sys.argv[1], n_jobs=2, progress=False,
+                tile_transform=SlowTransform(0.05)).transform(sys.argv[2:])
+"""
+
+
+@pytest.mark.slow
+def test_joblib_workers_exit_when_the_parent_is_killed(tiny_cohort, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    psutil = pytest.importorskip("psutil")
+    root = Path(__file__).resolve().parents[2]
+    cache = tmp_path / "features"
+    parent = subprocess.Popen(
+        [sys.executable, "-c", _PARENT, str(cache), *tiny_cohort.slide_paths[:4]], cwd=root
+    )
+    try:
+        deadline = time.time() + 120
+        workers = []
+        while time.time() < deadline and parent.poll() is None:
+            children = psutil.Process(parent.pid).children(recursive=True)
+            workers = [p for p in children if "loky" in " ".join(p.cmdline())]
+            busy = list(cache.glob(".*.tmp")) if cache.exists() else []
+            if len(workers) >= 2 and busy:
+                break
+            time.sleep(0.1)
+        assert parent.poll() is None and len(workers) >= 2, "the workers did not start"
+        os.kill(parent.pid, signal.SIGKILL)  # the parent dies in the middle of slides
+        parent.wait()
+        gone, alive = psutil.wait_procs(workers, timeout=10)
+        alive = [p for p in alive if p.status() != psutil.STATUS_ZOMBIE]
+        assert not alive, f"orphaned workers kept running: {alive}"
+    finally:
+        if parent.poll() is None:
+            parent.kill()

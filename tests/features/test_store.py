@@ -4,7 +4,7 @@ import pytest
 
 from he2rna_sklearn import Bag, load_bags
 from he2rna_sklearn.features import read_bag, write_bag
-from he2rna_sklearn.features._store import H5Array
+from he2rna_sklearn.features._store import BagWriter, H5Array
 
 from ..conftest import DATA
 
@@ -78,3 +78,40 @@ def test_errors_name_the_file(tmp_path):
         read_bag(tmp_path / "odd.h5")
     with pytest.raises(TypeError, match="list"):
         load_bags(str(tmp_path / "odd.h5"))
+
+
+def test_checksums_are_verified_on_read(tmp_path):
+    from he2rna_sklearn.exceptions import FeatureFileError
+
+    feats = np.arange(12, dtype=np.float32).reshape(4, 3)
+    path = write_bag(tmp_path / "s.h5", feats, np.zeros((4, 2)))
+    with h5py.File(path, "r") as fh:
+        assert fh["features"].attrs["checksum"].startswith("sha256:")
+        assert fh["coords"].attrs["checksum"].startswith("sha256:")
+    with h5py.File(path, "r+") as fh:
+        fh["features"][1, 1] = 100.0  # a finite, silent change
+    for lazy in (False, True):
+        with pytest.raises(FeatureFileError, match="s.h5.*checksum"):
+            load_bags([path], lazy=lazy, verify=True)
+    [bag] = load_bags([path], verify=False)  # on request only
+    assert np.asarray(bag)[1, 1] == 100.0
+    with h5py.File(path, "r+") as fh:
+        fh["features"][1, 1] = 4.0  # restored
+        fh["coords"][0, 0] = 5
+    with pytest.raises(FeatureFileError, match="coords"):
+        read_bag(path)
+
+
+def test_truncated_file_error_names_it(tmp_path):
+    path = write_bag(tmp_path / "s.h5", np.ones((300, 64)), np.zeros((300, 2)))
+    path.write_bytes(path.read_bytes()[:5000])
+    with pytest.raises(OSError, match="s.h5.*truncated"):
+        read_bag(path)
+
+
+def test_write_leaves_no_temporary_when_interrupted(tmp_path):
+    with pytest.raises(KeyboardInterrupt):
+        with BagWriter(tmp_path / "s.h5", 4, 3, np.zeros((4, 2))) as writer:
+            writer[:2] = np.ones((2, 3))
+            raise KeyboardInterrupt
+    assert list(tmp_path.iterdir()) == []

@@ -96,3 +96,40 @@ def test_other_real_formats():
         assert ndpi.level_downsamples[g.level] == pytest.approx(8.0)
     with pytest.raises(SlideReadError, match="he-no-imagetype.dcm"):
         SlideReader(SHARED / "slides" / "he-no-imagetype.dcm")
+
+
+def _edit_middle(path, data):
+    """Overwrite a few bytes in the middle of a file and restore its mtime."""
+    import os
+
+    stat = path.stat()
+    with open(path, "r+b") as fh:
+        fh.seek(path.stat().st_size // 2)
+        fh.write(data)
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+
+def test_fingerprint_covers_the_middle_of_large_files(tmp_path):
+    big = tmp_path / "big.svs"
+    big.write_bytes(np.random.default_rng(0).bytes(5 << 20))  # beyond first + last MiB
+    first = slide_fingerprint(big)
+    _edit_middle(big, b"changed")
+    assert slide_fingerprint(big) != first
+
+
+def test_remembered_fingerprint_is_not_fooled_by_a_restored_mtime(tmp_path):
+    big = tmp_path / "big.svs"
+    big.write_bytes(np.random.default_rng(0).bytes(3 << 20))
+    memo = tmp_path / "memo"
+    first = slide_fingerprint(big, memo_dir=memo)
+    assert len(list(memo.glob("*.json"))) == 1
+    assert slide_fingerprint(big, memo_dir=memo) == first  # remembered
+    _edit_middle(big, b"changed")
+    assert slide_fingerprint(big, memo_dir=memo) == slide_fingerprint(big) != first
+
+
+def test_directory_is_not_a_slide(tmp_path):
+    with pytest.raises(IsADirectoryError, match="is a directory"):
+        SlideReader(tmp_path)
+    with pytest.raises(IsADirectoryError, match="is a directory"):
+        slide_fingerprint(tmp_path)

@@ -1,0 +1,170 @@
+"""The featurization spec: one frozen record of everything that changes a slide's features.
+
+:class:`FeatureSpec` holds what the user asked for (resolution, tiling, tissue masks, tile
+transform); :meth:`FeatureSpec.for_slide` resolves it for one slide and one backbone
+runner into a :class:`SlideSpec`. The cache file name (:meth:`SlideSpec.key`) and the
+HDF5 attributes (:meth:`SlideSpec.attrs`) are both derived from the ``SlideSpec``'s
+fields, so a new field changes both, and a cached file is served only when the spec
+stored in it equals the one asked for.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import pickle
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..slides import SlideReader
+from ..slides._annotations import GEOJSON_SUFFIXES, geojson_tissue_mask
+from ..slides._reader import lookup_by_slide, lookup_slide_mpp
+from ._store import FORMAT_VERSION
+
+__all__ = ["FeatureSpec", "SlideSpec"]
+
+
+@dataclass(frozen=True)
+class SlideSpec:
+    """Everything that changes one slide's features, resolved (plain values only).
+
+    Attributes
+    ----------
+    slide_id : str
+        The slide file's stem.
+    slide_fingerprint : str or None
+        SHA-256 of the slide file's content (None when features are not cached).
+    slide_mpp : float or None
+        Base resolution given by the user (None: the slide's own metadata).
+    tissue_mask : str or None
+        Digest of a user tissue mask (None: automatic tissue detection).
+    mpp, tile_size, max_tiles, min_tissue_fraction, random_state
+        The tiling asked for.
+    tile_transform : str or None
+        Digest of the tile transform (e.g. a stain normaliser).
+    backbone, weights, precision : str
+        The network, its weights and its numeric precision.
+    format_version : int
+        The feature-file layout.
+    """
+
+    slide_id: str
+    slide_fingerprint: str | None
+    slide_mpp: float | None
+    tissue_mask: str | None
+    mpp: float
+    tile_size: int
+    max_tiles: int | None
+    min_tissue_fraction: float
+    random_state: int
+    tile_transform: str | None
+    backbone: str
+    weights: str
+    precision: str
+    format_version: int = FORMAT_VERSION
+
+    def to_json(self):
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text):
+        """The spec stored in a feature file (``attrs["spec"]``); None if absent or stale."""
+        try:
+            values = json.loads(text)
+            return cls(**values)
+        except (TypeError, ValueError):
+            return None
+
+    def key(self):
+        """A short digest of every field: the cache file's name."""
+        return hashlib.sha1(self.to_json().encode()).hexdigest()[:16]
+
+    def cache_path(self, cache_dir, slide_path):
+        return Path(cache_dir) / f"{Path(slide_path).stem}.{self.key()}.h5"
+
+    def attrs(self):
+        """HDF5 attributes: the whole spec (``spec``, ``spec_key``) and its readable fields."""
+        readable = {
+            k: v
+            for k, v in dataclasses.asdict(self).items()
+            if v is not None and k not in ("mpp", "slide_mpp", "format_version")
+        }
+        return {**readable, "spec": self.to_json(), "spec_key": self.key()}
+
+
+def _mask_digest(mask):
+    return hashlib.sha1(np.packbits(mask)).hexdigest() + str(mask.shape)
+
+
+def _transform_digest(transform):
+    if transform is None:
+        return None
+    try:
+        return hashlib.sha1(pickle.dumps(transform)).hexdigest()[:16]
+    except Exception:
+        return repr(transform)
+
+
+@dataclass(frozen=True, eq=False)
+class FeatureSpec:
+    """What the user asked for, for a cohort: resolved per slide by :meth:`for_slide`.
+
+    Parameters are those of :class:`~he2rna_sklearn.SlideFeaturizer` that change features
+    (``mpp`` is the resolved tile resolution in µm/px).
+    """
+
+    mpp: float
+    tile_size: int
+    max_tiles: int | None
+    min_tissue_fraction: float
+    random_state: int
+    slide_mpp: float | Mapping | None = None
+    tissue_masks: Mapping | None = None
+    tile_transform: Callable | None = None
+
+    def slide_mpp_for(self, path):
+        return lookup_slide_mpp(self.slide_mpp, path)
+
+    def tissue_mask_for(self, path):
+        """The user tissue mask of a slide as a 2-D boolean array, or None."""
+        mask = lookup_by_slide(self.tissue_masks, path)
+        if mask is None:
+            return None
+        if isinstance(mask, (str, os.PathLike)):
+            from PIL import Image
+
+            if not Path(mask).is_file():
+                raise FileNotFoundError(f"Tissue mask of slide '{path}' not found: '{mask}'.")
+            if Path(mask).suffix.lower() in GEOJSON_SUFFIXES:
+                with SlideReader(path, self.slide_mpp_for(path)) as reader:
+                    return geojson_tissue_mask(mask, reader.dimensions)
+            with Image.open(mask) as im:
+                mask = np.asarray(im.convert("L")) > 0
+        mask = np.asarray(mask, dtype=bool)
+        if mask.ndim != 2:
+            raise ValueError(f"The tissue mask of slide '{path}' must be 2-D, got {mask.shape}.")
+        return mask
+
+    def for_slide(self, path, runner, *, fingerprint=None, mask=None):
+        """The :class:`SlideSpec` of one slide featurized by ``runner``."""
+        slide_mpp = self.slide_mpp_for(path)
+        return SlideSpec(
+            slide_id=Path(path).stem,
+            slide_fingerprint=fingerprint,
+            slide_mpp=slide_mpp,
+            tissue_mask=None if mask is None else _mask_digest(mask),
+            mpp=float(self.mpp),
+            tile_size=int(self.tile_size),
+            max_tiles=None if self.max_tiles is None else int(self.max_tiles),
+            min_tissue_fraction=float(self.min_tissue_fraction),
+            random_state=int(self.random_state),
+            tile_transform=_transform_digest(self.tile_transform),
+            backbone=runner.backbone.name,
+            weights=runner.backbone.weights_id,
+            precision=runner.precision,
+        )
