@@ -9,6 +9,7 @@ from ._modules import KS_ALL_TILES, KS_SUPER_TILES, HE2RNAModule, masked_mean, t
 from ._net import BagDataset, BagNet, collate_bags
 from ._paper_transfer import MeanFeatureEmbedder, mean_tile_features
 from ._regressor import HE2RNARegressor
+from ._settings import PAPER_SETTINGS
 from ._transfer import HE2RNAEmbedder
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "KS_ALL_TILES",
     "KS_SUPER_TILES",
     "MeanFeatureEmbedder",
+    "PAPER_SETTINGS",
     "collate_bags",
     "masked_mean",
     "mean_tile_features",

@@ -340,3 +340,34 @@ def test_projects_give_per_project_early_stopping():
     assert model.best_score_ == model.history_["valid_r_projects"].max()
     with pytest.raises(ValueError, match="projects must have one entry per bag"):
         model.fit(bags, y, projects=projects[:10])
+
+
+def test_paper_settings_fit_and_warm_start_the_all_tiles_model():
+    from he2rna_sklearn.model import KS_ALL_TILES, KS_SUPER_TILES, PAPER_SETTINGS
+
+    assert set(PAPER_SETTINGS) == {"super_tiles", "all_tiles"}
+    for name, ks, batch, epochs, patience in [
+        ("super_tiles", KS_SUPER_TILES, 16, 200, 50),
+        ("all_tiles", KS_ALL_TILES, 4, 100, 30),
+    ]:
+        settings = PAPER_SETTINGS[name]
+        assert set(settings) <= set(HE2RNARegressor().get_params())
+        assert (settings["ks"], settings["batch_size"]) == (ks, batch)
+        assert (settings["max_epochs"], settings["patience"]) == (epochs, patience)
+        assert settings["clip_at_zero"] and settings["k_training"] == "random"
+    with pytest.raises(TypeError):
+        PAPER_SETTINGS["super_tiles"]["lr"] = 1.0  # read-only
+    # The two-stage recipe at toy size: super-tiles model, then all tiles from it.
+    bags = [
+        Bag(b, coords=np.column_stack([np.arange(len(b)) * 10, np.zeros(len(b))]))
+        for b in random_bags(24, n_features=5, min_tiles=20, max_tiles=40, seed=6)
+    ]
+    y = np.abs(np.column_stack([[b.features[:, 0].mean() for b in bags]] * 2)) + 1
+    small = {"hidden_layer_sizes": (8, 8), "max_epochs": 3, "random_state": 0}
+    stage1 = make_pipeline(
+        SuperTiles(n_clusters=10, random_state=0),
+        HE2RNARegressor(**{**PAPER_SETTINGS["super_tiles"], **small}),
+    ).fit(bags, y)
+    stage2 = HE2RNARegressor(**{**PAPER_SETTINGS["all_tiles"], **small}, init_from=stage1[-1])
+    pred = stage2.fit(bags, y).predict(bags)
+    assert pred.shape == (24, 2) and (pred >= 0).all()
