@@ -5,7 +5,14 @@ padding, per-batch k draws) and the scikit-learn estimators.
 """
 
 from ._classifier import HE2RNAClassifier
-from ._modules import KS_ALL_TILES, KS_SUPER_TILES, HE2RNAModule, masked_mean, top_k_mean
+from ._modules import (
+    KS_ALL_TILES,
+    KS_DEFAULT,
+    KS_SUPER_TILES,
+    HE2RNAModule,
+    masked_mean,
+    top_k_mean,
+)
 from ._net import BagDataset, BagNet, collate_bags
 from ._paper_transfer import MeanFeatureEmbedder, mean_tile_features
 from ._regressor import HE2RNARegressor
@@ -20,6 +27,7 @@ __all__ = [
     "HE2RNAModule",
     "HE2RNARegressor",
     "KS_ALL_TILES",
+    "KS_DEFAULT",
     "KS_SUPER_TILES",
     "MeanFeatureEmbedder",
     "PAPER_SETTINGS",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import numbers
 
 import numpy as np
@@ -87,6 +88,22 @@ def source_module(init_from, name="init_from"):
     if not isinstance(module, HE2RNAModule):
         raise TypeError(f"{name} must be a fitted HE2RNARegressor or HE2RNAClassifier.")
     return module
+
+
+class _WarmEarlyStopping(EarlyStopping):
+    """EarlyStopping that can count a scored warm start as epoch 0.
+
+    Set ``start_score`` after ``net.initialize()``: training then stops ``patience``
+    epochs after the warm start if no epoch beats it, and its weights are restored.
+    """
+
+    start_score = None
+
+    def on_train_begin(self, net, **kwargs):
+        super().on_train_begin(net, **kwargs)
+        if self.start_score is not None:
+            self.dynamic_threshold_ = self._calc_new_threshold(self.start_score)
+            self.best_model_weights_ = copy.deepcopy(net.module_.state_dict())
 
 
 class BaseHE2RNA(BaseEstimator):
@@ -214,7 +231,7 @@ class BaseHE2RNA(BaseEstimator):
                 scoring, name=monitor, lower_is_better=lower_is_better, on_train=False
             )
             callbacks.append((monitor, epoch_score))
-        stopper = EarlyStopping(
+        stopper = _WarmEarlyStopping(
             monitor=monitor,
             lower_is_better=lower_is_better,
             patience=self.patience,
@@ -225,7 +242,17 @@ class BaseHE2RNA(BaseEstimator):
         callbacks.append(("early_stopping", stopper))
         return callbacks
 
-    def _build_net(self, module_params, criterion, *, valid_ds, callbacks, seeds):
+    def _build_net(
+        self,
+        module_params,
+        criterion,
+        *,
+        valid_ds,
+        callbacks,
+        seeds,
+        output_l2=0.0,
+        max_epochs=None,
+    ):
         """The skorch net (not yet initialised) for ``module_params``."""
         device = resolve_device(self.device)
         return BagNet(
@@ -234,7 +261,7 @@ class BaseHE2RNA(BaseEstimator):
             optimizer=torch.optim.Adam,
             optimizer__weight_decay=float(self.weight_decay),
             lr=float(self.lr),
-            max_epochs=int(self.max_epochs),
+            max_epochs=int(self.max_epochs if max_epochs is None else max_epochs),
             batch_size=int(self.batch_size),
             iterator_train__shuffle=True,
             iterator_train__collate_fn=collate_bags,
@@ -248,6 +275,7 @@ class BaseHE2RNA(BaseEstimator):
             verbose=self.verbose,
             k_seed=seeds["k"] if self.k_training == "random" else None,
             max_batch_tiles=self.max_batch_tiles,
+            output_l2=output_l2,
             **{f"module__{k}": v for k, v in module_params.items()},
         )
 
@@ -265,15 +293,22 @@ class BaseHE2RNA(BaseEstimator):
         lower_is_better=True,
         scoring=None,
         init=None,
+        output_l2=None,
+        max_epochs=None,
     ):
         """Build the network, train it on ``split[0]`` (early stopping on ``split[1]``).
 
         ``seeds`` are this fit's seeds (:meth:`_seeds`, drawn once per fit).
-        ``criterion`` is a loss class or a ``functools.partial`` of one; ``scoring`` an
-        EpochScoring callable named after ``monitor``; ``init(module)`` may change the
-        initialised module before training (warm starts, frozen layers).
+        ``criterion`` is a loss class or instance; ``scoring`` an EpochScoring callable
+        named after ``monitor``; ``init(module)`` may change the initialised module before
+        training (warm starts, frozen layers); ``output_l2()``, called after ``init``, may
+        return a penalty on the output weights for training (see :class:`BagNet`). With
+        ``init`` and a validation split, the initialised module is scored as epoch 0 and
+        kept if no epoch beats it. ``max_epochs``
+        overrides the estimator's (a refit for a chosen number of epochs).
         """
         train, valid = split
+        self.validation_indices_ = None if valid is None else np.asarray(valid)
         hidden, activation, ks = self._check_architecture()
         n_features = bags[0].shape[1]
         mean = scale = None
@@ -299,6 +334,7 @@ class BaseHE2RNA(BaseEstimator):
             valid_ds=valid_ds,
             callbacks=self._callbacks(monitor, lower_is_better, scoring),
             seeds=seeds,
+            max_epochs=max_epochs,
         )
         device = resolve_device(self.device)
         fork = [device.index or 0] if device.type == "cuda" else []
@@ -307,24 +343,40 @@ class BaseHE2RNA(BaseEstimator):
             net.initialize()
             if init is not None:
                 init(net.module_)
+            if output_l2 is not None:
+                net.set_params(output_l2=float(output_l2()))
+            start = None
+            if init is not None and scoring is not None and valid_ds is not None:
+                # A warm start can already be the best model: it is epoch 0 of early stopping.
+                start = float(scoring(net, valid_ds, targets[valid]))
+                stopper = dict(net.callbacks_)["early_stopping"]
+                stopper.start_score = start
             net.partial_fit(BagDataset([bags[i] for i in train], targets[train]), None)
-        self._finish_fit(net, monitor if valid is not None else None)
+        self._finish_fit(net, monitor if valid is not None else None, lower_is_better, start)
         self.n_features_in_ = n_features
         self._n_features_out = net.module_.embedding_size
         return net
 
-    def _finish_fit(self, net, monitor):
-        """Keep the trained module and the history; drop the skorch net."""
+    def _finish_fit(self, net, monitor, lower_is_better=True, start=None):
+        """Keep the trained module and the history; drop the skorch net.
+
+        ``start`` is the validation score of a warm start scored before training; early
+        stopping counted it as epoch 0 (and restored its weights if no epoch beat it).
+        """
         keys = [k for k in ("epoch", "train_loss", "valid_loss", monitor, "dur") if k]
         rows = [{k: row.get(k, np.nan) for k in dict.fromkeys(keys)} for row in net.history]
+        if start is not None:
+            rows.insert(0, {**dict.fromkeys(keys, np.nan), "epoch": 0, monitor: start})
         history = pd.DataFrame(rows)
         stopper = dict(net.callbacks_).get("early_stopping")
-        if monitor is not None and stopper is not None and stopper.best_epoch_:
-            # The epoch whose weights EarlyStopping restored.
+        scored = stopper is not None and (stopper.best_epoch_ or start is not None)
+        if monitor is not None and scored:
+            # The epoch whose weights EarlyStopping restored (0: the warm start).
             self.best_epoch_ = int(stopper.best_epoch_)
-            self.best_score_ = float(history[monitor].iloc[self.best_epoch_ - 1])
+            kept = history.loc[history["epoch"] == self.best_epoch_, monitor]
+            self.best_score_ = float(kept.iloc[0])
         else:
-            self.best_epoch_ = len(history)
+            self.best_epoch_ = int(history["epoch"].max())
             self.best_score_ = None
         history["kept"] = history["epoch"] == self.best_epoch_
         self.history_ = history

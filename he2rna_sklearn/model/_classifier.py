@@ -101,6 +101,8 @@ class HE2RNAClassifier(
     best_epoch_ : int
     best_score_ : float or None
         Validation loss at ``best_epoch_``.
+    validation_indices_ : ndarray of int or None
+        Positions in ``X`` of the slides held out for early stopping.
 
     Examples
     --------

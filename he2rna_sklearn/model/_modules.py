@@ -9,6 +9,7 @@ from torch import nn
 __all__ = [
     "ACTIVATIONS",
     "KS_ALL_TILES",
+    "KS_DEFAULT",
     "KS_SUPER_TILES",
     "HE2RNAModule",
     "masked_mean",
@@ -22,6 +23,11 @@ KS_SUPER_TILES = (1, 2, 5, 10, 20, 50, 100)
 #: The paper's top-k values for bags of all tiles (up to 8,000 per slide). Large k act as
 #: mean pooling on small bags, which suits genes that follow a tissue fraction.
 KS_ALL_TILES = (10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
+#: The regressor's default: both of the paper's sets, from one tile to thousands. A k above
+#: a bag's tile count means the whole bag, so on bags of about 100 tiles (or super-tiles)
+#: half of the pooling is the mean, which suits genes that follow a tissue fraction, and
+#: half the mean of the top tiles, which suits genes carried by a few tiles.
+KS_DEFAULT = tuple(sorted(set(KS_SUPER_TILES) | set(KS_ALL_TILES)))
 
 
 def top_k_mean(scores, mask, ks):
@@ -97,6 +103,11 @@ class HE2RNAModule(nn.Module):
         The architecture (``n_features``, ``n_outputs``, ``hidden_layer_sizes``,
         ``activation``, ``dropout``, ``ks``): ``HE2RNAModule(**m.config)`` followed by
         ``load_state_dict(m.state_dict())`` rebuilds ``m`` exactly.
+    mean_weight : Tensor of shape (n_outputs,)
+        A buffer: per output, the share of plain mean pooling mixed with the top-k pooling
+        (0, the default, is HE2RNA's pooling; 1 is the mean of all tiles, which top-k
+        pooling with a k above the bag's size also gives). The closed-form start of
+        :class:`HE2RNARegressor` sets it per gene.
     """
 
     def __init__(
@@ -128,6 +139,7 @@ class HE2RNAModule(nn.Module):
         scale = torch.ones(n_features) if input_scale is None else torch.as_tensor(input_scale)
         self.register_buffer("input_mean", mean.to(torch.float32).clone())
         self.register_buffer("input_scale", scale.to(torch.float32).clone())
+        self.register_buffer("mean_weight", torch.zeros(int(n_outputs)))
         layers = []
         width = n_features
         for size in hidden_layer_sizes:
@@ -167,6 +179,20 @@ class HE2RNAModule(nn.Module):
         return masked_mean(self.tile_embeddings(X), mask)
 
     def forward(self, X, mask, k=None):
-        """Slide-level outputs (B, G): top-k mean for one ``k``, or averaged over ``ks``."""
+        """Slide-level outputs (B, G): top-k mean for one ``k``, or averaged over ``ks``.
+
+        Outputs with a ``mean_weight`` mix in that share of the mean over all tiles; the
+        top-k means are only computed for the outputs that use them.
+        """
         ks = self.ks if k is None else (int(k),)
-        return top_k_mean(self.tile_scores(X), mask, ks)
+        scores = self.tile_scores(X)
+        weight = self.mean_weight
+        if not bool((weight > 0).any()):
+            return top_k_mean(scores, mask, ks)
+        out = masked_mean(scores, mask)
+        cols = torch.nonzero(weight < 1).squeeze(1)
+        if cols.numel() == 0:
+            return out
+        w = weight[cols]
+        mixed = w * out[:, cols] + (1 - w) * top_k_mean(scores[..., cols], mask, ks)
+        return out.index_copy(1, cols, mixed)

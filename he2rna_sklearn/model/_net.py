@@ -103,12 +103,32 @@ class BagNet(NeuralNet):
         as at inference.
     max_batch_tiles : int, optional
         Largest number of padded tiles processed at once (None: no chunking).
+    output_l2 : float, default=0.0
+        Penalty ``output_l2 * ||W||^2`` on the output layer's weights added to the
+        training loss (e.g. the ridge penalty of a closed-form start, per sample and
+        output, so that fine-tuning keeps the regularisation that made the start good).
     """
 
-    def __init__(self, module, criterion, *args, k_seed=None, max_batch_tiles=None, **kwargs):
+    def __init__(
+        self,
+        module,
+        criterion,
+        *args,
+        k_seed=None,
+        max_batch_tiles=None,
+        output_l2=0.0,
+        **kwargs,
+    ):
         super().__init__(module, criterion, *args, **kwargs)
         self.k_seed = k_seed
         self.max_batch_tiles = max_batch_tiles
+        self.output_l2 = output_l2
+
+    def get_loss(self, y_pred, y_true, X=None, training=False):
+        loss = super().get_loss(y_pred, y_true, X=X, training=training)
+        if training and self.output_l2:
+            loss = loss + self.output_l2 * self.module_.output.weight.pow(2).sum()
+        return loss
 
     def initialize(self):
         super().initialize()

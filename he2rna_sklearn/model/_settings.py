@@ -14,6 +14,7 @@ _COMMON = {
     "dropout": 0.25,
     "standardize": False,  # raw log10(1 + FPKM-UQ) targets and raw ResNet50 features
     "init": "random",  # PyTorch's initialisation, output bias at the genes' training means
+    "refit": False,  # the model of the early-stopping epoch, trained on 90% of patients
     "k_training": "random",  # one k drawn per batch
     "clip_at_zero": True,  # a ReLU on predictions at evaluation
     "lr": 3e-4,
@@ -35,7 +36,8 @@ _COMMON = {
 #: (``standardize=False``), PyTorch's initialisation with the output bias at the genes'
 #: training means (``init="random"``), one k drawn per batch (``k_training="random"``), 10%
 #: of patients for early stopping on the mean per-gene r (per project and then averaged when
-#: ``fit`` gets ``projects=``), and predictions clipped at 0 (``clip_at_zero=True``). The
+#: ``fit`` gets ``projects=``) and the model of the best epoch kept as is (``refit=False``),
+#: and predictions clipped at 0 (``clip_at_zero=True``). The
 #: paper trained on primary tumours only
 #: (:func:`~he2rna_sklearn.datasets.load_expression` ``sample_types="01"``) with
 #: log10(1 + FPKM-UQ) targets.
