@@ -105,6 +105,16 @@ def model_file(workspace, features):
     return workspace / "model.skops"
 
 
+def test_fit_reports_the_ridge_baseline_on_its_validation_slides(workspace, features, capsys):
+    args = _common(workspace, features)
+    args = [a for a in args if a != "--quiet"]
+    args[args.index("--validation-fraction") + 1] = "0.3"
+    out = _ok(["fit", *args, "--out", f"{workspace}/validated.skops"], capsys)
+    assert "validation mean r" in out
+    assert "Ridge baseline (mean-pooled features) on the same" in out
+    assert "HE2RNA beats it" in out or "HE2RNA does NOT beat it" in out
+
+
 def test_round_trip(workspace, features, model_file, capsys):
     w = str(workspace)
     feats = str(features)
@@ -118,10 +128,14 @@ def test_round_trip(workspace, features, model_file, capsys):
     pred = pd.read_csv(f"{w}/pred.csv", index_col=0)
     assert list(pred.columns) == ["CD3E", "EPCAM", "COL1A1", "NOISE01"]
     assert list(pred.index) == list(index["sample_id"])
-    _ok(["evaluate", *common, "--folds", "3", "--out", f"{w}/genes.csv"], capsys)
+    out = _ok(["evaluate", *common, "--folds", "3", "--out", f"{w}/genes.csv"], capsys)
     report = pd.read_csv(f"{w}/genes.csv", index_col=0)
     assert {"r", "p", "p_holm", "p_bh"} <= set(report.columns) and len(report) == 4
     assert len(pd.read_csv(f"{w}/genes_per_fold.csv")) == 4 * 3
+    # the ridge baseline sits beside HE2RNA, on the same folds, with a verdict
+    table = pd.read_csv(f"{w}/genes_vs_baseline.csv", index_col=0)
+    assert list(table.columns) == ["HE2RNARegressor", "ridge baseline", "difference"]
+    assert "ridge baseline" in out and ("beats the ridge baseline" in out or "NOT beat" in out)
     slide = index["sample_id"].iloc[0]
     _ok(
         [
@@ -214,7 +228,10 @@ def test_small_demo_end_to_end(tmp_path, capsys):
 
     assert main(["demo", "--out", str(tmp_path), "--n-patients", "12", "--quiet"]) == 0
     out = capsys.readouterr().out
-    assert "composition-driven genes: mean r" in out and "ROC AUC" in out
+    # HE2RNA beside the ridge baseline, in one table, with a verdict
+    assert "beside the ridge baseline" in out and "ROC AUC" in out
+    assert "composition genes: mean r" in out and "genes significant after Holm" in out
+    assert "beats the baseline" in out or "does NOT beat the baseline" in out
     assert "weights: random-init(seed=0)" in out
     assert (tmp_path / "heatmap_CD3E.png").stat().st_size > 10_000
     assert (tmp_path / "gene_correlations.csv").exists()

@@ -236,7 +236,26 @@ def cmd_fit(args):
     reg = model[-1]
     best = f", validation mean r {reg.best_score_:.3f}" if reg.best_score_ is not None else ""
     _echo(args, f"Saved {out} (best epoch {reg.best_epoch_}{best}).")
+    if reg.best_score_ is not None and reg.validation_indices_ is not None:
+        _echo(args, _baseline_line(reg, bags, Y))
     return 0
+
+
+def _baseline_line(reg, bags, Y):
+    """The ridge baseline's validation mean r on the slides the model validated on."""
+    from ..evaluation import ridge_baseline
+    from ..metrics import mean_gene_correlation
+
+    valid = reg.validation_indices_
+    train = np.setdiff1d(np.arange(len(bags)), valid)
+    Y = np.asarray(Y, dtype=np.float64)
+    baseline = ridge_baseline().fit([bags[i] for i in train], Y[train])
+    r = mean_gene_correlation(Y[valid], baseline.predict([bags[i] for i in valid]))
+    verdict = "HE2RNA beats it" if reg.best_score_ > r else "HE2RNA does NOT beat it"
+    return (
+        f"Ridge baseline (mean-pooled features) on the same {len(valid)} validation slides: "
+        f"mean r {r:.3f}; {verdict}. 'he2rna evaluate' compares the two by cross-validation."
+    )
 
 
 def _load_model(path):
@@ -278,11 +297,16 @@ def cmd_predict(args):
 # -- evaluate ----------------------------------------------------------------------------
 def _evaluate_outputs(out):
     stem = out.stem
-    return out, out.with_name(stem + "_per_fold.csv"), out.with_name(stem + "_predictions.csv")
+    return (
+        out,
+        out.with_name(stem + "_per_fold.csv"),
+        out.with_name(stem + "_predictions.csv"),
+        out.with_name(stem + "_vs_baseline.csv"),
+    )
 
 
 def cmd_evaluate(args):
-    from ..evaluation import cross_validate_genes
+    from ..evaluation import compare_to_baseline
 
     out = Path(args.out)
     _check_outputs(*[(p, "--out") for p in _evaluate_outputs(out)])
@@ -294,22 +318,22 @@ def cmd_evaluate(args):
     _echo(
         args,
         f"{args.folds}-fold cross-validation by patient: {len(bags)} slides, "
-        f"{n_patients} patients, {Y.shape[1]} genes.",
+        f"{n_patients} patients, {Y.shape[1]} genes; the same folds for HE2RNA and the "
+        "ridge baseline (mean-pooled features).",
     )
     model = _make_model(args)
-    result = cross_validate_genes(model, bags, Y, groups, cv=args.folds, n_jobs=args.jobs)
-    out, per_fold, predictions = _evaluate_outputs(out)
+    both = compare_to_baseline(model, bags, Y, groups, cv=args.folds, n_jobs=args.jobs)
+    result = both.model
+    out, per_fold, predictions, comparison = _evaluate_outputs(out)
     _atomic_csv(result.pooled, out)
     _atomic_csv(result.per_fold, per_fold, index=False)
     _atomic_csv(result.predictions.rename_axis("sample_id"), predictions)
-    s = result.summary
-    _echo(
-        args,
-        f"Mean r over genes: {s['mean_r_folds']:.3f} (per fold), "
-        f"{s['mean_r_pooled']:.3f} (pooled). Well predicted at alpha={s['alpha']}: "
-        f"{s['well_predicted_holm']} genes (Holm), {s['well_predicted_bh']} (BH).",
-    )
-    _echo(args, f"Per-gene report: {out}")
+    _atomic_csv(both.table, comparison)
+    table = both.table.copy()
+    table.iloc[:2] = table.iloc[:2].round(3)
+    _echo(args, table.to_string())
+    _echo(args, both.verdict)
+    _echo(args, f"Per-gene report: {out}; comparison: {comparison}")
     return 0
 
 
