@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["plot_gene_correlations", "plot_predicted_vs_observed"]
+__all__ = ["plot_gene_correlations", "plot_learning_curve", "plot_predicted_vs_observed"]
 
 
 def plot_gene_correlations(table, *, alpha=0.05, correction="holm", ax=None, bins=30):
@@ -98,3 +98,70 @@ def plot_predicted_vs_observed(y_true, y_pred, *, genes=None, n_best=6, ncols=3,
         ax.set_axis_off()
     fig.tight_layout()
     return fig
+
+
+def plot_learning_curve(model, *, baseline=None, ax=None):
+    """Training loss and validation score per epoch of a fitted HE2RNA estimator.
+
+    The loss (left axis) and the early-stopping score (right axis) come from the model's
+    ``history_``; a dotted line marks the epoch whose weights were kept.
+
+    Parameters
+    ----------
+    model : HE2RNARegressor or HE2RNAClassifier
+        Fitted, with ``validation_fraction`` set for a validation curve.
+    baseline : float, optional
+        The same validation score for a baseline (e.g. a ridge on mean-pooled features on
+        the same validation slides), drawn as a horizontal line.
+    ax : matplotlib Axes, optional
+
+    Returns
+    -------
+    ax : matplotlib Axes
+        The loss axes; the score axes is ``ax.right_ax``.
+
+    Examples
+    --------
+    >>> from he2rna_sklearn.plotting import plot_learning_curve
+    >>> ax = plot_learning_curve(fitted_regressor)  # doctest: +SKIP
+    """
+    import matplotlib.pyplot as plt
+
+    history = getattr(model, "history_", None)
+    if history is None:
+        raise ValueError(
+            f"{type(model).__name__} is not fitted (no history_); fit it before plotting."
+        )
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.5, 4))
+    epochs = history["epoch"].to_numpy()
+    ax.plot(epochs, history["train_loss"], color="tab:blue", label="training loss")
+    if "valid_loss" in history and history["valid_loss"].notna().any():
+        ax.plot(epochs, history["valid_loss"], color="tab:blue", ls="--", label="validation loss")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss")
+    score = next(
+        (c for c in history.columns if c.startswith("valid_r")),
+        None,
+    )
+    right = ax.twinx()
+    ax.right_ax = right
+    if score is not None:
+        right.plot(epochs, history[score], color="tab:red", label=f"validation {score[6:]}")
+        right.set_ylabel(f"validation score ({score})")
+    if baseline is not None:
+        right.axhline(baseline, color="tab:red", ls=":", lw=1.2, label="baseline")
+    kept = history.loc[history["kept"], "epoch"]
+    if len(kept):
+        ax.axvline(int(kept.iloc[0]), color="0.4", ls=":", lw=1)
+        ax.annotate(
+            f"kept: epoch {int(kept.iloc[0])}",
+            (int(kept.iloc[0]), 1.0),
+            xycoords=("data", "axes fraction"),
+            xytext=(3, -12),
+            textcoords="offset points",
+            fontsize=8,
+        )
+    handles = ax.get_legend_handles_labels()[0] + right.get_legend_handles_labels()[0]
+    ax.legend(handles=handles, frameon=False, fontsize=8, loc="center right")
+    return ax

@@ -34,3 +34,29 @@ def test_predicted_vs_observed_shows_best_genes():
     titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
     assert len(titles) == 4 and titles[0].startswith("G0 ")
     plt.close(fig)
+
+
+def test_learning_curve_marks_kept_epoch_and_baseline():
+    import pytest
+
+    from he2rna_sklearn.plotting import plot_learning_curve
+
+    class Fitted:
+        history_ = pd.DataFrame(
+            {
+                "epoch": [0, 1, 2, 3],
+                "train_loss": [np.nan, 1.0, 0.8, 0.7],
+                "valid_loss": [np.nan, 0.9, 0.85, 0.9],
+                "valid_r": [0.30, 0.25, 0.33, 0.31],
+                "kept": [False, False, True, False],
+            }
+        )
+
+    ax = plot_learning_curve(Fitted(), baseline=0.32)
+    right = ax.right_ax
+    np.testing.assert_array_equal(right.lines[0].get_ydata(), Fitted.history_["valid_r"])
+    assert right.lines[1].get_ydata()[0] == 0.32  # the baseline line
+    assert any(t.get_text() == "kept: epoch 2" for t in ax.texts)
+    plt.close("all")
+    with pytest.raises(ValueError, match="not fitted"):
+        plot_learning_curve(object())
