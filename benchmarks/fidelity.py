@@ -163,16 +163,10 @@ def model_factories(seed, configs):
 
 
 def _fit(model, X, Y, groups):
-    from sklearn.pipeline import Pipeline
+    """Fit with ``groups`` routed to whatever step takes them (HE2RNA's validation split)."""
+    from he2rna_sklearn.evaluation import _metadata_params
 
-    from he2rna_sklearn import HE2RNARegressor
-
-    last = model.steps[-1][1] if isinstance(model, Pipeline) else model
-    if isinstance(last, HE2RNARegressor):
-        if isinstance(model, Pipeline):
-            return model.fit(X, Y, **{f"{model.steps[-1][0]}__groups": groups})
-        return model.fit(X, Y, groups=groups)
-    return model.fit(X, Y)
+    return model.fit(X, Y, **_metadata_params(model, {"groups": groups}))
 
 
 def _tile_scores(model, bag, genes):
@@ -189,11 +183,10 @@ def _tile_scores(model, bag, genes):
 
 
 def _ridge_tile_scores(model, bag, genes, gene_names):
-    """A mean-pooling ridge's linear map applied to single tiles (its tile scores)."""
+    """A mean-pooling ridge's map: its linear model applied to each tile alone (a bag of one
+    tile pools to the tile), z-scored and averaged over the gene set."""
     columns = [list(gene_names).index(g) for g in genes]
-    scaler, ridge = model[1], model[2]
-    tiles = (np.asarray(bag, dtype=np.float64) - scaler.mean_) / scaler.scale_
-    scores = tiles @ ridge.coef_[columns].T + ridge.intercept_[columns]
+    scores = model.predict(list(np.asarray(bag, dtype=np.float32)[:, None, :]))[:, columns]
     std = scores.std(axis=0)
     return ((scores - scores.mean(axis=0)) / np.where(std > 0, std, 1.0)).mean(axis=1)
 
@@ -237,7 +230,8 @@ def evaluate(name, factory, cohort, bags, labels, genes, seed, n_splits=5, log=p
     oof = np.zeros_like(Yv)
     oof_msi = np.zeros(len(bags))
     oof_msi_mean = np.zeros(len(bags))
-    fold_r, aucs, seconds = [], [], []
+    oof_msi_expr = np.zeros(len(bags))
+    fold_r, aucs, seconds, kept = [], [], [], []
     embed = name not in ("ridge", "oracle")
     pooled_feats = BagPooling().fit_transform(bags) if embed else None
     splits = list(GroupKFold(n_splits).split(np.zeros(len(bags)), groups=groups))
@@ -248,6 +242,8 @@ def evaluate(name, factory, cohort, bags, labels, genes, seed, n_splits=5, log=p
             warnings.simplefilter("ignore", UserWarning)
             _fit(model, [X[i] for i in train], Y.iloc[train], groups[train])
         seconds.append(time.perf_counter() - t0)
+        last = model[-1] if hasattr(model, "steps") else model
+        kept.append(getattr(last, "best_epoch_", np.nan))
         pred = np.asarray(model.predict([X[i] for i in test]), dtype=np.float64)
         oof[test] = pred
         with warnings.catch_warnings():
@@ -267,6 +263,7 @@ def evaluate(name, factory, cohort, bags, labels, genes, seed, n_splits=5, log=p
             emb_test = model.transform([bags[i] for i in test])
             oof_msi[test] = _msi_auc(emb_train, msi[train], emb_test)
             oof_msi_mean[test] = _msi_auc(pooled_feats[train], msi[train], pooled_feats[test])
+            oof_msi_expr[test] = _msi_auc(model.predict([bags[i] for i in train]), msi[train], pred)
         log(f"    {name} seed {seed} fold {fold}: r {fold_r[-1]:.3f}, {seconds[-1]:.1f} s")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
@@ -283,6 +280,8 @@ def evaluate(name, factory, cohort, bags, labels, genes, seed, n_splits=5, log=p
         "spatial_auc": float(np.mean(aucs)) if aucs else float("nan"),
         "msi_auc_embedding": float(roc_auc_score(msi, oof_msi)) if embed else float("nan"),
         "msi_auc_mean_features": float(roc_auc_score(msi, oof_msi_mean)) if embed else float("nan"),
+        "msi_auc_expression": float(roc_auc_score(msi, oof_msi_expr)) if embed else float("nan"),
+        "kept_epoch": float(np.mean(kept)),
         "fit_s_per_fold": float(np.mean(seconds)),
     }
 
