@@ -365,8 +365,9 @@ def _print_results(r, echo):
         ],
     )
     echo(
-        f"\nHE2RNA (defaults) beside the ridge baseline (mean-pooled features), on the same "
-        f"{r.n_splits} folds grouped by patient ({r.n_msi} MSI-H of {r.n_slides} slides):"
+        "\nHE2RNA (defaults, at most 30 epochs) beside the ridge baseline (mean-pooled "
+        f"features), on the same {r.n_splits} folds grouped by patient ({r.n_msi} MSI-H of "
+        f"{r.n_slides} slides):"
     )
     shown = table.copy().astype(object)
     for row in shown.index:
