@@ -338,23 +338,12 @@ def _next_commands(out, slide, gene):
 
 def _print_results(r, echo):
     """The demo's report: HE2RNA beside the ridge baseline, then the details."""
-    g = r.gene_summary
+    msi = {"he2rna": r.msi_auc_patient, "ridge": r.msi_auc_patient_baseline}
+    spatial = {"he2rna": r.spatial_auc, "ridge": r.spatial_auc_baseline}
     table = pd.DataFrame(
         {
-            "HE2RNA": [
-                g["he2rna"]["composition"],
-                g["he2rna"]["noise"],
-                g["he2rna"]["holm"],
-                r.msi_auc_patient,
-                r.spatial_auc,
-            ],
-            "ridge baseline": [
-                g["ridge"]["composition"],
-                g["ridge"]["noise"],
-                g["ridge"]["holm"],
-                r.msi_auc_patient_baseline,
-                r.spatial_auc_baseline,
-            ],
+            label: [*r.gene_summary[key].values(), msi[key], spatial[key]]
+            for key, label in [("he2rna", "HE2RNA"), ("ridge", "ridge baseline")]
         },
         index=[
             "composition genes: mean r (per test fold)",
@@ -371,11 +360,9 @@ def _print_results(r, echo):
     )
     shown = table.copy().astype(object)
     for row in shown.index:
-        shown.loc[row] = [
-            f"{v:d}" if isinstance(v, (int, np.integer)) else f"{v:.3f}" for v in table.loc[row]
-        ]
+        shown.loc[row] = [f"{v:.0f}" if "Holm" in row else f"{v:.3f}" for v in table.loc[row]]
     echo(shown.to_string())
-    holm, base_holm = g["he2rna"]["holm"], g["ridge"]["holm"]
+    holm, base_holm = r.gene_summary["he2rna"]["holm"], r.gene_summary["ridge"]["holm"]
     if holm > base_holm:
         echo(f"HE2RNA beats the baseline on the genes it predicts ({holm} vs {base_holm}).")
     else:
