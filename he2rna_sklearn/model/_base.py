@@ -250,7 +250,6 @@ class BaseHE2RNA(BaseEstimator):
         valid_ds,
         callbacks,
         seeds,
-        output_l2=0.0,
         max_epochs=None,
     ):
         """The skorch net (not yet initialised) for ``module_params``."""
@@ -275,7 +274,6 @@ class BaseHE2RNA(BaseEstimator):
             verbose=self.verbose,
             k_seed=seeds["k"] if self.k_training == "random" else None,
             max_batch_tiles=self.max_batch_tiles,
-            output_l2=output_l2,
             **{f"module__{k}": v for k, v in module_params.items()},
         )
 
@@ -304,8 +302,8 @@ class BaseHE2RNA(BaseEstimator):
         training (warm starts, frozen layers); ``output_l2()``, called after ``init``, may
         return a penalty on the output weights for training (see :class:`BagNet`). With
         ``init`` and a validation split, the initialised module is scored as epoch 0 and
-        kept if no epoch beats it. ``max_epochs``
-        overrides the estimator's (a refit for a chosen number of epochs).
+        kept if no epoch beats it. ``max_epochs`` overrides the estimator's (a refit for a
+        chosen number of epochs).
         """
         train, valid = split
         self.validation_indices_ = None if valid is None else np.asarray(valid)
@@ -352,12 +350,12 @@ class BaseHE2RNA(BaseEstimator):
                 stopper = dict(net.callbacks_)["early_stopping"]
                 stopper.start_score = start
             net.partial_fit(BagDataset([bags[i] for i in train], targets[train]), None)
-        self._finish_fit(net, monitor if valid is not None else None, lower_is_better, start)
+        self._finish_fit(net, monitor if valid is not None else None, start)
         self.n_features_in_ = n_features
         self._n_features_out = net.module_.embedding_size
         return net
 
-    def _finish_fit(self, net, monitor, lower_is_better=True, start=None):
+    def _finish_fit(self, net, monitor, start=None):
         """Keep the trained module and the history; drop the skorch net.
 
         ``start`` is the validation score of a warm start scored before training; early

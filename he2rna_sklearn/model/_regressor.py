@@ -354,6 +354,14 @@ class HE2RNARegressor(
                 )
             monitor = "valid_r_projects"
 
+        def ridge_init(rows):
+            def init(module):
+                self.init_alpha_ = warm_start(
+                    module, [bags[i] for i in rows], Z[rows], random_state=seeds["stats"]
+                )
+
+            return init
+
         init = None
         if source is not None:
 
@@ -361,11 +369,7 @@ class HE2RNARegressor(
                 self._copy_from(module, source)
 
         elif self.init == "ridge":
-
-            def init(module):
-                self.init_alpha_ = warm_start(
-                    module, [bags[i] for i in train], Z[train], random_state=seeds["stats"]
-                )
+            init = ridge_init(train)
 
         def fit_net(rows, split_valid, init, max_epochs=None):
             return self._fit_net(
@@ -390,15 +394,8 @@ class HE2RNARegressor(
         self.refitted_ = False
         if self.refit and valid is not None:
             every = np.sort(np.concatenate([train, valid]))
-            refit_init = init
-            if source is None and self.init == "ridge":
-
-                def refit_init(module):
-                    self.init_alpha_ = warm_start(
-                        module, [bags[i] for i in every], Z[every], random_state=seeds["stats"]
-                    )
-
-            self._refit_on_every_slide(every, refit_init, fit_net)
+            ridge = source is None and self.init == "ridge"
+            self._refit_on_every_slide(every, ridge_init(every) if ridge else init, fit_net)
         self.gene_names_ = names
         self.n_outputs_ = Y.shape[1]
         self.y_mean_, self.y_scale_ = y_mean.astype(np.float32), y_scale.astype(np.float32)
