@@ -39,6 +39,7 @@ TRUSTED_TYPES = (
     "he2rna_sklearn.model._regressor.HE2RNARegressor",
     "he2rna_sklearn.model._classifier.HE2RNAClassifier",
     "he2rna_sklearn.model._transfer.HE2RNAEmbedder",
+    "he2rna_sklearn.model._paper_transfer.MeanFeatureEmbedder",
 )
 _FORMAT = "he2rna-sklearn model"
 _PICKLE_STARTS = (b"\x80", b"\x78", b"\x1f\x8b", b"BZh", b"\xfd7zXZ", b"\x28\xb5\x2f\xfd")

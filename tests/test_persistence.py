@@ -131,10 +131,13 @@ FAST = dict(hidden_layer_sizes=(4,), max_epochs=2, validation_fraction=None, ran
 
 
 @pytest.mark.filterwarnings("ignore:HE2RNA")
-@pytest.mark.parametrize("kind", ["regressor", "supertiles", "baseline", "classifier", "embedder"])
+@pytest.mark.parametrize(
+    "kind", ["regressor", "supertiles", "baseline", "classifier", "embedder", "mean_features"]
+)
 def test_every_saved_model_of_the_package_loads(bags_and_targets, tmp_path, kind):
     from he2rna_sklearn import HE2RNAClassifier, HE2RNAEmbedder, HE2RNARegressor
     from he2rna_sklearn.bags import BagPooling
+    from he2rna_sklearn.model import MeanFeatureEmbedder
 
     bags, Y = bags_and_targets
     if kind == "regressor":
@@ -145,6 +148,12 @@ def test_every_saved_model_of_the_package_loads(bags_and_targets, tmp_path, kind
         model = make_pipeline(BagPooling(), StandardScaler(), RidgeCV()).fit(bags, Y)
     elif kind == "classifier":
         model = HE2RNAClassifier(**FAST).fit(bags, np.arange(8) % 2)
+    elif kind == "mean_features":
+        model = make_pipeline(
+            MeanFeatureEmbedder(hidden_layer_sizes=(6, 3), max_epochs=3, random_state=0),
+            StandardScaler(),
+            RidgeCV(),
+        ).fit(bags, np.arange(8.0), meanfeatureembedder__expression=Y)
     else:
         model = HE2RNAEmbedder(HE2RNARegressor(**FAST)).fit(bags, expression=Y)
     loaded = load_model(save_model(model, tmp_path / "m.skops"))

@@ -64,6 +64,13 @@ class _MeanFeatureMLP(nn.Module):
 
     def __init__(self, n_features, hidden, n_outputs, activation, dropout, mean, scale):
         super().__init__()
+        self.config = {
+            "n_features": int(n_features),
+            "hidden": [int(h) for h in hidden],
+            "n_outputs": int(n_outputs),
+            "activation": str(activation),
+            "dropout": float(dropout),
+        }
         self.register_buffer("input_mean", torch.as_tensor(mean, dtype=torch.float32))
         self.register_buffer("input_scale", torch.as_tensor(scale, dtype=torch.float32))
         sizes = (n_features, *hidden)
@@ -400,6 +407,39 @@ class MeanFeatureEmbedder(TransformerMixin, BaseEstimator):
         else:
             self.best_epoch_, self.best_score_ = len(history), None
         self.history_ = history
+
+    # -- saving (skops, see he2rna_sklearn.persistence): numpy arrays, no torch objects ----
+    def __getstate__(self):
+        state = dict(super().__getstate__())
+        module = state.get("module_")
+        if isinstance(module, _MeanFeatureMLP):
+            state["module_"] = {
+                "config": dict(module.config),
+                "state_dict": {
+                    k: v.detach().cpu().numpy().copy() for k, v in module.state_dict().items()
+                },
+            }
+        return state
+
+    def __setstate__(self, state):
+        state = dict(state)
+        module = state.get("module_")
+        if isinstance(module, dict):
+            config = module["config"]
+            n_features = int(config["n_features"])
+            rebuilt = _MeanFeatureMLP(
+                n_features,
+                tuple(config["hidden"]),
+                int(config["n_outputs"]),
+                config["activation"],
+                float(config["dropout"]),
+                np.zeros(n_features, np.float32),
+                np.ones(n_features, np.float32),
+            )
+            tensors = {k: torch.as_tensor(np.asarray(v)) for k, v in module["state_dict"].items()}
+            rebuilt.load_state_dict(tensors, strict=True)
+            state["module_"] = rebuilt.eval()
+        super().__setstate__(state)
 
     # -- inference ----------------------------------------------------------------------
     def _forward(self, X, fn):
