@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numbers
+import os
 import warnings
 
 import numpy as np
@@ -12,6 +13,7 @@ from sklearn.base import clone
 from sklearn.model_selection import GroupKFold, check_cv
 from sklearn.utils import Bunch, _safe_indexing
 
+from ._parallel import exit_with_parent
 from .metrics import gene_correlations
 
 __all__ = [
@@ -68,7 +70,8 @@ def _metadata_params(model, metadata):
     return {k: v for k, v in metadata.items() if has_fit_parameter(model, k)}
 
 
-def _fit_predict(estimator, X, Y, groups, train, test, fit_groups):
+def _fit_predict(estimator, X, Y, groups, train, test, fit_groups, parent_pid=None):
+    exit_with_parent(parent_pid)  # a worker does not train on after its caller was killed
     model = clone(estimator)
     X_train, X_test = _safe_indexing(X, train), _safe_indexing(X, test)
     params = _metadata_params(model, {"groups": groups[train]}) if fit_groups else {}
@@ -184,7 +187,9 @@ def cross_validate_genes(
                 "use a group-aware splitter such as GroupKFold."
             )
     preds = Parallel(n_jobs=n_jobs, verbose=verbose)(
-        delayed(_fit_predict)(estimator, X, Y, groups, train, test, fit_groups)
+        delayed(_fit_predict)(
+            estimator, X, Y, groups, train, test, fit_groups, parent_pid=os.getpid()
+        )
         for train, test in splits
     )
     oof = np.full_like(Y, np.nan)

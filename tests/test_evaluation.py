@@ -1,6 +1,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.model_selection import KFold
 
 from he2rna_sklearn import HE2RNARegressor
@@ -54,6 +55,34 @@ def test_parallel_folds_give_the_same_result(cohort):
     pd.testing.assert_frame_equal(a.per_fold, b.per_fold)
 
 
+class _ReportsParentWatch(BaseEstimator, RegressorMixin):
+    """Predicts 1 where its process watches its parent (a joblib worker), else 0."""
+
+    def fit(self, X, y, groups=None):
+        self.n_outputs_ = np.asarray(y).reshape(len(y), -1).shape[1]
+        return self
+
+    def predict(self, X):
+        import threading
+
+        from he2rna_sklearn._parallel import WATCH_THREAD_NAME
+
+        watched = any(t.name == WATCH_THREAD_NAME for t in threading.enumerate())
+        return np.full((len(X), self.n_outputs_), float(watched))
+
+
+@pytest.mark.filterwarnings("ignore:.*constant")
+def test_fold_workers_exit_with_their_caller(cohort):
+    # Workers of n_jobs=2 watch the process that started them (and exit when it dies, so
+    # a killed 'he2rna evaluate --jobs 2' does not leave folds training); the caller's own
+    # process, with n_jobs=1, starts no watch.
+    bags, Y, groups = cohort
+    parallel = cross_validate_genes(_ReportsParentWatch(), bags, Y, groups, cv=3, n_jobs=2)
+    alone = cross_validate_genes(_ReportsParentWatch(), bags, Y, groups, cv=3)
+    assert (parallel.predictions.to_numpy() == 1).all()
+    assert (alone.predictions.to_numpy() == 0).all()
+
+
 def test_refuses_splits_that_mix_patients(cohort):
     bags, Y, groups = cohort
     with pytest.raises(ValueError, match="both train and test"):
@@ -68,9 +97,9 @@ def test_int_cv_means_group_k_fold(cohort, monkeypatch):
     seen = []
     real = evaluation._fit_predict
 
-    def spy(estimator, X, Y, groups, train, test, fit_groups):
+    def spy(estimator, X, Y, groups, train, test, fit_groups, **kwargs):
         seen.append((set(groups[train]), set(groups[test])))
-        return real(estimator, X, Y, groups, train, test, fit_groups)
+        return real(estimator, X, Y, groups, train, test, fit_groups, **kwargs)
 
     monkeypatch.setattr(evaluation, "_fit_predict", spy)
     bags, Y, groups = cohort

@@ -5,8 +5,6 @@ from __future__ import annotations
 import dataclasses
 import numbers
 import os
-import threading
-import time
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -19,6 +17,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from tqdm.auto import tqdm
 
 from .._io import remove_stale_temporaries
+from .._parallel import exit_with_parent
 from .._version import __version__
 from ..bags import Bag
 from ..slides import SlideReader, plan_geometry, select_tissue_tiles, slide_fingerprint
@@ -467,25 +466,6 @@ def featurize_slide(
 
 
 _RUNNERS = {}
-_WATCHED = []
-
-
-def _exit_with_parent(parent_pid, interval=0.5):
-    """In a worker process: exit as soon as ``parent_pid`` is no longer our parent.
-
-    joblib's loky workers otherwise finish their current slide (and keep their memory)
-    after the process that started them was killed. Started once per process, and only
-    when the worker is a direct child of the caller (not, e.g., on a Dask cluster)."""
-    if _WATCHED or parent_pid is None or os.getppid() != parent_pid:
-        return
-    _WATCHED.append(parent_pid)
-
-    def watch():
-        while os.getppid() == parent_pid:
-            time.sleep(interval)
-        os._exit(1)
-
-    threading.Thread(target=watch, name="he2rna-parent-watch", daemon=True).start()
 
 
 def _runner_for(source):
@@ -514,7 +494,7 @@ def _featurize_task(spec, path, options, runner, *, parent_pid=None):
     FeatureRunner) or in a joblib worker (``runner`` is the featurizer to build one from,
     once per worker). Warnings are returned so that the caller shows them even when they
     were raised in another process."""
-    _exit_with_parent(parent_pid)
+    exit_with_parent(parent_pid)
     options = dict(options)
     on_error = options.pop("on_error", "raise")
     with warnings.catch_warnings(record=True) as caught:
