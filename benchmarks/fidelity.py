@@ -211,29 +211,6 @@ def _msi_auc(train_X, train_y, test_X):
     return clf.predict_proba(test_X)[:, 1]
 
 
-def _paired_auc_ci(y, a, b, n_resamples=2000, seed=0):
-    """95% percentile bootstrap interval of AUC(a) - AUC(b) on the same slides (paired:
-    each resample draws slides, with their label and both scores)."""
-    from scipy.stats import bootstrap
-    from sklearn.metrics import roc_auc_score
-
-    def diff(y, a, b):
-        if y.min() == y.max():  # a resample with one class: no AUC
-            return np.nan
-        return roc_auc_score(y, a) - roc_auc_score(y, b)
-
-    res = bootstrap(
-        (y, a, b),
-        diff,
-        paired=True,
-        vectorized=False,
-        n_resamples=n_resamples,
-        method="percentile",
-        random_state=seed,
-    )
-    return float(res.confidence_interval.low), float(res.confidence_interval.high)
-
-
 def evaluate(name, factory, cohort, bags, labels, genes, seed, n_splits=5, log=print):
     """Cross-validate one model on one cohort; returns a dict of figures."""
     from sklearn.metrics import roc_auc_score
@@ -241,6 +218,7 @@ def evaluate(name, factory, cohort, bags, labels, genes, seed, n_splits=5, log=p
 
     from he2rna_sklearn import BagPooling
     from he2rna_sklearn.datasets import SIGNATURES
+    from he2rna_sklearn.evaluation import compare_auc
     from he2rna_sklearn.metrics import gene_correlations
     from he2rna_sklearn.spatial import spatial_auc
 
@@ -297,7 +275,10 @@ def evaluate(name, factory, cohort, bags, labels, genes, seed, n_splits=5, log=p
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         pooled = gene_correlations(Yv, oof, genes=genes)
-    ci = _paired_auc_ci(msi, oof_msi, oof_msi_mean, seed=seed) if embed else (np.nan, np.nan)
+    ci = (np.nan, np.nan)
+    if embed:
+        cmp = compare_auc(msi, oof_msi, oof_msi_mean, random_state=seed)
+        ci = (cmp.ci_low, cmp.ci_high)
     sd_ratio = float(np.nanmean(oof.std(axis=0) / np.where(Yv.std(axis=0) > 0, Yv.std(axis=0), 1)))
     return {
         "seed": seed,
@@ -325,7 +306,8 @@ def msi_over_seeds(rows, n_resamples=2000):
     bootstrap interval that resamples the tumours (the same 92 in every seed, so one draw
     of tumours is applied to every seed's scores)."""
     from scipy.stats import bootstrap
-    from sklearn.metrics import roc_auc_score
+
+    from he2rna_sklearn.evaluation import _rank_auc
 
     by_model = {}
     for row in rows:
@@ -339,11 +321,8 @@ def msi_over_seeds(rows, n_resamples=2000):
 
         def mean_diff(index, y=y, scores=scores):
             yy = y[index]
-            if yy.min() == yy.max():
-                return np.nan
-            return np.mean(
-                [roc_auc_score(yy, e[index]) - roc_auc_score(yy, m[index]) for _, e, m in scores]
-            )
+            diffs = [_rank_auc(yy, e[index]) - _rank_auc(yy, m[index]) for _, e, m in scores]
+            return np.mean(diffs)
 
         index = np.arange(len(y))
         ci = bootstrap(
