@@ -485,6 +485,7 @@ def compare_auc(
     baseline_scores,
     *,
     groups=None,
+    pos_label=None,
     n_resamples=2000,
     confidence_level=0.95,
     random_state=None,
@@ -507,6 +508,9 @@ def compare_auc(
         the HE2RNA embedding, and on mean-pooled tile features), for the same slides.
     groups : array-like of shape (n_slides,), optional
         Patient ids: patients are drawn, with all their slides.
+    pos_label : label, optional
+        The positive class (e.g. ``"MSI-H"``); needed unless the labels are 0/1 or
+        False/True.
     n_resamples : int, default=2000
     confidence_level : float, default=0.95
     random_state : int, RandomState instance or None, default=None
@@ -529,7 +533,7 @@ def compare_auc(
     >>> res.auc > res.auc_baseline, res.ci_low > 0
     (True, True)
     """
-    from scipy.stats import bootstrap
+    from scipy.stats import DegenerateDataWarning, bootstrap
     from sklearn.metrics import roc_auc_score
     from sklearn.utils import check_random_state
 
@@ -541,12 +545,24 @@ def compare_auc(
             f"y_true, scores and baseline_scores must have the same length "
             f"({len(y)}, {len(a)}, {len(b)})."
         )
-    labels = np.unique(y)
-    if len(labels) != 2:
-        raise ValueError(f"compare_auc needs two classes in y_true, got {labels.tolist()}.")
+    labels = pd.unique(y)
+    if len(labels) != 2 or pd.isna(labels).any():
+        raise ValueError(
+            f"compare_auc needs exactly two classes in y_true and no missing label, got "
+            f"{sorted(map(str, labels))[:5]}."
+        )
+    if pos_label is None:
+        if set(labels.tolist()) not in ({0, 1}, {False, True}):
+            raise ValueError(
+                f"y_true has labels {sorted(map(str, labels))}: say which is positive with "
+                "pos_label=..."
+            )
+        pos_label = 1
+    elif pos_label not in labels.tolist():
+        raise ValueError(f"pos_label={pos_label!r} is not a label of y_true {list(labels)}.")
     if not (np.isfinite(a).all() and np.isfinite(b).all()):
         raise ValueError("scores and baseline_scores must be finite (no NaN).")
-    y = (y == labels[1]).astype(int)
+    y = (y == pos_label).astype(int)
     if groups is None:
         members = [np.array([i]) for i in range(len(y))]
     else:
@@ -560,15 +576,22 @@ def compare_auc(
         return _rank_auc(y[index], a[index]) - _rank_auc(y[index], b[index])
 
     seed = check_random_state(random_state).randint(2**31 - 1)
-    ci = bootstrap(
-        (np.arange(len(members)),),
-        difference,
-        vectorized=False,
-        n_resamples=int(n_resamples),
-        confidence_level=confidence_level,
-        method="percentile",
-        random_state=seed,
-    ).confidence_interval
+    with warnings.catch_warnings():  # draws of one class: the error below says so
+        warnings.simplefilter("ignore", DegenerateDataWarning)
+        ci = bootstrap(
+            (np.arange(len(members)),),
+            difference,
+            vectorized=False,
+            n_resamples=int(n_resamples),
+            confidence_level=confidence_level,
+            method="percentile",
+            random_state=seed,
+        ).confidence_interval
+    if not (np.isfinite(ci.low) and np.isfinite(ci.high)):
+        raise ValueError(
+            f"No bootstrap interval: with {int(y.sum())} positive and {int(len(y) - y.sum())} "
+            "negative slides, some draws hold one class only. Compare on more patients."
+        )
     auc, auc_base = roc_auc_score(y, a), roc_auc_score(y, b)
     level = f"{100 * confidence_level:g}%"
     if ci.low > 0:

@@ -336,6 +336,9 @@ def test_compare_auc_tells_a_real_gain_from_chance():
     )
     assert tie.ci_low < 0 < tie.ci_high and tie.verdict.startswith("not distinguishable")
     assert (tie.n_positive, tie.n_negative) == (14, 70)
+    named = np.where(y == 1, "MSI-H", "MSS")
+    by_name = compare_auc(named, signal, noise, pos_label="MSI-H", random_state=0, n_resamples=1000)
+    assert (by_name.auc, by_name.ci_low) == (better.auc, better.ci_low)
     assert compare_auc(y, signal, noise, random_state=0, n_resamples=1000).ci_low == better.ci_low
 
 
@@ -361,6 +364,15 @@ def test_compare_auc_errors():
 
     with pytest.raises(ValueError, match="two classes"):
         compare_auc([1, 1, 1], [0.1, 0.2, 0.3], [0.3, 0.2, 0.1])
+    with pytest.raises(ValueError, match="missing label"):
+        compare_auc([1, 0, np.nan], [0.1, 0.2, 0.3], [0.3, 0.2, 0.1])
+    msi = np.array(["MSS", "MSI-H", "MSS", "MSI-H"])
+    with pytest.raises(ValueError, match="pos_label"):
+        compare_auc(msi, [0.1, 0.2, 0.3, 0.4], [0.3, 0.2, 0.1, 0.0])
+    with pytest.raises(ValueError, match="not a label"):
+        compare_auc(msi, [0.1, 0.2, 0.3, 0.4], [0.3, 0.2, 0.1, 0.0], pos_label="MSIH")
+    with pytest.raises(ValueError, match="one class only"):
+        compare_auc([0, 1, 0, 0], [0.1, 0.2, 0.3, 0.0], [0.3, 0.2, 0.1, 0.0], n_resamples=50)
     with pytest.raises(ValueError, match="same length"):
         compare_auc([0, 1], [0.1, 0.2, 0.3], [0.3, 0.2])
     with pytest.raises(ValueError, match="finite"):
