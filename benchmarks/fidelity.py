@@ -301,13 +301,11 @@ def evaluate(name, factory, cohort, bags, labels, genes, seed, n_splits=5, log=p
     }
 
 
-def msi_over_seeds(rows, n_resamples=2000):
+def msi_over_seeds(rows):
     """Per model, the mean over seeds of AUC(embedding) - AUC(mean features), with a 95%
     bootstrap interval that resamples the tumours (the same 92 in every seed, so one draw
-    of tumours is applied to every seed's scores)."""
-    from scipy.stats import bootstrap
-
-    from he2rna_sklearn.evaluation import _rank_auc
+    of tumours applies to every seed's scores)."""
+    from he2rna_sklearn.evaluation import compare_auc
 
     by_model = {}
     for row in rows:
@@ -318,25 +316,17 @@ def msi_over_seeds(rows, n_resamples=2000):
         y = scores[0][0]
         if len(scores) < 2 or any(not np.array_equal(s[0], y) for s in scores):
             continue
-
-        def mean_diff(index, y=y, scores=scores):
-            yy = y[index]
-            diffs = [_rank_auc(yy, e[index]) - _rank_auc(yy, m[index]) for _, e, m in scores]
-            return np.mean(diffs)
-
-        index = np.arange(len(y))
-        ci = bootstrap(
-            (index,),
-            mean_diff,
-            vectorized=False,
-            n_resamples=n_resamples,
-            method="percentile",
+        res = compare_auc(
+            y,
+            np.column_stack([s[1] for s in scores]),
+            np.column_stack([s[2] for s in scores]),
             random_state=0,
-        ).confidence_interval
+        )
         lines.append(
-            f"{model}: MSI AUC embedding - mean features, mean over {len(scores)} seeds "
-            f"{mean_diff(index):+.3f} (95% bootstrap CI over tumours {ci.low:+.3f} to "
-            f"{ci.high:+.3f}; {int(y.sum())} MSI-H of {len(y)})"
+            f"{model}: MSI AUC embedding {res.auc:.3f} vs mean features {res.auc_baseline:.3f}"
+            f", mean over {len(scores)} seeds: difference {res.difference:+.3f} (95% bootstrap "
+            f"CI over tumours {res.ci_low:+.3f} to {res.ci_high:+.3f}; {res.n_positive} MSI-H "
+            f"of {len(y)})"
         )
     return lines
 

@@ -475,8 +475,8 @@ def _rank_auc(y, scores):
     n_neg = len(y) - n_pos
     if n_pos == 0 or n_neg == 0:
         return np.nan
-    ranks = rankdata(scores)
-    return (ranks[y == 1].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+    ranks = rankdata(scores, axis=0)  # 2-D scores: one AUC per column
+    return (ranks[y == 1].sum(axis=0) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
 
 
 def compare_auc(
@@ -503,9 +503,12 @@ def compare_auc(
     ----------
     y_true : array-like of shape (n_slides,)
         Binary labels (e.g. 1 for MSI-H).
-    scores, baseline_scores : array-like of shape (n_slides,)
+    scores, baseline_scores : array-like of shape (n_slides,) or (n_slides, n_repeats)
         Out-of-fold scores of the model and of the baseline (e.g. a logistic regression on
-        the HE2RNA embedding, and on mean-pooled tile features), for the same slides.
+        the HE2RNA embedding, and on mean-pooled tile features), for the same slides. With
+        several columns (repeated cross-validation, or cohorts generated with several
+        seeds from the same patients), each AUC is the mean over columns, and each draw
+        of patients applies to every column.
     groups : array-like of shape (n_slides,), optional
         Patient ids: patients are drawn, with all their slides.
     pos_label : label, optional
@@ -538,12 +541,12 @@ def compare_auc(
     from sklearn.utils import check_random_state
 
     y = np.asarray(y_true).ravel()
-    a = np.asarray(scores, dtype=np.float64).ravel()
-    b = np.asarray(baseline_scores, dtype=np.float64).ravel()
-    if not len(y) == len(a) == len(b):
+    a, b = (np.asarray(v, dtype=np.float64) for v in (scores, baseline_scores))
+    a, b = (v.reshape(len(v), -1) if v.ndim else v for v in (a, b))
+    if not len(y) == len(a) == len(b) or a.ndim != 2 or b.ndim != 2:
         raise ValueError(
             f"y_true, scores and baseline_scores must have the same length "
-            f"({len(y)}, {len(a)}, {len(b)})."
+            f"({len(y)}, {len(a) if a.ndim else a}, {len(b) if b.ndim else b})."
         )
     labels = pd.unique(y)
     if len(labels) != 2 or pd.isna(labels).any():
@@ -573,7 +576,7 @@ def compare_auc(
 
     def difference(units):
         index = np.concatenate([members[u] for u in units])
-        return _rank_auc(y[index], a[index]) - _rank_auc(y[index], b[index])
+        return np.mean(_rank_auc(y[index], a[index])) - np.mean(_rank_auc(y[index], b[index]))
 
     seed = check_random_state(random_state).randint(2**31 - 1)
     with warnings.catch_warnings():  # draws of one class: the error below says so
@@ -592,7 +595,7 @@ def compare_auc(
             f"No bootstrap interval: with {int(y.sum())} positive and {int(len(y) - y.sum())} "
             "negative slides, some draws hold one class only. Compare on more patients."
         )
-    auc, auc_base = roc_auc_score(y, a), roc_auc_score(y, b)
+    auc, auc_base = (np.mean([roc_auc_score(y, col) for col in v.T]) for v in (a, b))
     level = f"{100 * confidence_level:g}%"
     if ci.low > 0:
         verdict = f"better than the baseline ({level} interval of the difference above 0)"

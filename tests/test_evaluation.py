@@ -342,6 +342,24 @@ def test_compare_auc_tells_a_real_gain_from_chance():
     assert compare_auc(y, signal, noise, random_state=0, n_resamples=1000).ci_low == better.ci_low
 
 
+def test_compare_auc_averages_repeats():
+    from sklearn.metrics import roc_auc_score
+
+    from he2rna_sklearn.evaluation import compare_auc
+
+    rng = np.random.default_rng(3)
+    y = np.repeat([0, 1], [40, 12])
+    a = y[:, None] + rng.normal(size=(52, 3))  # three repeats of a cross-validation
+    b = rng.normal(size=(52, 3))
+    res = compare_auc(y, a, b, random_state=0, n_resamples=500)
+    assert res.auc == pytest.approx(np.mean([roc_auc_score(y, c) for c in a.T]))
+    assert res.difference == pytest.approx(res.auc - res.auc_baseline)
+    single = compare_auc(y, a[:, 0], b[:, 0], random_state=0, n_resamples=500)
+    assert single.auc == pytest.approx(roc_auc_score(y, a[:, 0]))
+    # averaging repeats narrows the interval of the difference
+    assert res.ci_high - res.ci_low < single.ci_high - single.ci_low
+
+
 def test_compare_auc_draws_patients_with_all_their_slides():
     from he2rna_sklearn.evaluation import compare_auc
 
