@@ -496,8 +496,10 @@ def compare_auc(
     With a few dozen positive patients (e.g. MSI-high tumours in a TCGA project), the AUCs
     of two representations of the same slides differ by several hundredths by chance. This
     says whether a difference is larger than that: each bootstrap draw resamples patients
-    (with ``groups``; else slides), with their label and both scores, and the percentile
-    interval of ``AUC(scores) - AUC(baseline_scores)`` is returned.
+    (with ``groups``; else slides), with their labels and both scores, and the percentile
+    interval of ``AUC(scores) - AUC(baseline_scores)`` is returned. The draws are
+    stratified: positive patients (any positive slide) and the others are resampled
+    separately, so that every draw keeps the cohort's count of each and has an AUC.
 
     Parameters
     ----------
@@ -536,7 +538,7 @@ def compare_auc(
     >>> res.auc > res.auc_baseline, res.ci_low > 0
     (True, True)
     """
-    from scipy.stats import DegenerateDataWarning, bootstrap
+    from scipy.stats import bootstrap
     from sklearn.metrics import roc_auc_score
     from sklearn.utils import check_random_state
 
@@ -574,27 +576,27 @@ def compare_auc(
             raise ValueError(f"Got {len(groups)} groups for {len(y)} slides.")
         members = [np.flatnonzero(groups == g) for g in pd.unique(groups)]
 
-    def difference(units):
-        index = np.concatenate([members[u] for u in units])
+    positive = np.array([y[m].any() for m in members])
+    if positive.all():
+        raise ValueError(
+            "Every patient has a positive slide, so a draw of patients can hold no negative "
+            "slide; compare_auc needs patients whose slides are all negative."
+        )
+
+    def difference(pos_units, neg_units):
+        index = np.concatenate([members[u] for u in (*pos_units, *neg_units)])
         return np.mean(_rank_auc(y[index], a[index])) - np.mean(_rank_auc(y[index], b[index]))
 
     seed = check_random_state(random_state).randint(2**31 - 1)
-    with warnings.catch_warnings():  # draws of one class: the error below says so
-        warnings.simplefilter("ignore", DegenerateDataWarning)
-        ci = bootstrap(
-            (np.arange(len(members)),),
-            difference,
-            vectorized=False,
-            n_resamples=int(n_resamples),
-            confidence_level=confidence_level,
-            method="percentile",
-            random_state=seed,
-        ).confidence_interval
-    if not (np.isfinite(ci.low) and np.isfinite(ci.high)):
-        raise ValueError(
-            f"No bootstrap interval: with {int(y.sum())} positive and {int(len(y) - y.sum())} "
-            "negative slides, some draws hold one class only. Compare on more patients."
-        )
+    ci = bootstrap(  # two samples resampled independently: a stratified bootstrap
+        (np.flatnonzero(positive), np.flatnonzero(~positive)),
+        difference,
+        vectorized=False,
+        n_resamples=int(n_resamples),
+        confidence_level=confidence_level,
+        method="percentile",
+        random_state=seed,
+    ).confidence_interval
     auc, auc_base = (np.mean([roc_auc_score(y, col) for col in v.T]) for v in (a, b))
     level = f"{100 * confidence_level:g}%"
     if ci.low > 0:

@@ -342,6 +342,16 @@ def test_compare_auc_tells_a_real_gain_from_chance():
     assert compare_auc(y, signal, noise, random_state=0, n_resamples=1000).ci_low == better.ci_low
 
 
+def test_compare_auc_draws_keep_both_classes():
+    # 2 positives of 12: an unstratified draw of patients has none 11% of the time
+    from he2rna_sklearn.evaluation import compare_auc
+
+    rng = np.random.default_rng(4)
+    y = np.repeat([0, 1], [10, 2])
+    res = compare_auc(y, y + rng.normal(size=12), rng.normal(size=12), n_resamples=300)
+    assert np.isfinite([res.ci_low, res.ci_high]).all() and res.ci_low <= res.ci_high
+
+
 def test_compare_auc_averages_repeats():
     from sklearn.metrics import roc_auc_score
 
@@ -389,8 +399,8 @@ def test_compare_auc_errors():
         compare_auc(msi, [0.1, 0.2, 0.3, 0.4], [0.3, 0.2, 0.1, 0.0])
     with pytest.raises(ValueError, match="not a label"):
         compare_auc(msi, [0.1, 0.2, 0.3, 0.4], [0.3, 0.2, 0.1, 0.0], pos_label="MSIH")
-    with pytest.raises(ValueError, match="one class only"):
-        compare_auc([0, 1, 0, 0], [0.1, 0.2, 0.3, 0.0], [0.3, 0.2, 0.1, 0.0], n_resamples=50)
+    with pytest.raises(ValueError, match="all negative"):
+        compare_auc([0, 1, 0, 1], [0.1, 0.2, 0.3, 0.0], [0.3, 0.2, 0.1, 0.0], groups=[1, 1, 2, 2])
     with pytest.raises(ValueError, match="same length"):
         compare_auc([0, 1], [0.1, 0.2, 0.3], [0.3, 0.2])
     with pytest.raises(ValueError, match="finite"):
