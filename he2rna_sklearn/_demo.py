@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from ._io import atomic_write
 from .bags import BagPooling
 from .datasets import make_synthetic_cohort, tile_classes
-from .evaluation import ridge_baseline
+from .evaluation import compare_auc, ridge_baseline
 from .features import SlideFeaturizer
 from .metrics import gene_correlations, pearson_per_gene
 from .model import HE2RNARegressor
@@ -249,10 +249,21 @@ def _msi_results(cohort, msi, oof_msi, fold_of, out):
         }
     )
     _write_csv(table, out / "msi_predictions.csv", index=False)
+    comparison = None
+    if 0 < msi.sum() < len(msi):  # per patient, as the AUCs in the report
+        per_patient = table.groupby("patient_id")[["p_msi", "p_msi_mean_features"]].mean()
+        labels = pd.Series(msi, index=groups).groupby(level=0).first()
+        comparison = compare_auc(
+            labels.loc[per_patient.index],
+            per_patient["p_msi"],
+            per_patient["p_msi_mean_features"],
+            random_state=0,
+        )
     return Bunch(
         msi_auc=aucs["he2rna"][0],
         msi_auc_patient=aucs["he2rna"][1],
         msi_auc_patient_baseline=aucs["ridge"][1],
+        msi_comparison=comparison,
     )
 
 
@@ -370,6 +381,14 @@ def _print_results(r, echo):
             f"HE2RNA does NOT beat the baseline on the genes it predicts ({holm} vs "
             f"{base_holm}): on this cohort a ridge on mean-pooled features does as well."
         )
+    if r.msi_comparison is not None:
+        c = r.msi_comparison
+        echo(
+            f"MSI per patient, embedding {c.auc:.3f} vs mean features {c.auc_baseline:.3f} "
+            f"({c.n_positive} MSI-H patients): {c.verdict}."
+        )
+    else:
+        echo("MSI: the cohort has patients of one status only, so no ROC AUC (nan above).")
     echo("\nPer program (HE2RNA, mean r per test fold):")
     summary = r.gene_r.groupby("program", sort=False)["r"].agg(["count", "mean", "min", "max"])
     echo(summary.round(3).to_string())
