@@ -1,14 +1,21 @@
 """Torch helpers shared by the stages that run networks (features and model).
 
-The device and numeric-precision choices live here so that ``model/`` does not depend on
-``features/``.
+The device and numeric-precision choices, and the saving of modules as arrays, live here
+so that ``model/`` does not depend on ``features/``.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
-__all__ = ["cpu_supports_bf16", "resolve_device", "resolve_precision"]
+__all__ = [
+    "cpu_supports_bf16",
+    "module_state",
+    "rebuild_module",
+    "resolve_device",
+    "resolve_precision",
+]
 
 
 def resolve_device(device="auto"):
@@ -53,3 +60,21 @@ def resolve_precision(precision, device):
     if precision == "fp16" and device.type != "cuda":
         raise ValueError("precision='fp16' needs a CUDA device; on the CPU use 'bf16' or 'fp32'.")
     return precision
+
+
+def module_state(module):
+    """A module's ``config`` and weights as numpy arrays: what a saved estimator holds
+    instead of torch objects (skops, see :mod:`he2rna_sklearn.persistence`)."""
+    return {
+        "config": dict(module.config),
+        "state_dict": {k: v.detach().cpu().numpy().copy() for k, v in module.state_dict().items()},
+    }
+
+
+def rebuild_module(build, saved):
+    """The module saved by :func:`module_state`: ``build(config)``, then its weights loaded
+    strictly; in eval mode."""
+    module = build(saved["config"])
+    tensors = {k: torch.as_tensor(np.asarray(v)) for k, v in saved["state_dict"].items()}
+    module.load_state_dict(tensors, strict=True)
+    return module.eval()

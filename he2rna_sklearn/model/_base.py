@@ -16,7 +16,7 @@ from sklearn.utils.validation import check_is_fitted
 from skorch.callbacks import EarlyStopping, EpochScoring
 from skorch.helper import predefined_split
 
-from .._torch import resolve_device
+from .._torch import module_state, rebuild_module, resolve_device
 from ..bags import check_bags
 from ._modules import ACTIVATIONS, KS_SUPER_TILES, HE2RNAModule
 from ._net import BagDataset, BagNet, collate_bags, iterate_batches
@@ -385,12 +385,7 @@ class BaseHE2RNA(BaseEstimator):
         state = dict(super().__getstate__())  # a copy: object.__getstate__ returns __dict__
         module = state.get("module_")
         if isinstance(module, HE2RNAModule):
-            state["module_"] = {
-                "config": dict(module.config),
-                "state_dict": {
-                    k: v.detach().cpu().numpy().copy() for k, v in module.state_dict().items()
-                },
-            }
+            state["module_"] = module_state(module)
         history = state.get("history_")
         if isinstance(history, pd.DataFrame):
             state["history_"] = {c: history[c].to_numpy() for c in history.columns}
@@ -400,10 +395,7 @@ class BaseHE2RNA(BaseEstimator):
         state = dict(state)
         module = state.get("module_")
         if isinstance(module, dict):
-            rebuilt = HE2RNAModule(**module["config"])
-            tensors = {k: torch.as_tensor(np.asarray(v)) for k, v in module["state_dict"].items()}
-            rebuilt.load_state_dict(tensors, strict=True)
-            state["module_"] = rebuilt.eval()
+            state["module_"] = rebuild_module(lambda config: HE2RNAModule(**config), module)
         if isinstance(state.get("history_"), dict):
             state["history_"] = pd.DataFrame(state["history_"])
         super().__setstate__(state)

@@ -17,7 +17,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
-from .._torch import resolve_device
+from .._torch import module_state, rebuild_module, resolve_device
 from ..bags import check_bags, check_finite_bag
 from ..metrics import mean_gene_correlation
 from ._regressor import check_targets
@@ -413,32 +413,27 @@ class MeanFeatureEmbedder(TransformerMixin, BaseEstimator):
         state = dict(super().__getstate__())
         module = state.get("module_")
         if isinstance(module, _MeanFeatureMLP):
-            state["module_"] = {
-                "config": dict(module.config),
-                "state_dict": {
-                    k: v.detach().cpu().numpy().copy() for k, v in module.state_dict().items()
-                },
-            }
+            state["module_"] = module_state(module)
         return state
 
     def __setstate__(self, state):
         state = dict(state)
         module = state.get("module_")
         if isinstance(module, dict):
-            config = module["config"]
-            n_features = int(config["n_features"])
-            rebuilt = _MeanFeatureMLP(
-                n_features,
-                tuple(config["hidden"]),
-                int(config["n_outputs"]),
-                config["activation"],
-                float(config["dropout"]),
-                np.zeros(n_features, np.float32),
-                np.ones(n_features, np.float32),
-            )
-            tensors = {k: torch.as_tensor(np.asarray(v)) for k, v in module["state_dict"].items()}
-            rebuilt.load_state_dict(tensors, strict=True)
-            state["module_"] = rebuilt.eval()
+
+            def build(config):  # the input mean and scale are buffers: loaded after
+                n = int(config["n_features"])
+                return _MeanFeatureMLP(
+                    n,
+                    tuple(config["hidden"]),
+                    int(config["n_outputs"]),
+                    config["activation"],
+                    float(config["dropout"]),
+                    np.zeros(n, np.float32),
+                    np.ones(n, np.float32),
+                )
+
+            state["module_"] = rebuild_module(build, module)
         super().__setstate__(state)
 
     # -- inference ----------------------------------------------------------------------
