@@ -415,7 +415,12 @@ def main(argv=None):
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--expression", default=os.fspath(DEFAULT_EXPRESSION))
     parser.add_argument("--cache", default=os.fspath(ROOT / "benchmarks" / ".cache" / "fidelity"))
-    parser.add_argument("--out", default=None, help="CSV of the results.")
+    parser.add_argument(
+        "--out",
+        default=None,
+        help="CSV of the results (and, beside it, <name>_msi_scores.csv: out-of-fold MSI-H "
+        "scores per slide).",
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch threads.")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
@@ -456,8 +461,27 @@ def main(argv=None):
             log(pd.DataFrame([shown_row]).round(3).to_string(index=False))
     table = pd.DataFrame([{k: v for k, v in r.items() if not k.startswith("_")} for r in rows])
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        table.to_csv(args.out, index=False)
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        table.to_csv(out, index=False)
+        scores = [  # per slide, so that MSI comparisons can be redone without training
+            pd.DataFrame(
+                {
+                    "seed": r["seed"],
+                    "model": r["model"],
+                    "sample": expr.index,
+                    "msi_h": y,
+                    "embedding": e,
+                    "mean": m,
+                }
+            )
+            for r in rows
+            if r.get("_msi_scores") is not None
+            for y, e, m in [r["_msi_scores"]]
+        ]
+        if scores:
+            msi_out = out.with_name(out.stem + "_msi_scores.csv")
+            pd.concat(scores, ignore_index=True).to_csv(msi_out, index=False)
     shown = table.copy()
     means = shown.groupby("model", sort=False).mean(numeric_only=True).reset_index()
     means["seed"] = "mean"
