@@ -610,3 +610,45 @@ def test_a_file_that_is_not_a_model(features, tmp_path, capsys):
     args = ["--model", str(tmp_path / "notes.txt"), "--features", str(features), "--out", "p.csv"]
     err = _error(["predict", *args], capsys)
     assert "notes.txt' is not a model saved by he2rna-sklearn (not a skops file)" in err
+
+
+def test_heatmap_of_features_in_um_reads_the_slides_resolution(tiny_cohort, tmp_path, capsys):
+    """STAMP files keep µm coordinates: the heatmap converts them with the slide's own
+    µm/px (or --slide-mpp), and says what to pass when it cannot."""
+    from pathlib import Path
+
+    import h5py
+
+    from he2rna_sklearn.slides import SlideReader
+
+    folder = tmp_path / "stamp"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    paths = tiny_cohort.slide_paths[:6]
+    names = [Path(p).stem for p in paths]
+    grid = np.array([(x, y) for y in range(3) for x in range(4)]) * 200
+    for path, name in zip(paths, names):
+        with SlideReader(path) as reader:
+            mpp = reader.mpp
+        with h5py.File(folder / f"{name}.h5", "w") as fh:
+            fh["feats"] = rng.normal(size=(len(grid), 8)).astype(np.float32)
+            fh["coords"] = grid * mpp
+            fh.attrs.update({"unit": "um", "tile_size_um": 200 * mpp})
+    pd.DataFrame({"slide_path": paths}).to_csv(tmp_path / "slides.csv", index=False)
+    expr = pd.DataFrame(rng.gamma(2.0, size=(6, 2)), index=names, columns=["CD3E", "EPCAM"])
+    expr.rename_axis("sample_id").to_csv(tmp_path / "expr.csv")
+    _ok(["index", "--features", str(folder), "--manifest", str(tmp_path / "slides.csv")], capsys)
+    model = tmp_path / "m.skops"
+    _ok(
+        ["fit", "--features", str(folder), "--expression", str(tmp_path / "expr.csv"),
+         "--epochs", "2", "--validation-fraction", "0", "--out", str(model), "--quiet"],
+        capsys,
+    )  # fmt: skip
+    heatmap = ["heatmap", "--model", str(model), "--features", str(folder), "--slide", names[0],
+               "--gene", "CD3E"]  # fmt: skip
+    _ok([*heatmap, "--out", str(tmp_path / "a.png")], capsys)
+    assert (tmp_path / "a.png").stat().st_size > 1000
+    _ok([*heatmap, "--slide-mpp", "0.5", "--out", str(tmp_path / "b.png")], capsys)
+    err = _error([*heatmap, "--slide-path", str(tmp_path / "gone.svs"), "--out",
+                  str(tmp_path / "c.png")], capsys)  # fmt: skip
+    assert "in µm" in err and "--slide-mpp" in err and not (tmp_path / "c.png").exists()

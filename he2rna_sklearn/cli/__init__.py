@@ -376,6 +376,12 @@ def build_parser():
     p.add_argument("--slide", required=True, help="sample id of the slide (see index.csv)")
     p.add_argument("--gene", required=True, help="a gene, or comma-separated gene set")
     p.add_argument("--slide-path", help="the slide file, if it moved since featurize")
+    p.add_argument(
+        "--slide-mpp",
+        type=_slide_mpp,
+        help="the slide's level-0 µm/px, for tile coordinates in µm (STAMP) when the slide "
+        "file has no resolution metadata (default: read from the slide file)",
+    )
     p.add_argument("--out", required=True, help="PNG file")
     p.add_argument("--quiet", action="store_true")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -126,11 +127,30 @@ def cmd_featurize(args):
     return 1 if failed and args.on_error == "skip" and len(failed) == len(bags) else 0
 
 
-def _load_bags(args, index, source):
+def _um_slide_mpp(args, slide_path):
+    """The base µm/px of a slide whose feature coordinates are in µm: read from the slide
+    file's metadata (``--slide-mpp`` was not given); an error if it cannot be."""
+    from ..slides import SlideReader
+
+    hint = "pass --slide-mpp (the slide's level-0 µm per pixel)"
+    if not slide_path or not Path(slide_path).is_file():
+        raise CLIError(
+            f"The tile coordinates of '{args.slide}' are in µm and its slide file "
+            f"({slide_path or 'not in the index'}) is not here to read its µm per pixel: "
+            f"{hint} or --slide-path."
+        )
+    try:
+        with SlideReader(slide_path) as reader:
+            return reader.mpp
+    except (ValueError, OSError) as exc:
+        raise CLIError(f"{exc} The tile coordinates are in µm: {hint}.") from None
+
+
+def _load_bags(args, index, source, slide_mpp=None):
     """The index's bags (lazy, checksums verified), checked against its rows."""
     from .. import load_bags
 
-    bags = load_bags(list(index["feature_file"]), lazy=True, verify=True)
+    bags = load_bags(list(index["feature_file"]), lazy=True, verify=True, slide_mpp=slide_mpp)
     check_bags_match_index(index, bags, source)
     return bags
 
@@ -355,8 +375,13 @@ def cmd_heatmap(args):
             f"Slide '{args.slide}' is not in the feature index "
             f"(e.g. {index['sample_id'].tolist()[:3]})."
         )
-    [bag] = _load_bags(args, rows, f"'{args.features}'")
     row = rows.iloc[0]
+    slide_path = args.slide_path or row.get("slide_path") or None
+    with warnings.catch_warnings():  # coordinates in µm: resolved below, or an error
+        warnings.filterwarnings("ignore", message=r".* in µm", category=UserWarning)
+        [bag] = _load_bags(args, rows, f"'{args.features}'", slide_mpp=args.slide_mpp)
+    if bag.meta.get("coords_unit") == "um":  # e.g. STAMP: µm -> level-0 px needs the slide's
+        [bag] = _load_bags(args, rows, f"'{args.features}'", _um_slide_mpp(args, slide_path))
     if not bag.n_tiles:
         raise CLIError(f"Slide '{args.slide}' has no tissue tiles: there is nothing to paint.")
     model = saved["model"]
@@ -367,7 +392,6 @@ def cmd_heatmap(args):
         scores = model[-1].predict_tiles(bag, genes[0] if len(genes) == 1 else genes)
     except ValueError as exc:
         raise CLIError(str(exc)) from exc
-    slide_path = args.slide_path or row.get("slide_path") or None
     label = genes[0] if len(genes) == 1 else f"gene set ({len(genes)}, mean z)"
     ax = plot_tile_heatmap(bag, scores, slide_path=slide_path, label=label)
     out = Path(args.out)
