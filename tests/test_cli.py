@@ -652,3 +652,9 @@ def test_heatmap_of_features_in_um_reads_the_slides_resolution(tiny_cohort, tmp_
     err = _error([*heatmap, "--slide-path", str(tmp_path / "gone.svs"), "--out",
                   str(tmp_path / "c.png")], capsys)  # fmt: skip
     assert "in µm" in err and "--slide-mpp" in err and not (tmp_path / "c.png").exists()
+    index = pd.read_csv(folder / "index.csv")
+    index.loc[index["sample_id"] == names[1], "slide_path"] = None  # a blank cell
+    index.to_csv(folder / "index.csv", index=False)
+    heatmap[heatmap.index(names[0])] = names[1]
+    err = _error([*heatmap, "--out", str(tmp_path / "d.png")], capsys)
+    assert "not in the index" in err and "--slide-mpp" in err
