@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from he2rna_sklearn._io import atomic_write
 from he2rna_sklearn.datasets._synthetic import CLASS_NAMES, _load_textures, tiff_level_options
 
 CELL = 150  # level-0 px per texture cell
@@ -33,8 +33,7 @@ def write_large_slide(path, size=20_000, mpp=0.495, downsamples=(1, 4, 16, 64), 
     rng = np.random.default_rng(seed)
     textures = _load_textures()
     cells = _cell_classes((size // CELL + 1, size // CELL + 1), rng)
-    tmp = path.with_name(path.name + ".tmp")
-    with tifffile.TiffWriter(tmp, bigtiff=True) as tw:
+    with atomic_write(path) as tmp, tifffile.TiffWriter(tmp, bigtiff=True) as tw:
         for i, ds in enumerate(downsamples):
             side = size // ds
             cell = CELL / ds
@@ -71,5 +70,4 @@ def write_large_slide(path, size=20_000, mpp=0.495, downsamples=(1, 4, 16, 64), 
                 dtype=np.uint8,
                 **tiff_level_options(mpp, ds, i == 0, tile, quality=85),
             )
-    os.replace(tmp, path)
     return path
