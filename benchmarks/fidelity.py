@@ -275,10 +275,8 @@ def evaluate(name, factory, cohort, bags, labels, genes, seed, n_splits=5, log=p
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         pooled = gene_correlations(Yv, oof, genes=genes)
-    ci = (np.nan, np.nan)
-    if embed:
-        cmp = compare_auc(msi, oof_msi, oof_msi_mean, random_state=seed)
-        ci = (cmp.ci_low, cmp.ci_high)
+    nan = float("nan")
+    cmp = compare_auc(msi, oof_msi, oof_msi_mean, random_state=seed) if embed else None
     sd_ratio = float(np.nanmean(oof.std(axis=0) / np.where(Yv.std(axis=0) > 0, Yv.std(axis=0), 1)))
     return {
         "seed": seed,
@@ -289,11 +287,11 @@ def evaluate(name, factory, cohort, bags, labels, genes, seed, n_splits=5, log=p
         "bh": int((pooled["p_bh"] < 0.05).sum()),
         "sd_ratio": sd_ratio,
         "spatial_auc": float(np.mean(aucs)) if aucs else float("nan"),
-        "msi_auc_embedding": float(roc_auc_score(msi, oof_msi)) if embed else float("nan"),
-        "msi_auc_mean_features": float(roc_auc_score(msi, oof_msi_mean)) if embed else float("nan"),
-        "msi_diff_ci_low": ci[0],
-        "msi_diff_ci_high": ci[1],
-        "msi_auc_expression": float(roc_auc_score(msi, oof_msi_expr)) if embed else float("nan"),
+        "msi_auc_embedding": cmp.auc if embed else nan,
+        "msi_auc_mean_features": cmp.auc_baseline if embed else nan,
+        "msi_diff_ci_low": cmp.ci_low if embed else nan,
+        "msi_diff_ci_high": cmp.ci_high if embed else nan,
+        "msi_auc_expression": float(roc_auc_score(msi, oof_msi_expr)) if embed else nan,
         "kept_epoch": float(np.mean(kept)),
         "fit_s_per_fold": float(np.mean(seconds)),
         # per-slide out-of-fold MSI-H scores, for the summary over seeds (not a column)

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from ._io import atomic_write
 from .bags import BagPooling
 from .datasets import make_synthetic_cohort, tile_classes
-from .evaluation import compare_auc, ridge_baseline
+from .evaluation import aggregate_by_patient, compare_auc, ridge_baseline
 from .features import SlideFeaturizer
 from .metrics import gene_correlations, pearson_per_gene
 from .model import HE2RNARegressor
@@ -227,17 +227,6 @@ def _gene_results(cohort, oof_expr, fold_of, n_splits, out):
 
 def _msi_results(cohort, msi, oof_msi, fold_of, out):
     groups = cohort.patient_ids
-    aucs = {}
-    for name, scores in oof_msi.items():
-        by_patient = pd.DataFrame({"patient": groups, "msi": msi, "p": scores})
-        pat = by_patient.groupby("patient").agg(msi=("msi", "first"), p=("p", "mean"))
-        if 0 < msi.sum() < len(msi):
-            aucs[name] = (
-                float(roc_auc_score(msi, scores)),
-                float(roc_auc_score(pat["msi"], pat["p"])),
-            )
-        else:
-            aucs[name] = (float("nan"), float("nan"))
     table = pd.DataFrame(
         {
             "slide_id": cohort.slide_ids,
@@ -249,20 +238,20 @@ def _msi_results(cohort, msi, oof_msi, fold_of, out):
         }
     )
     _write_csv(table, out / "msi_predictions.csv", index=False)
-    comparison = None
-    if 0 < msi.sum() < len(msi):  # per patient, as the AUCs in the report
-        per_patient = table.groupby("patient_id")[["p_msi", "p_msi_mean_features"]].mean()
-        labels = pd.Series(msi, index=groups).groupby(level=0).first()
-        comparison = compare_auc(
-            labels.loc[per_patient.index],
-            per_patient["p_msi"],
-            per_patient["p_msi_mean_features"],
-            random_state=0,
+    if not 0 < msi.sum() < len(msi):  # one MSI status only: no AUC
+        nan = float("nan")
+        return Bunch(
+            msi_auc=nan, msi_auc_patient=nan, msi_auc_patient_baseline=nan, msi_comparison=None
         )
+    # per patient (mean of its slides' scores), HE2RNA's embedding beside mean features
+    scores = aggregate_by_patient(table[["p_msi", "p_msi_mean_features"]].to_numpy(), groups)
+    comparison = compare_auc(
+        aggregate_by_patient(msi, groups, how="max"), scores[0], scores[1], random_state=0
+    )
     return Bunch(
-        msi_auc=aucs["he2rna"][0],
-        msi_auc_patient=aucs["he2rna"][1],
-        msi_auc_patient_baseline=aucs["ridge"][1],
+        msi_auc=float(roc_auc_score(msi, oof_msi["he2rna"])),
+        msi_auc_patient=comparison.auc,
+        msi_auc_patient_baseline=comparison.auc_baseline,
         msi_comparison=comparison,
     )
 

@@ -539,7 +539,6 @@ def compare_auc(
     (True, True)
     """
     from scipy.stats import bootstrap
-    from sklearn.metrics import roc_auc_score
     from sklearn.utils import check_random_state
 
     y = np.asarray(y_true).ravel()
@@ -597,7 +596,7 @@ def compare_auc(
         method="percentile",
         random_state=seed,
     ).confidence_interval
-    auc, auc_base = (np.mean([roc_auc_score(y, col) for col in v.T]) for v in (a, b))
+    auc, auc_base = (np.mean(_rank_auc(y, v)) for v in (a, b))
     level = f"{100 * confidence_level:g}%"
     if ci.low > 0:
         verdict = f"better than the baseline ({level} interval of the difference above 0)"
