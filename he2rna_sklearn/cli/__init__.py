@@ -12,7 +12,7 @@ import re
 import sys
 import warnings
 
-from ._manifest import CLIError
+from ._inputs import CLIError
 
 __all__ = ["build_parser", "main"]
 

@@ -10,20 +10,16 @@ import numpy as np
 import pandas as pd
 
 from .._io import atomic_write, check_output_path
-from ..persistence import load_model, save_model
-from ._manifest import (
+from ..features import (
     INDEX_NAME,
-    CLIError,
-    check_bags_match_index,
-    index_table,
-    match_expression,
+    index_from_bags,
     merge_index,
     read_index,
     read_manifest,
-    read_table,
-    slides_manifest,
     write_index,
 )
+from ..persistence import load_model, save_model
+from ._inputs import CLIError, check_bags_match_index, match_expression
 
 __all__ = [
     "cmd_demo",
@@ -67,14 +63,14 @@ def cmd_featurize(args):
 
     if bool(args.slides) == bool(args.manifest):
         raise CLIError("Give slide files or --manifest CSV (one of the two).")
-    manifest = read_manifest(args.manifest) if args.manifest else slides_manifest(args.slides)
+    manifest = read_manifest(args.manifest or args.slides)
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise CLIError(f"--out '{out}' is a file; featurize writes a folder.")
     _check_outputs((out / INDEX_NAME, "--out"))
     previous = None
     if (out / INDEX_NAME).is_file():
-        previous = read_table(out / INDEX_NAME, "Feature index")
+        previous = read_index(out / INDEX_NAME, raw=True)
     featurizer = SlideFeaturizer(
         backbone=args.backbone,
         weights=args.weights,
@@ -97,14 +93,14 @@ def cmd_featurize(args):
     featurizer.fit()  # parameter errors before any work
     bags = featurizer.fit_transform(list(manifest["slide_path"]))
     first = next((b for b in bags if b is not None), None)
-    index = index_table(manifest, bags, out)
+    index = index_from_bags(manifest, bags, out)
     if previous is not None:
         n_before = len(previous)
         index = merge_index(previous, index, out, None if first is None else first.meta)
         kept = len(index) - len(manifest)
         if kept:
             _echo(args, f"{kept} of the {n_before} slides already in {out / INDEX_NAME} kept.")
-    write_index(index, out)
+    write_index(index, out / INDEX_NAME)
     failed = getattr(featurizer, "failed_slides_", {})
     if first is not None:
         _echo(

@@ -20,8 +20,13 @@ from .._io import remove_stale_temporaries
 from .._parallel import exit_with_parent
 from .._version import __version__
 from ..bags import Bag
-from ..slides import SlideReader, plan_geometry, select_tissue_tiles, slide_fingerprint
-from ..slides._reader import check_slide_file
+from ..slides import (
+    SlideReader,
+    check_slide_file,
+    plan_geometry,
+    select_tissue_tiles,
+    slide_fingerprint,
+)
 from ._backbones import build_backbone
 from ._encoders import Encoder
 from ._extract import FeatureRunner, TileDataset, extract_features

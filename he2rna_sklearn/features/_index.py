@@ -1,0 +1,504 @@
+"""The slide index: which feature file holds which sample of which patient.
+
+``index.csv`` is what ``he2rna fit``, ``evaluate``, ``predict`` and ``heatmap`` read: one row
+per slide, with the columns of :data:`INDEX_COLUMNS` in that order (``sample_id``,
+``patient_id`` and ``feature_file`` are required; a manifest's extra columns follow). It is
+written in three places, all through :func:`write_index` (atomically, feature files
+relative to the index when they lie below it): ``he2rna featurize``
+(:func:`index_from_bags`, merged into an earlier run's index by :func:`merge_index`), the
+demo, and :func:`build_index` (feature files made by other tools). Manifests, the CSV files
+that list slides, are read here too, with one vocabulary of columns (:data:`PATH_COLUMNS`,
+:data:`ID_COLUMNS`).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import pandas as pd
+
+from .._io import atomic_write
+from ..datasets import default_patient_id
+from ._store import read_bag
+
+__all__ = [
+    "ID_COLUMNS",
+    "INDEX_COLUMNS",
+    "INDEX_NAME",
+    "PATH_COLUMNS",
+    "build_index",
+    "index_from_bags",
+    "merge_index",
+    "read_index",
+    "read_manifest",
+    "write_index",
+]
+
+#: File name of the index in a features folder.
+INDEX_NAME = "index.csv"
+#: Columns of the index, in order; ``slide_path`` and ``n_features`` where known.
+INDEX_COLUMNS = ("slide_path", "sample_id", "patient_id", "feature_file", "n_tiles", "n_features")
+_REQUIRED = ("sample_id", "patient_id", "feature_file")
+#: Manifest columns that give a slide file, in order of preference. A manifest of slides
+#: to featurize also takes a ``slide`` column as the file when it has none of these.
+PATH_COLUMNS = ("slide_path", "path", "filename", "file")
+#: Manifest columns that name a sample, in order of preference (matched to feature files
+#: by :func:`build_index`).
+ID_COLUMNS = ("sample_id", "slide_id", "slide", "case_id", "id")
+#: What makes two runs' features comparable: they must agree to share one index.
+_COMPARABLE = ("backbone", "weights", "tile_size", "mpp")
+#: Feature files by suffix, in order of preference when one stem has several.
+_KIND_ORDER = {".h5": 0, ".hdf5": 0, ".pt": 1, ".pth": 1, ".npy": 2}
+FEATURE_SUFFIXES = tuple(_KIND_ORDER)
+
+
+# -- tables and manifests -------------------------------------------------------------------
+def _read_table(path, what):
+    """A CSV (TSV for .tsv, .tab, .txt) read as strings, with one-line errors for a
+    missing, empty or unparsable file."""
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{what} '{path}' is a directory, not a CSV file.")
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} not found: '{path}'.")
+    if path.stat().st_size == 0:
+        raise ValueError(f"{what} '{path}' is empty (0 bytes).")
+    sep = "\t" if path.suffix.lower() in (".tsv", ".tab", ".txt") else ","
+    try:
+        return pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        message = " ".join(str(exc).split())
+        raise ValueError(f"Cannot read {what.lower()} '{path}' as CSV: {message}") from None
+
+
+def _resolve(path, base):
+    """A manifest's path, relative to the manifest's folder unless absolute."""
+    return path if os.path.isabs(path) else os.fspath(Path(base) / path)
+
+
+def read_manifest(source):
+    """Read a manifest of slides to featurize.
+
+    Parameters
+    ----------
+    source : str, Path or list of them
+        A CSV (or TSV) with a slide file column (``slide_path``, or one of
+        :data:`PATH_COLUMNS`, or ``slide``), relative to the manifest's folder or absolute,
+        and optional ``sample_id`` (default: the file stem) and ``patient_id`` (default:
+        :func:`~he2rna_sklearn.datasets.default_patient_id` of the sample). Or a list of
+        slide files.
+
+    Returns
+    -------
+    manifest : pandas.DataFrame
+        ``slide_path``, ``sample_id``, ``patient_id`` and the file's other columns. A slide
+        listed twice, a sample id naming two slides, and a missing slide file are errors.
+
+    Examples
+    --------
+    >>> from he2rna_sklearn.features import read_manifest
+    >>> manifest = read_manifest("slides.csv")  # doctest: +SKIP
+    """
+    if not isinstance(source, (str, os.PathLike)):
+        table = pd.DataFrame({"slide_path": [os.fspath(p) for p in source]})
+        return _check_slides(table, "the slide list")
+    path = Path(source)
+    table = _read_table(path, "Manifest")
+    column = next((c for c in (*PATH_COLUMNS, "slide") if c in table.columns), None)
+    if column is None:
+        raise ValueError(
+            f"Manifest '{path}' needs a 'slide_path' column (found {list(table.columns)})."
+        )
+    if table.empty:
+        raise ValueError(f"Manifest '{path}' lists no slides (a header only).")
+    table = table.rename(columns={column: "slide_path"})
+    table["slide_path"] = [_resolve(p, path.parent) for p in table["slide_path"]]
+    return _check_slides(table, f"manifest '{path}'")
+
+
+def _check_slides(table, source):
+    """Fill sample and patient ids, and check the slide list."""
+    table["slide_path"] = table["slide_path"].astype(str)
+    if "sample_id" not in table:
+        table["sample_id"] = [Path(p).stem for p in table["slide_path"]]
+    table["sample_id"] = table["sample_id"].astype(str)
+    if "patient_id" not in table:
+        table["patient_id"] = [default_patient_id(s) for s in table["sample_id"]]
+    table["patient_id"] = table["patient_id"].astype(str)
+    real = table["slide_path"].map(os.path.realpath)
+    dup = real[real.duplicated(keep=False)]
+    if len(dup):
+        rows = dup.index.tolist()
+        raise ValueError(
+            f"Slide '{table.loc[rows[0], 'slide_path']}' is listed more than once in {source} "
+            f"(rows {[r + 1 for r in rows[:5]]})."
+        )
+    dup_ids = table["sample_id"][table["sample_id"].duplicated()]
+    if len(dup_ids):
+        raise ValueError(
+            f"Sample id '{dup_ids.iloc[0]}' names more than one slide in {source}; give each "
+            "slide its own sample_id (slides of one patient share patient_id)."
+        )
+    for i, path in enumerate(table["slide_path"]):
+        if Path(path).is_dir():
+            raise IsADirectoryError(
+                f"Slide '{path}' ({source}, row {i + 1}) is a directory, not a slide file."
+            )
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"Slide file not found: '{path}' ({source}, row {i + 1}).")
+    return table.reset_index(drop=True)
+
+
+# -- the index ------------------------------------------------------------------------------
+def _ordered(table):
+    """The index's columns in :data:`INDEX_COLUMNS` order, other columns after them."""
+    known = [c for c in INDEX_COLUMNS if c in table.columns]
+    return table[known + [c for c in table.columns if c not in INDEX_COLUMNS]]
+
+
+def read_index(path, *, raw=False):
+    """Read an index written by ``he2rna featurize``, ``he2rna index`` or :func:`build_index`.
+
+    Parameters
+    ----------
+    path : str or Path
+        The index file, or the folder that holds it (``index.csv``).
+    raw : bool, default=False
+        Return the table as written (feature files as written, rows of slides that failed
+        kept, no check), to merge a new run into it.
+
+    Returns
+    -------
+    index : pandas.DataFrame
+        One row per slide with a feature file, ``feature_file`` absolute; a listed file
+        that is missing is an error.
+
+    Examples
+    --------
+    >>> from he2rna_sklearn.features import load_bags, read_index
+    >>> index = read_index("features/")  # doctest: +SKIP
+    >>> bags = load_bags(list(index["feature_file"]), lazy=True)  # doctest: +SKIP
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / INDEX_NAME
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"Feature index not found: '{path}'. Run 'he2rna featurize ... --out DIR' first "
+            "and pass DIR."
+        )
+    table = _read_table(path, "Feature index")
+    if raw:
+        return table
+    missing = set(_REQUIRED) - set(table.columns)
+    if missing:
+        raise ValueError(f"Feature index '{path}' lacks columns {sorted(missing)}.")
+    table = table[table["feature_file"] != ""].reset_index(drop=True)
+    table["feature_file"] = [_resolve(f, path.parent) for f in table["feature_file"]]
+    for f in table["feature_file"]:
+        if not Path(f).is_file():
+            raise FileNotFoundError(f"Feature file not found: '{f}' (listed in '{path}').")
+    return table
+
+
+def write_index(index, out):
+    """Write an index atomically; feature files below its folder are written relative to it.
+
+    Parameters
+    ----------
+    index : pandas.DataFrame
+    out : str or Path
+        The index file, or a folder (an existing one, or a path without suffix) that gets
+        ``index.csv``.
+
+    Returns
+    -------
+    path : Path
+    """
+    out = Path(out)
+    if out.is_dir() or not out.suffix:
+        out = out / INDEX_NAME
+    out.parent.mkdir(parents=True, exist_ok=True)
+    root = out.parent.resolve()
+    table = _ordered(index).copy()
+    table["feature_file"] = [
+        os.path.relpath(f, root)
+        if os.path.isabs(f) and Path(f).resolve().is_relative_to(root)
+        else f
+        for f in table["feature_file"]
+    ]
+    with atomic_write(out) as tmp:
+        table.to_csv(tmp, index=False)
+    return out
+
+
+def index_from_bags(manifest, bags, out):
+    """The index of a featurize run: the manifest, and each slide's feature file (relative
+    to ``out``; empty for a slide that failed, whose bag is None) and size.
+
+    Parameters
+    ----------
+    manifest : pandas.DataFrame
+        From :func:`read_manifest`: ``slide_path``, ``sample_id``, ``patient_id``.
+    bags : list of Bag or None
+        From ``SlideFeaturizer(cache_dir=out)``, in the manifest's order.
+    out : str or Path
+        The features folder (the featurizer's ``cache_dir``).
+
+    Returns
+    -------
+    index : pandas.DataFrame
+    """
+    rows = [
+        ("", 0, 0) if b is None else (os.path.relpath(b.meta["feature_file"], out), *b.shape)
+        for b in bags
+    ]
+    files, n_tiles, n_features = (list(c) for c in zip(*rows)) if rows else ([], [], [])
+    table = manifest.assign(
+        slide_path=[os.path.abspath(p) for p in manifest["slide_path"]],
+        feature_file=files,
+        n_tiles=n_tiles,
+        n_features=n_features,
+    )
+    return _ordered(table)
+
+
+def _facts(meta):
+    """What makes features comparable across runs, from a bag's metadata."""
+    return {k: meta.get(k) for k in _COMPARABLE}
+
+
+def _same_features(a, b):
+    if a["mpp"] is not None and b["mpp"] is not None:
+        if abs(float(a["mpp"]) - float(b["mpp"])) > 0.1 * float(b["mpp"]):
+            return False
+    return all(str(a[k]) == str(b[k]) for k in _COMPARABLE if k != "mpp")
+
+
+def _check_comparable(old, out, new_meta):
+    """Refuse a run whose features cannot share an index with the first readable file of
+    the earlier index."""
+    for f in old["feature_file"]:
+        full = Path(out) / f if f else None
+        if full is None or not full.is_file():
+            continue
+        try:
+            before = _facts(read_bag(full, lazy=True, verify=False).meta)
+        except (OSError, ValueError):
+            continue
+        after = _facts(new_meta)
+        if not _same_features(before, after):
+            raise ValueError(
+                f"'{Path(out) / INDEX_NAME}' lists features made with {before}; this "
+                f"run made {after}. The two cannot share one index: featurize into "
+                "another --out (this run's feature files are kept), or delete the "
+                "index to start over."
+            )
+        return
+
+
+def merge_index(old, new, out, new_meta=None):
+    """Merge a featurize run's index into the one already in ``out``, by slide.
+
+    A row of the earlier index is replaced by the new row of the same slide (same sample
+    id or same slide file); the others are kept, in their order; new slides follow. Runs
+    whose features are not comparable (another backbone, weights, tile size or
+    resolution, from ``new_meta``, a bag's ``meta``) are refused rather than mixed.
+    """
+    if old is None or old.empty:
+        return new
+    if new_meta is not None:
+        _check_comparable(old, out, new_meta)
+
+    def path_key(p):
+        return os.path.abspath(p) if p else ""
+
+    by_id = {s: i for i, s in enumerate(new["sample_id"])}
+    by_path = {path_key(p): i for i, p in enumerate(new["slide_path"])}
+    rows, used = [], set()
+    for _, row in old.iterrows():
+        hits = {by_id.get(row.get("sample_id"))} | {by_path.get(path_key(row.get("slide_path")))}
+        hits.discard(None)
+        if len(hits) > 1:
+            raise ValueError(
+                f"Sample '{row.get('sample_id')}' of '{Path(out) / INDEX_NAME}' matches two "
+                "slides of this run (one by sample id, one by file); fix the manifest or use "
+                "another --out."
+            )
+        if hits:
+            i = hits.pop()
+            if i not in used:
+                rows.append(new.iloc[i])
+                used.add(i)
+        else:
+            rows.append(row)
+    rows.extend(new.iloc[i] for i in range(len(new)) if i not in used)
+    merged = pd.DataFrame(rows).reset_index(drop=True)
+    columns = list(new.columns) + [c for c in old.columns if c not in new.columns]
+    return merged.reindex(columns=columns).fillna("")
+
+
+# -- an index of other tools' feature files -------------------------------------------------
+def _feature_files(folder):
+    """Feature files under ``folder`` by stem; h5 before pt before npy."""
+    by_stem = {}
+    for path in sorted(Path(folder).rglob("*")):
+        if path.suffix.lower() not in FEATURE_SUFFIXES or not path.is_file():
+            continue
+        if path.name.startswith(".") or any(p.startswith(".") for p in path.parts[-3:-1]):
+            continue
+        by_stem.setdefault(path.stem, []).append(path)
+    out = {}
+    for stem, paths in by_stem.items():
+        paths.sort(key=lambda p: _KIND_ORDER[p.suffix.lower()])
+        first = _KIND_ORDER[paths[0].suffix.lower()]
+        best = [p for p in paths if _KIND_ORDER[p.suffix.lower()] == first]
+        if len(best) > 1:
+            raise ValueError(
+                f"Two feature files for '{stem}' in '{folder}': {[os.fspath(p) for p in best]}."
+                " Point --features at the folder of one of them, or give a feature_file column "
+                "in the manifest."
+            )
+        out[stem] = paths[0]
+    return out
+
+
+def _manifest_rows(manifest, files, folder, on_missing):
+    """Rows of the index for the rows of ``manifest`` matched to ``files`` (by stem)."""
+    table = _read_table(manifest, "Manifest")
+    if not any(c in table.columns for c in (*ID_COLUMNS, *PATH_COLUMNS, "feature_file")):
+        raise ValueError(
+            f"Manifest '{manifest}' needs a sample_id, slide_id or slide_path column (found "
+            f"{list(table.columns)})."
+        )
+    base = Path(manifest).parent
+    id_col = next((c for c in ID_COLUMNS if c in table.columns), None)
+    path_col = next((c for c in PATH_COLUMNS if c in table.columns), None)
+    rows, missing = [], []
+    for i, rec in table.iterrows():
+        keys = []
+        if rec.get("feature_file"):
+            found = Path(_resolve(rec["feature_file"], base))
+            if not found.is_file():
+                raise FileNotFoundError(
+                    f"Feature file not found: '{found}' (manifest '{manifest}', row {i + 1})."
+                )
+        else:
+            if path_col and rec[path_col]:
+                keys.append(Path(rec[path_col]).stem)
+            if id_col and rec[id_col]:
+                keys.append(rec[id_col])
+            found = next((files[k] for k in keys if k in files), None)
+        sample = rec[id_col] if id_col and rec[id_col] else (keys[0] if keys else None)
+        if sample is None and found is not None:
+            sample = found.stem
+        if found is None:
+            missing.append((i + 1, keys))
+            continue
+        row = {"sample_id": sample, "feature_file": found}
+        if rec.get("patient_id"):
+            row["patient_id"] = rec["patient_id"]
+        if path_col and rec[path_col]:
+            row["slide_path"] = _resolve(rec[path_col], base)
+        rows.append(row)
+    if missing:
+        shown = ", ".join(f"row {r} {k}" for r, k in missing[:5])
+        message = (
+            f"{len(missing)} of {len(table)} manifest rows have no feature file under "
+            f"'{folder}' ({shown}); feature files are matched by stem, e.g. "
+            f"{sorted(files)[:3]}."
+        )
+        if on_missing == "raise":
+            raise ValueError(message + " Pass on_missing='skip' to leave them out.")
+        warnings.warn(message + " They are left out.", UserWarning, stacklevel=3)
+    if not rows:
+        raise ValueError(f"No manifest row of '{manifest}' matched a feature file.")
+    return rows
+
+
+def build_index(features, manifest=None, *, out=None, on_missing="raise", patient_id="tcga"):
+    """Build the feature index of the ``he2rna`` command from outside feature files.
+
+    ``he2rna fit``, ``evaluate``, ``predict`` and ``heatmap`` read an ``index.csv``:
+    ``sample_id``, ``patient_id`` and ``feature_file`` per slide. ``he2rna featurize``
+    writes it; for features made by TRIDENT, CLAM, STAMP or HE2RNA's code, this builds it.
+    Feature files (``.h5``, ``.pt``, ``.npy``) are found anywhere under ``features`` and
+    matched to the manifest by file stem (the slide file's stem, as these tools name them).
+
+    Parameters
+    ----------
+    features : str or Path
+        Folder of feature files (searched recursively).
+    manifest : str or Path, optional
+        CSV (or TSV) with at least one of ``slide_path``, ``slide_id``, ``sample_id``, and
+        optionally ``patient_id`` and ``feature_file`` (a path, absolute or relative to the
+        manifest). Each row is matched to a feature file by, in order: ``feature_file``, the
+        stem of ``slide_path``, ``slide_id``, ``sample_id``. Without a manifest, every
+        feature file is one sample named by its stem.
+    out : str or Path, optional
+        Where to write the index CSV (a folder gets ``index.csv``); feature paths are
+        written relative to it when they lie below it.
+    on_missing : {"raise", "skip"}, default="raise"
+        A manifest row without a feature file raises an error naming it, or is left out
+        with a warning.
+    patient_id : {"tcga", None}, default="tcga"
+        Patient of a sample without ``patient_id``: the TCGA patient of its barcode (first
+        12 characters), else the sample itself.
+
+    Returns
+    -------
+    index : pandas.DataFrame
+        ``slide_path`` where the manifest has it, ``sample_id``, ``patient_id``,
+        ``feature_file`` (absolute), ``n_tiles`` and ``n_features``.
+
+    Examples
+    --------
+    >>> from he2rna_sklearn.features import build_index
+    >>> index = build_index("trident_job/20x_256px_0px_overlap/features_uni_v1",
+    ...                     "slides.csv", out="features_uni/")  # doctest: +SKIP
+    """
+    if on_missing not in ("raise", "skip"):
+        raise ValueError(f"on_missing must be 'raise' or 'skip', got {on_missing!r}.")
+    if patient_id not in ("tcga", None):
+        raise ValueError(f"patient_id must be 'tcga' or None, got {patient_id!r}.")
+    folder = Path(features)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"Features folder not found: '{folder}'.")
+    files = _feature_files(folder)
+    if manifest is not None:
+        rows = _manifest_rows(manifest, files, folder, on_missing)
+    elif files:
+        rows = [{"sample_id": stem, "feature_file": p} for stem, p in sorted(files.items())]
+    else:
+        raise ValueError(f"No feature files ({', '.join(FEATURE_SUFFIXES)}) under '{folder}'.")
+    index = pd.DataFrame(rows)
+    dup = index["sample_id"][index["sample_id"].duplicated()]
+    if len(dup):
+        raise ValueError(f"Sample id '{dup.iloc[0]}' names more than one feature file.")
+    dup = index["feature_file"][index["feature_file"].duplicated()]
+    if len(dup):
+        raise ValueError(f"Feature file '{dup.iloc[0]}' is listed for more than one sample.")
+    if "patient_id" not in index:
+        index["patient_id"] = ""
+    index["patient_id"] = [
+        p if p else (default_patient_id(s) if patient_id == "tcga" else s)
+        for s, p in zip(index["sample_id"], index["patient_id"].fillna(""))
+    ]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # µm coordinates do not matter for the index
+        shapes = [read_bag(f, lazy=True).shape for f in index["feature_file"]]
+    index["n_tiles"] = [s[0] for s in shapes]
+    index["n_features"] = [s[1] for s in shapes]
+    dims = sorted({s[1] for s in shapes if s[0]})
+    if len(dims) > 1:
+        raise ValueError(
+            f"The feature files under '{folder}' have different dimensions {dims}: they come "
+            "from different encoders. Index one encoder's folder at a time."
+        )
+    index["feature_file"] = [os.fspath(Path(f).resolve()) for f in index["feature_file"]]
+    index = _ordered(index)
+    if out is not None:
+        write_index(index, out)
+    return index
