@@ -8,7 +8,8 @@ file holds which sample of which patient) that the ``he2rna`` command reads.
 
 from .._torch import resolve_device
 from ._backbones import Backbone, build_backbone
-from ._encoders import ENCODERS, Encoder, TileEncoder, get_encoder, list_encoders
+from ._encoder_modules import TileEncoder
+from ._encoders import ENCODERS, Encoder, get_encoder, list_encoders
 from ._extract import FeatureRunner, TileDataset, extract_features
 from ._featurizer import SlideFeaturizer
 from ._index import (
