@@ -11,7 +11,7 @@ from ._backbones import Backbone, build_backbone
 from ._encoder_modules import TileEncoder
 from ._encoders import ENCODERS, Encoder, get_encoder, list_encoders
 from ._extract import FeatureRunner, TileDataset, extract_features
-from ._featurizer import SlideFeaturizer
+from ._featurizer import DEFAULT_MPP, SlideFeaturizer
 from ._index import (
     INDEX_NAME,
     build_index,
@@ -26,6 +26,7 @@ from ._stain import ReinhardNormalizer
 from ._store import load_bags, read_bag, write_bag
 
 __all__ = [
+    "DEFAULT_MPP",
     "ENCODERS",
     "INDEX_NAME",
     "Backbone",
