@@ -1,5 +1,6 @@
 """groups reach the steps that take them, with and without metadata routing."""
 
+import numpy as np
 import pytest
 
 from he2rna_sklearn import HE2RNARegressor
@@ -43,3 +44,26 @@ def test_steps_without_groups_get_none(cohort, routing):
     with config_context(enable_metadata_routing=routing):
         res = cross_validate_genes(baseline, bags, Y, groups, cv=3)
     assert res.pooled.loc["MARKER", "r"] > 0.8
+
+
+def test_fit_params_for_reaches_the_regressor(monkeypatch):
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from he2rna_sklearn import Bag, HE2RNARegressor, SuperTiles
+    from he2rna_sklearn.evaluation import fit_params_for
+
+    seen = {}
+
+    def fit(self, X, y, groups=None):
+        seen["groups"] = groups
+        return self
+
+    monkeypatch.setattr(HE2RNARegressor, "fit", fit)
+    bags = [Bag(np.ones((4, 3)), coords=np.arange(8).reshape(4, 2)) for _ in range(2)]
+    model = make_pipeline(SuperTiles(n_clusters=2, random_state=0), HE2RNARegressor())
+    model.fit(bags, [[1.0], [2.0]], **fit_params_for(model, groups=["p1", "p2"]))
+    assert seen["groups"] == ["p1", "p2"]
+    scaler = make_pipeline(StandardScaler())
+    scaler.fit(np.eye(3), None, **fit_params_for(scaler, groups=["a", "b", "c"]))
+    assert scaler[-1].n_features_in_ == 3  # a model that takes no groups gets none
