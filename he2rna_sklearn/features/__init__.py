@@ -18,10 +18,10 @@ from ._index import (
     index_from_bags,
     merge_index,
     read_index,
-    read_manifest,
     write_index,
 )
 from ._interop import read_he2rna_npy, read_pt_features
+from ._manifest import read_manifest
 from ._stain import ReinhardNormalizer
 from ._store import load_bags, read_bag, write_bag
 

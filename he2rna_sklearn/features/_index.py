@@ -7,8 +7,7 @@ written in three places, all through :func:`write_index` (atomically, feature fi
 relative to the index when they lie below it): ``he2rna featurize``
 (:func:`index_from_bags`, merged into an earlier run's index by :func:`merge_index`), the
 demo, and :func:`build_index` (feature files made by other tools). Manifests, the CSV files
-that list slides, are read here too, with one vocabulary of columns (:data:`PATH_COLUMNS`,
-:data:`ID_COLUMNS`).
+that list slides, are read by :mod:`._manifest`.
 """
 
 from __future__ import annotations
@@ -21,18 +20,16 @@ import pandas as pd
 
 from .._io import atomic_write
 from ..datasets import default_patient_id
+from ._manifest import ID_COLUMNS, PATH_COLUMNS, read_table, resolve_path
 from ._store import read_bag
 
 __all__ = [
-    "ID_COLUMNS",
     "INDEX_COLUMNS",
     "INDEX_NAME",
-    "PATH_COLUMNS",
     "build_index",
     "index_from_bags",
     "merge_index",
     "read_index",
-    "read_manifest",
     "write_index",
 ]
 
@@ -41,114 +38,11 @@ INDEX_NAME = "index.csv"
 #: Columns of the index, in order; ``slide_path`` and ``n_features`` where known.
 INDEX_COLUMNS = ("slide_path", "sample_id", "patient_id", "feature_file", "n_tiles", "n_features")
 _REQUIRED = ("sample_id", "patient_id", "feature_file")
-#: Manifest columns that give a slide file, in order of preference. A manifest of slides
-#: to featurize also takes a ``slide`` column as the file when it has none of these.
-PATH_COLUMNS = ("slide_path", "path", "filename", "file")
-#: Manifest columns that name a sample, in order of preference (matched to feature files
-#: by :func:`build_index`).
-ID_COLUMNS = ("sample_id", "slide_id", "slide", "case_id", "id")
 #: What makes two runs' features comparable: they must agree to share one index.
 _COMPARABLE = ("backbone", "weights", "tile_size", "mpp")
 #: Feature files by suffix, in order of preference when one stem has several.
 _KIND_ORDER = {".h5": 0, ".hdf5": 0, ".pt": 1, ".pth": 1, ".npy": 2}
 FEATURE_SUFFIXES = tuple(_KIND_ORDER)
-
-
-# -- tables and manifests -------------------------------------------------------------------
-def _read_table(path, what):
-    """A CSV (TSV for .tsv, .tab, .txt) read as strings, with one-line errors for a
-    missing, empty or unparsable file."""
-    path = Path(path)
-    if path.is_dir():
-        raise IsADirectoryError(f"{what} '{path}' is a directory, not a CSV file.")
-    if not path.is_file():
-        raise FileNotFoundError(f"{what} not found: '{path}'.")
-    if path.stat().st_size == 0:
-        raise ValueError(f"{what} '{path}' is empty (0 bytes).")
-    sep = "\t" if path.suffix.lower() in (".tsv", ".tab", ".txt") else ","
-    try:
-        return pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        message = " ".join(str(exc).split())
-        raise ValueError(f"Cannot read {what.lower()} '{path}' as CSV: {message}") from None
-
-
-def _resolve(path, base):
-    """A manifest's path, relative to the manifest's folder unless absolute."""
-    return path if os.path.isabs(path) else os.fspath(Path(base) / path)
-
-
-def read_manifest(source):
-    """Read a manifest of slides to featurize.
-
-    Parameters
-    ----------
-    source : str, Path or list of them
-        A CSV (or TSV) with a slide file column (``slide_path``, or one of
-        :data:`PATH_COLUMNS`, or ``slide``), relative to the manifest's folder or absolute,
-        and optional ``sample_id`` (default: the file stem) and ``patient_id`` (default:
-        :func:`~he2rna_sklearn.datasets.default_patient_id` of the sample). Or a list of
-        slide files.
-
-    Returns
-    -------
-    manifest : pandas.DataFrame
-        ``slide_path``, ``sample_id``, ``patient_id`` and the file's other columns. A slide
-        listed twice, a sample id naming two slides, and a missing slide file are errors.
-
-    Examples
-    --------
-    >>> from he2rna_sklearn.features import read_manifest
-    >>> manifest = read_manifest("slides.csv")  # doctest: +SKIP
-    """
-    if not isinstance(source, (str, os.PathLike)):
-        table = pd.DataFrame({"slide_path": [os.fspath(p) for p in source]})
-        return _check_slides(table, "the slide list")
-    path = Path(source)
-    table = _read_table(path, "Manifest")
-    column = next((c for c in (*PATH_COLUMNS, "slide") if c in table.columns), None)
-    if column is None:
-        raise ValueError(
-            f"Manifest '{path}' needs a 'slide_path' column (found {list(table.columns)})."
-        )
-    if table.empty:
-        raise ValueError(f"Manifest '{path}' lists no slides (a header only).")
-    table = table.rename(columns={column: "slide_path"})
-    table["slide_path"] = [_resolve(p, path.parent) for p in table["slide_path"]]
-    return _check_slides(table, f"manifest '{path}'")
-
-
-def _check_slides(table, source):
-    """Fill sample and patient ids, and check the slide list."""
-    table["slide_path"] = table["slide_path"].astype(str)
-    if "sample_id" not in table:
-        table["sample_id"] = [Path(p).stem for p in table["slide_path"]]
-    table["sample_id"] = table["sample_id"].astype(str)
-    if "patient_id" not in table:
-        table["patient_id"] = [default_patient_id(s) for s in table["sample_id"]]
-    table["patient_id"] = table["patient_id"].astype(str)
-    real = table["slide_path"].map(os.path.realpath)
-    dup = real[real.duplicated(keep=False)]
-    if len(dup):
-        rows = dup.index.tolist()
-        raise ValueError(
-            f"Slide '{table.loc[rows[0], 'slide_path']}' is listed more than once in {source} "
-            f"(rows {[r + 1 for r in rows[:5]]})."
-        )
-    dup_ids = table["sample_id"][table["sample_id"].duplicated()]
-    if len(dup_ids):
-        raise ValueError(
-            f"Sample id '{dup_ids.iloc[0]}' names more than one slide in {source}; give each "
-            "slide its own sample_id (slides of one patient share patient_id)."
-        )
-    for i, path in enumerate(table["slide_path"]):
-        if Path(path).is_dir():
-            raise IsADirectoryError(
-                f"Slide '{path}' ({source}, row {i + 1}) is a directory, not a slide file."
-            )
-        if not Path(path).is_file():
-            raise FileNotFoundError(f"Slide file not found: '{path}' ({source}, row {i + 1}).")
-    return table.reset_index(drop=True)
 
 
 # -- the index ------------------------------------------------------------------------------
@@ -189,14 +83,14 @@ def read_index(path, *, raw=False):
             f"Feature index not found: '{path}'. Run 'he2rna featurize ... --out DIR' first "
             "and pass DIR."
         )
-    table = _read_table(path, "Feature index")
+    table = read_table(path, "Feature index")
     if raw:
         return table
     missing = set(_REQUIRED) - set(table.columns)
     if missing:
         raise ValueError(f"Feature index '{path}' lacks columns {sorted(missing)}.")
     table = table[table["feature_file"] != ""].reset_index(drop=True)
-    table["feature_file"] = [_resolve(f, path.parent) for f in table["feature_file"]]
+    table["feature_file"] = [resolve_path(f, path.parent) for f in table["feature_file"]]
     for f in table["feature_file"]:
         if not Path(f).is_file():
             raise FileNotFoundError(f"Feature file not found: '{f}' (listed in '{path}').")
@@ -241,7 +135,7 @@ def index_from_bags(manifest, bags, out):
     Parameters
     ----------
     manifest : pandas.DataFrame
-        From :func:`read_manifest`: ``slide_path``, ``sample_id``, ``patient_id``.
+        From :func:`~._manifest.read_manifest`: ``slide_path``, ``sample_id``, ``patient_id``.
     bags : list of Bag or None
         From ``SlideFeaturizer(cache_dir=out)``, in the manifest's order.
     out : str or Path
@@ -367,7 +261,7 @@ def _feature_files(folder):
 
 def _manifest_rows(manifest, files, folder, on_missing):
     """Rows of the index for the rows of ``manifest`` matched to ``files`` (by stem)."""
-    table = _read_table(manifest, "Manifest")
+    table = read_table(manifest, "Manifest")
     if not any(c in table.columns for c in (*ID_COLUMNS, *PATH_COLUMNS, "feature_file")):
         raise ValueError(
             f"Manifest '{manifest}' needs a sample_id, slide_id or slide_path column (found "
@@ -380,7 +274,7 @@ def _manifest_rows(manifest, files, folder, on_missing):
     for i, rec in table.iterrows():
         keys = []
         if rec.get("feature_file"):
-            found = Path(_resolve(rec["feature_file"], base))
+            found = Path(resolve_path(rec["feature_file"], base))
             if not found.is_file():
                 raise FileNotFoundError(
                     f"Feature file not found: '{found}' (manifest '{manifest}', row {i + 1})."
@@ -401,7 +295,7 @@ def _manifest_rows(manifest, files, folder, on_missing):
         if rec.get("patient_id"):
             row["patient_id"] = rec["patient_id"]
         if path_col and rec[path_col]:
-            row["slide_path"] = _resolve(rec[path_col], base)
+            row["slide_path"] = resolve_path(rec[path_col], base)
         rows.append(row)
     if missing:
         shown = ", ".join(f"row {r} {k}" for r, k in missing[:5])

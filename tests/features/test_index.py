@@ -117,15 +117,3 @@ def test_write_index_keeps_relative_paths_whatever_the_working_folder(tmp_path, 
     written = pd.read_csv(write_index(table, tmp_path))
     assert written["feature_file"].tolist() == ["a.h5", "x/b.h5", "/elsewhere/c.h5"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["index.csv", "sub"]  # no temporary
-
-
-def test_read_manifest_of_slide_files(tmp_path):
-    from he2rna_sklearn.features import read_manifest
-
-    slides, _ = _featurized(tmp_path, ["s1", "s2"])
-    manifest = read_manifest([str(p) for p in slides])
-    assert manifest["sample_id"].tolist() == ["s1", "s2"]
-    with pytest.raises(ValueError, match="listed more than once in the slide list"):
-        read_manifest([slides[0], slides[0]])
-    with pytest.raises(FileNotFoundError, match="Slide file not found"):
-        read_manifest([tmp_path / "nowhere.svs"])
