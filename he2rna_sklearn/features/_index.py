@@ -110,6 +110,12 @@ def write_index(index, out):
     Returns
     -------
     path : Path
+
+    Examples
+    --------
+    >>> from he2rna_sklearn.features import read_index, write_index
+    >>> index = read_index("features/")  # doctest: +SKIP
+    >>> write_index(index[index["n_tiles"] > 0], "features/")  # doctest: +SKIP
     """
     out = Path(out)
     if out.is_dir() or not out.suffix:
@@ -144,6 +150,15 @@ def index_from_bags(manifest, bags, out):
     Returns
     -------
     index : pandas.DataFrame
+
+    Examples
+    --------
+    >>> from he2rna_sklearn import SlideFeaturizer
+    >>> from he2rna_sklearn.features import index_from_bags, read_manifest, write_index
+    >>> manifest = read_manifest("slides.csv")  # doctest: +SKIP
+    >>> bags = SlideFeaturizer(cache_dir="features/").fit_transform(
+    ...     list(manifest["slide_path"]))  # doctest: +SKIP
+    >>> write_index(index_from_bags(manifest, bags, "features/"), "features/")  # doctest: +SKIP
     """
     rows = [
         ("", 0, 0) if b is None else (os.path.relpath(b.meta["feature_file"], out), *b.shape)
@@ -199,7 +214,30 @@ def merge_index(old, new, out, new_meta=None):
     A row of the earlier index is replaced by the new row of the same slide (same sample
     id or same slide file); the others are kept, in their order; new slides follow. Runs
     whose features are not comparable (another backbone, weights, tile size or
-    resolution, from ``new_meta``, a bag's ``meta``) are refused rather than mixed.
+    resolution) are refused rather than mixed.
+
+    Parameters
+    ----------
+    old : pandas.DataFrame or None
+        The index already in ``out``, as written (``read_index(out, raw=True)``).
+    new : pandas.DataFrame
+        This run's index (:func:`index_from_bags`).
+    out : str or Path
+        The features folder.
+    new_meta : dict, optional
+        The ``meta`` of one of this run's bags, compared with the earlier index's first
+        readable feature file.
+
+    Returns
+    -------
+    index : pandas.DataFrame
+
+    Examples
+    --------
+    >>> from he2rna_sklearn.features import index_from_bags, merge_index, read_index
+    >>> new = index_from_bags(manifest, bags, "features/")  # doctest: +SKIP
+    >>> old = read_index("features/", raw=True)  # doctest: +SKIP
+    >>> index = merge_index(old, new, "features/", bags[0].meta)  # doctest: +SKIP
     """
     if old is None or old.empty:
         return new
