@@ -167,9 +167,9 @@ def model_factories(seed, configs):
 
 def _fit(model, X, Y, groups):
     """Fit with ``groups`` routed to whatever step takes them (HE2RNA's validation split)."""
-    from he2rna_sklearn.evaluation import _metadata_params
+    from he2rna_sklearn.evaluation import fit_params_for
 
-    return model.fit(X, Y, **_metadata_params(model, {"groups": groups}))
+    return model.fit(X, Y, **fit_params_for(model, groups=groups))
 
 
 def _tile_scores(model, bag, genes):

@@ -21,7 +21,7 @@ from ._io import atomic_write
 from .bags import BagPooling
 from .datasets import make_synthetic_cohort, tile_classes
 from .evaluation import aggregate_by_patient, compare_auc, ridge_baseline
-from .features import SlideFeaturizer
+from .features import SlideFeaturizer, index_from_bags, write_index
 from .metrics import gene_correlations, pearson_per_gene
 from .model import HE2RNARegressor
 from .spatial import plot_tile_heatmap, slide_thumbnail, spatial_auc
@@ -179,8 +179,6 @@ def _write_csv(table, path, **kwargs):
 
 def _write_cli_inputs(cohort, bags, out):
     """The manifest, expression table and feature index the ``he2rna`` commands read."""
-    from .cli._manifest import index_table, write_index
-
     manifest = pd.DataFrame(
         {
             "slide_path": [os.path.relpath(p, out) for p in cohort.slide_paths],
@@ -192,7 +190,7 @@ def _write_cli_inputs(cohort, bags, out):
     # samples x genes, already on the log10(1 + x) scale
     _write_csv(cohort.expression.rename_axis("sample_id"), out / "expression.csv")
     absolute = manifest.assign(slide_path=list(cohort.slide_paths))
-    write_index(index_table(absolute, bags, out / "features"), out / "features")
+    write_index(index_from_bags(absolute, bags, out / "features"), out / "features")
 
 
 def _gene_results(cohort, oof_expr, fold_of, n_splits, out):

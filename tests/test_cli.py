@@ -539,52 +539,62 @@ def test_fit_routes_groups_under_metadata_routing(workspace, features, tmp_path,
         _ok(["fit", *_common(workspace, features), "--out", str(tmp_path / "m.skops")], capsys)
 
 
-def test_fit_with_groups_reaches_the_regressor(monkeypatch):
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    from he2rna_sklearn import Bag, HE2RNARegressor, SuperTiles
-    from he2rna_sklearn.cli._commands import fit_with_groups
-
-    seen = {}
-
-    def fit(self, X, y, groups=None):
-        seen["groups"] = groups
-        return self
-
-    monkeypatch.setattr(HE2RNARegressor, "fit", fit)
-    bags = [Bag(np.ones((4, 3)), coords=np.arange(8).reshape(4, 2)) for _ in range(2)]
-    model = make_pipeline(SuperTiles(n_clusters=2, random_state=0), HE2RNARegressor())
-    fit_with_groups(model, bags, [[1.0], [2.0]], ["p1", "p2"])
-    assert seen["groups"] == ["p1", "p2"]
-    scaler = fit_with_groups(make_pipeline(StandardScaler()), np.eye(3), None, ["a", "b", "c"])
-    assert scaler[-1].n_features_in_ == 3  # a model that takes no groups gets none
-
-
 def test_cli_defaults_come_from_the_estimators():
     from he2rna_sklearn import HE2RNARegressor, SlideFeaturizer
 
     f = SlideFeaturizer().get_params()
     args = build_parser().parse_args(["featurize", "a.svs", "--out", "f"])
-    for param, dest in [
-        ("backbone", "backbone"),
-        ("weights", "weights"),
-        ("tile_size", "tile_size"),
-        ("max_tiles", "max_tiles"),
-        ("min_tissue_fraction", "min_tissue_fraction"),
-        ("batch_size", "batch_size"),
-        ("num_workers", "workers"),
-        ("n_jobs", "jobs"),
-        ("device", "device"),
-        ("precision", "precision"),
-        ("on_error", "on_error"),
+    for param in [
+        "backbone",
+        "weights",
+        "tile_size",
+        "max_tiles",
+        "min_tissue_fraction",
+        "batch_size",
+        "num_workers",
+        "n_jobs",
+        "device",
+        "precision",
+        "on_error",
     ]:
-        assert getattr(args, dest) == f[param], param
+        assert getattr(args, param) == f[param], param
     r = HE2RNARegressor().get_params()
     args = build_parser().parse_args(["fit", "--features", "f", "--expression", "e", "--out", "m"])
-    assert tuple(args.hidden) == tuple(r["hidden_layer_sizes"])
-    assert (args.epochs, args.lr, args.patience) == (r["max_epochs"], r["lr"], r["patience"])
+    assert tuple(args.hidden_layer_sizes) == tuple(r["hidden_layer_sizes"])
+    assert (args.max_epochs, args.lr, args.patience) == (r["max_epochs"], r["lr"], r["patience"])
     assert args.validation_fraction == r["validation_fraction"]
+
+
+def test_demo_defaults_and_help_come_from_their_sources(capsys):
+    import inspect
+
+    from he2rna_sklearn._demo import run_demo
+    from he2rna_sklearn.features import DEFAULT_MPP
+
+    demo = inspect.signature(run_demo).parameters
+    args = build_parser().parse_args(["demo"])
+    for param in ["out_dir", "n_patients", "backbone", "weights", "random_state"]:
+        assert getattr(args, param) == demo[param].default, param
+    with pytest.raises(SystemExit):
+        main(["featurize", "--help"])
+    assert f"(default: {DEFAULT_MPP})" in " ".join(capsys.readouterr().out.split())
+
+
+def test_the_option_list_derives_from_the_parameters():
+    """Options are stored under the parameter they set: the options that error messages
+    name are found from the parser, none is kept by hand."""
+    from he2rna_sklearn import HE2RNARegressor, SlideFeaturizer
+    from he2rna_sklearn.cli._parser import parameter_options
+
+    parsers = build_parser()._subparsers._group_actions[0].choices
+    featurize = parameter_options(parsers["featurize"])
+    assert featurize["num_workers"] == "--workers" and featurize["n_jobs"] == "--jobs"
+    assert set(featurize) <= set(SlideFeaturizer().get_params())
+    fit = parameter_options(parsers["fit"])
+    assert fit["max_epochs"] == "--epochs" and fit["hidden_layer_sizes"] == "--hidden"
+    expression = {"log_transform", "drop_zero_median", "orient", "n_clusters"}
+    assert set(fit) - expression <= set(HE2RNARegressor().get_params())
+    assert parameter_options(parsers["demo"])["n_patients"] == "--n-patients"
 
 
 def test_a_crafted_model_file_never_runs(workspace, features, tmp_path, capsys):

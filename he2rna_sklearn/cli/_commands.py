@@ -10,20 +10,17 @@ import numpy as np
 import pandas as pd
 
 from .._io import atomic_write, check_output_path
-from ..persistence import load_model, save_model
-from ._manifest import (
+from ..evaluation import fit_params_for
+from ..features import (
     INDEX_NAME,
-    CLIError,
-    check_bags_match_index,
-    index_table,
-    match_expression,
+    index_from_bags,
     merge_index,
     read_index,
     read_manifest,
-    read_table,
-    slides_manifest,
     write_index,
 )
+from ..persistence import load_model, save_model
+from ._inputs import CLIError, check_bags_match_index, match_expression
 
 __all__ = [
     "cmd_demo",
@@ -52,6 +49,13 @@ def _atomic_csv(table, path, **kwargs):
     return Path(path)
 
 
+def _parameters(args, estimator):
+    """The parameters of ``estimator`` set on the command line (each option is stored
+    under the name of the parameter it sets)."""
+    names = estimator().get_params()
+    return {k: v for k, v in vars(args).items() if k in names}
+
+
 def _check_outputs(*paths):
     """Check every output file before any work (a failure then loses nothing)."""
     for path, option in paths:
@@ -67,44 +71,28 @@ def cmd_featurize(args):
 
     if bool(args.slides) == bool(args.manifest):
         raise CLIError("Give slide files or --manifest CSV (one of the two).")
-    manifest = read_manifest(args.manifest) if args.manifest else slides_manifest(args.slides)
+    manifest = read_manifest(args.manifest or args.slides)
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise CLIError(f"--out '{out}' is a file; featurize writes a folder.")
     _check_outputs((out / INDEX_NAME, "--out"))
     previous = None
     if (out / INDEX_NAME).is_file():
-        previous = read_table(out / INDEX_NAME, "Feature index")
+        previous = read_index(out / INDEX_NAME, raw=True)
     featurizer = SlideFeaturizer(
-        backbone=args.backbone,
-        weights=args.weights,
-        mpp=args.mpp,
-        magnification=args.magnification,
-        tile_size=args.tile_size,
-        max_tiles=args.max_tiles,
-        min_tissue_fraction=args.min_tissue_fraction,
-        batch_size=args.batch_size,
-        num_workers=args.workers,
-        device=args.device,
-        precision=args.precision,
-        cache_dir=out,
-        lazy=True,
-        slide_mpp=args.slide_mpp,
-        on_error=args.on_error,
-        n_jobs=args.jobs,
-        progress=not args.quiet,
+        **_parameters(args, SlideFeaturizer), cache_dir=out, lazy=True, progress=not args.quiet
     )
     featurizer.fit()  # parameter errors before any work
     bags = featurizer.fit_transform(list(manifest["slide_path"]))
     first = next((b for b in bags if b is not None), None)
-    index = index_table(manifest, bags, out)
+    index = index_from_bags(manifest, bags, out)
     if previous is not None:
         n_before = len(previous)
         index = merge_index(previous, index, out, None if first is None else first.meta)
         kept = len(index) - len(manifest)
         if kept:
             _echo(args, f"{kept} of the {n_before} slides already in {out / INDEX_NAME} kept.")
-    write_index(index, out)
+    write_index(index, out / INDEX_NAME)
     failed = getattr(featurizer, "failed_slides_", {})
     if first is not None:
         _echo(
@@ -203,43 +191,33 @@ def _load_training(args, what):
     return index, bags, Y.loc[index["sample_id"]]
 
 
+def _ks_for(n_clusters):
+    """The top-k values of ``he2rna fit`` and ``evaluate``: the paper's for the bags trained
+    on, ``KS_SUPER_TILES`` with ``--super-tiles`` and ``KS_ALL_TILES`` without, instead of
+    the regressor's default ``KS_DEFAULT`` (the two sets together); docs/cli.rst says so."""
+    from ..model import KS_ALL_TILES, KS_SUPER_TILES
+
+    return KS_SUPER_TILES if n_clusters else KS_ALL_TILES
+
+
 def _make_model(args):
     from sklearn.pipeline import make_pipeline
 
     from ..bags import SuperTiles
-    from ..model import KS_ALL_TILES, KS_SUPER_TILES, HE2RNARegressor
+    from ..model import HE2RNARegressor
 
-    ks = KS_SUPER_TILES if args.super_tiles else KS_ALL_TILES
-    regressor = HE2RNARegressor(
-        hidden_layer_sizes=tuple(args.hidden),
-        ks=ks,
-        max_epochs=args.epochs,
-        lr=args.lr,
-        patience=args.patience,
-        validation_fraction=args.validation_fraction or None,
-        random_state=args.seed,
-        verbose=args.verbose,
-    )
-    if args.super_tiles:
+    params = _parameters(args, HE2RNARegressor)
+    params["hidden_layer_sizes"] = tuple(params["hidden_layer_sizes"])
+    params["validation_fraction"] = params["validation_fraction"] or None
+    regressor = HE2RNARegressor(ks=_ks_for(args.n_clusters), **params)
+    if args.n_clusters:
         return make_pipeline(
-            SuperTiles(n_clusters=args.super_tiles, random_state=args.seed), regressor
+            SuperTiles(n_clusters=args.n_clusters, random_state=args.random_state), regressor
         )
     return make_pipeline(regressor)
 
 
 # -- fit ---------------------------------------------------------------------------------
-def fit_with_groups(model, X, y, groups):
-    """Fit ``model`` passing ``groups`` the scikit-learn way: with metadata routing on, to
-    every step that requests it (``HE2RNARegressor`` does); a model without such a step is
-    fitted without groups."""
-    import sklearn
-    from sklearn.utils.metadata_routing import get_routing_for_object
-
-    with sklearn.config_context(enable_metadata_routing=True):
-        wanted = get_routing_for_object(model).consumes("fit", ["groups"])
-        return model.fit(X, y, **({"groups": groups} if wanted else {}))
-
-
 def cmd_fit(args):
     _check_outputs((args.out, "--out"))
     index, bags, Y = _load_training(args, "training")
@@ -249,7 +227,7 @@ def cmd_fit(args):
         f"Fitting HE2RNA on {len(bags)} slides ({index['patient_id'].nunique()} "
         f"patients), {Y.shape[1]} genes...",
     )
-    fit_with_groups(model, bags, Y, index["patient_id"].to_numpy())
+    model.fit(bags, Y, **fit_params_for(model, groups=index["patient_id"].to_numpy()))
     out = Path(args.out)
     metadata = {"genes": [str(g) for g in Y.columns], "n_features": int(bags[0].shape[1])}
     save_model(model, out, metadata=metadata)
@@ -342,7 +320,7 @@ def cmd_evaluate(args):
         "ridge baseline (mean-pooled features).",
     )
     model = _make_model(args)
-    both = compare_to_baseline(model, bags, Y, groups, cv=args.folds, n_jobs=args.jobs)
+    both = compare_to_baseline(model, bags, Y, groups, cv=args.folds, n_jobs=args.n_jobs)
     result = both.model
     out, per_fold, predictions, comparison = _evaluate_outputs(out)
     _atomic_csv(result.pooled, out)
@@ -431,11 +409,11 @@ def cmd_demo(args):
     from .._demo import run_demo
 
     run_demo(
-        args.out,
+        args.out_dir,
         n_patients=args.n_patients,
         backbone=args.backbone,
         weights=args.weights,
-        random_state=args.seed,
+        random_state=args.random_state,
         progress=not args.quiet,
     )
     return 0

@@ -1,7 +1,13 @@
 """Data sets: a synthetic cohort on real tissue, and readers of expression tables (including
 GDC STAR per-sample files)."""
 
-from ._expression import PRIMARY_TUMOUR, load_expression, tcga_patient_id, tcga_sample_type
+from ._expression import (
+    PRIMARY_TUMOUR,
+    default_patient_id,
+    load_expression,
+    tcga_patient_id,
+    tcga_sample_type,
+)
 from ._expression_cohort import (
     COHORT_CLASS_NAMES,
     SIGNATURES,
@@ -23,6 +29,7 @@ __all__ = [
     "SIGNATURES",
     "GENE_PROGRAMS",
     "PRIMARY_TUMOUR",
+    "default_patient_id",
     "load_expression",
     "load_gdc_star",
     "make_expression_cohort",

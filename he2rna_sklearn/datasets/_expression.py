@@ -9,7 +9,13 @@ import numpy as np
 import pandas as pd
 from sklearn.utils import Bunch
 
-__all__ = ["PRIMARY_TUMOUR", "load_expression", "tcga_patient_id", "tcga_sample_type"]
+__all__ = [
+    "PRIMARY_TUMOUR",
+    "default_patient_id",
+    "load_expression",
+    "tcga_patient_id",
+    "tcga_sample_type",
+]
 
 #: TCGA sample type code of primary solid tumours (barcode characters 14-15), the samples
 #: the HE2RNA paper trained and evaluated on: ``load_expression(..., sample_types="01")``.
@@ -60,6 +66,19 @@ def tcga_patient_id(sample_id):
     if not _TCGA.match(sample_id):
         raise ValueError(f"'{sample_id}' is not a TCGA barcode (TCGA-XX-XXXX...).")
     return sample_id[:12].upper()
+
+
+def default_patient_id(sample_id):
+    """The patient of a sample given without one: the TCGA patient of a TCGA barcode (its
+    first 12 characters), else the sample id itself (one patient per sample).
+
+    Examples
+    --------
+    >>> default_patient_id("TCGA-4N-A93T-01A-11R"), default_patient_id("slide-7")
+    ('TCGA-4N-A93T', 'slide-7')
+    """
+    sample_id = str(sample_id)
+    return tcga_patient_id(sample_id) if _TCGA.match(sample_id) else sample_id
 
 
 def tcga_sample_type(sample_id):
@@ -321,7 +340,7 @@ def load_expression(
     if patient_id is None:
         patients = expression.index.to_list()
     elif patient_id == "tcga":
-        patients = [tcga_patient_id(s) if _TCGA.match(s) else s for s in expression.index]
+        patients = [default_patient_id(s) for s in expression.index]
     elif callable(patient_id):
         patients = [str(patient_id(s)) for s in expression.index]
     else:

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from sklearn.utils import Bunch
 
-from ._expression import _TCGA, tcga_patient_id
+from ._expression import default_patient_id
 
 __all__ = ["STAR_COLUMNS", "load_gdc_star"]
 
@@ -273,8 +273,8 @@ default="fpkm_uq"
     for i in keep:
         if cases[i]:
             patients.append(cases[i])
-        elif patient_id == "tcga" and _TCGA.match(samples[i]):
-            patients.append(tcga_patient_id(samples[i]))
+        elif patient_id == "tcga":
+            patients.append(default_patient_id(samples[i]))
         else:
             patients.append(samples[i])
     return Bunch(

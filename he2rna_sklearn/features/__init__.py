@@ -1,21 +1,34 @@
 """Stage 2 of the data flow: features.
 
 Backbones (torchvision, timm, and a registry of pathology encoders), the extraction engine
-that runs them over tiles, the on-disk store of one HDF5 file per slide, and readers and
-writers of other tools' feature files.
+that runs them over tiles, the on-disk store of one HDF5 file per slide, readers and
+writers of other tools' feature files, and the slide index (``index.csv``: which feature
+file holds which sample of which patient) that the ``he2rna`` command reads.
 """
 
 from .._torch import resolve_device
 from ._backbones import Backbone, build_backbone
-from ._encoders import ENCODERS, Encoder, TileEncoder, get_encoder, list_encoders
+from ._encoder_modules import TileEncoder
+from ._encoders import ENCODERS, Encoder, get_encoder, list_encoders
 from ._extract import FeatureRunner, TileDataset, extract_features
-from ._featurizer import SlideFeaturizer
-from ._interop import build_index, read_he2rna_npy, read_pt_features
+from ._featurizer import DEFAULT_MPP, SlideFeaturizer
+from ._index import (
+    INDEX_NAME,
+    build_index,
+    index_from_bags,
+    merge_index,
+    read_index,
+    write_index,
+)
+from ._interop import read_he2rna_npy, read_pt_features
+from ._manifest import read_manifest
 from ._stain import ReinhardNormalizer
 from ._store import load_bags, read_bag, write_bag
 
 __all__ = [
+    "DEFAULT_MPP",
     "ENCODERS",
+    "INDEX_NAME",
     "Backbone",
     "Encoder",
     "FeatureRunner",
@@ -27,11 +40,16 @@ __all__ = [
     "build_index",
     "extract_features",
     "get_encoder",
+    "index_from_bags",
     "list_encoders",
     "load_bags",
+    "merge_index",
     "read_bag",
     "read_he2rna_npy",
+    "read_index",
+    "read_manifest",
     "read_pt_features",
     "resolve_device",
     "write_bag",
+    "write_index",
 ]

@@ -18,17 +18,15 @@ import torch
 from torch import nn
 
 from ..exceptions import WeightsNotFoundError
+from ._checkpoints import hf_cached_weights, load_encoder_state
+from ._encoder_modules import TileEncoder, build_encoder_module
 from ._encoders import (
     ENCODERS,
     IMAGENET_MEAN,
     IMAGENET_STD,
     Encoder,
-    TileEncoder,
-    build_encoder_module,
     get_encoder,
-    hf_cached_weights,
     is_encoder_name,
-    load_encoder_state,
 )
 
 __all__ = ["Backbone", "build_backbone", "IMAGENET_MEAN", "IMAGENET_STD"]

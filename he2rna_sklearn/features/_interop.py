@@ -3,8 +3,8 @@
 Read: TRIDENT and CLAM HDF5 files with their level-0 geometry, STAMP files whose
 coordinates are in µm or pixels, ``.pt`` feature files (CLAM, TRIDENT) and the official
 HE2RNA ``.npy`` tile features. Write: the coordinate attributes that CLAM and TRIDENT read,
-so that this package's files travel the other way. And :func:`build_index`, which turns a
-folder of outside feature files plus a manifest into the index the ``he2rna`` command reads.
+so that this package's files travel the other way. (``build_index``, in :mod:`._index`,
+indexes a folder of such files for the ``he2rna`` command.)
 
 Facts about the layouts come from the tools' public sources (mahmoodlab/CLAM,
 mahmoodlab/TRIDENT, KatherLab/STAMP, owkin/HE2RNA_code); none of their code is used.
@@ -33,8 +33,6 @@ import numpy as np
 from ..bags import Bag
 
 __all__ = [
-    "FEATURE_SUFFIXES",
-    "build_index",
     "coords_attrs",
     "features_attrs",
     "h5_geometry",
@@ -42,9 +40,6 @@ __all__ = [
     "read_pt_features",
 ]
 
-#: File suffixes of the feature files that :func:`~he2rna_sklearn.features.read_bag` reads.
-FEATURE_SUFFIXES = (".h5", ".hdf5", ".pt", ".pth", ".npy")
-_KIND_ORDER = {".h5": 0, ".hdf5": 0, ".pt": 1, ".pth": 1, ".npy": 2}
 #: DeepZoom tiling of the official HE2RNA code: 224-px tiles, no overlap.
 HE2RNA_TILE = 224
 
@@ -358,208 +353,3 @@ def read_he2rna_npy(path, *, slide_dimensions=None, slide_id=None):
     coords = np.rint(grid * HE2RNA_TILE * scale).astype(np.int64)
     meta["extent"] = HE2RNA_TILE * scale
     return Bag(features, coords=coords, slide_id=slide_id or path.stem, meta=meta)
-
-
-# -- the CLI's index ------------------------------------------------------------------------
-def _feature_files(folder):
-    """Feature files under ``folder`` by stem; h5 before pt before npy."""
-    by_stem = {}
-    for path in sorted(Path(folder).rglob("*")):
-        if path.suffix.lower() not in FEATURE_SUFFIXES or not path.is_file():
-            continue
-        if path.name.startswith(".") or any(p.startswith(".") for p in path.parts[-3:-1]):
-            continue
-        by_stem.setdefault(path.stem, []).append(path)
-    out = {}
-    for stem, paths in by_stem.items():
-        paths.sort(key=lambda p: _KIND_ORDER[p.suffix.lower()])
-        first = _KIND_ORDER[paths[0].suffix.lower()]
-        best = [p for p in paths if _KIND_ORDER[p.suffix.lower()] == first]
-        if len(best) > 1:
-            raise ValueError(
-                f"Two feature files for '{stem}' in '{folder}': {[os.fspath(p) for p in best]}."
-                " Point --features at the folder of one of them, or give a feature_file column "
-                "in the manifest."
-            )
-        out[stem] = paths[0]
-    return out
-
-
-_ID_COLUMNS = ("sample_id", "slide_id", "slide", "case_id", "id")
-_PATH_COLUMNS = ("slide_path", "path", "filename", "file")
-
-
-def _read_manifest(path):
-    import pandas as pd
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"Manifest not found: '{path}'.")
-    sep = "\t" if path.suffix.lower() in (".tsv", ".tab", ".txt") else ","
-    table = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False)
-    if not any(c in table.columns for c in (*_ID_COLUMNS, *_PATH_COLUMNS, "feature_file")):
-        raise ValueError(
-            f"Manifest '{path}' needs a sample_id, slide_id or slide_path column (found "
-            f"{list(table.columns)})."
-        )
-    return table
-
-
-def build_index(features, manifest=None, *, out=None, on_missing="raise", patient_id="tcga"):
-    """Build the feature index of the ``he2rna`` command from outside feature files.
-
-    ``he2rna fit``, ``evaluate``, ``predict`` and ``heatmap`` read an ``index.csv``:
-    ``sample_id``, ``patient_id`` and ``feature_file`` per slide. ``he2rna featurize``
-    writes it; for features made by TRIDENT, CLAM, STAMP or HE2RNA's code, this builds it.
-    Feature files (``.h5``, ``.pt``, ``.npy``) are found anywhere under ``features`` and
-    matched to the manifest by file stem (the slide file's stem, as these tools name them).
-
-    Parameters
-    ----------
-    features : str or Path
-        Folder of feature files (searched recursively).
-    manifest : str or Path, optional
-        CSV (or TSV) with at least one of ``slide_path``, ``slide_id``, ``sample_id``, and
-        optionally ``patient_id`` and ``feature_file`` (a path, absolute or relative to the
-        manifest). Each row is matched to a feature file by, in order: ``feature_file``, the
-        stem of ``slide_path``, ``slide_id``, ``sample_id``. Without a manifest, every
-        feature file is one sample named by its stem.
-    out : str or Path, optional
-        Where to write the index CSV (a folder gets ``index.csv``); feature paths are
-        written relative to it when they lie below it.
-    on_missing : {"raise", "skip"}, default="raise"
-        A manifest row without a feature file raises an error naming it, or is left out
-        with a warning.
-    patient_id : {"tcga", None}, default="tcga"
-        Patient of a sample without ``patient_id``: the TCGA patient of its barcode (first
-        12 characters), else the sample itself.
-
-    Returns
-    -------
-    index : pandas.DataFrame
-        ``sample_id``, ``patient_id``, ``feature_file`` (absolute), ``n_tiles``,
-        ``n_features`` and ``slide_path`` where the manifest has it.
-
-    Examples
-    --------
-    >>> from he2rna_sklearn.features import build_index
-    >>> index = build_index("trident_job/20x_256px_0px_overlap/features_uni_v1",
-    ...                     "slides.csv", out="features_uni/")  # doctest: +SKIP
-    """
-    import pandas as pd
-
-    from ..datasets import tcga_patient_id
-    from ..datasets._expression import _TCGA
-    from ._store import read_bag
-
-    if on_missing not in ("raise", "skip"):
-        raise ValueError(f"on_missing must be 'raise' or 'skip', got {on_missing!r}.")
-    if patient_id not in ("tcga", None):
-        raise ValueError(f"patient_id must be 'tcga' or None, got {patient_id!r}.")
-    folder = Path(features)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"Features folder not found: '{folder}'.")
-    files = _feature_files(folder)
-    rows = []
-    if manifest is None:
-        if not files:
-            raise ValueError(f"No feature files ({', '.join(FEATURE_SUFFIXES)}) under '{folder}'.")
-        rows = [{"sample_id": stem, "feature_file": p} for stem, p in sorted(files.items())]
-    else:
-        table = _read_manifest(manifest)
-        base = Path(manifest).parent
-        id_col = next((c for c in _ID_COLUMNS if c in table.columns), None)
-        path_col = next((c for c in _PATH_COLUMNS if c in table.columns), None)
-        missing = []
-        for i, rec in table.iterrows():
-            keys = []
-            if rec.get("feature_file"):
-                f = Path(rec["feature_file"])
-                f = f if f.is_absolute() else base / f
-                if not f.is_file():
-                    raise FileNotFoundError(
-                        f"Feature file not found: '{f}' (manifest '{manifest}', row {i + 1})."
-                    )
-                found = f
-            else:
-                if path_col and rec[path_col]:
-                    keys.append(Path(rec[path_col]).stem)
-                if id_col and rec[id_col]:
-                    keys.append(rec[id_col])
-                found = next((files[k] for k in keys if k in files), None)
-            sample = rec[id_col] if id_col and rec[id_col] else (keys[0] if keys else None)
-            if sample is None and found is not None:
-                sample = found.stem
-            if found is None:
-                missing.append((i + 1, keys))
-                continue
-            row = {"sample_id": sample, "feature_file": found}
-            if rec.get("patient_id"):
-                row["patient_id"] = rec["patient_id"]
-            if path_col and rec[path_col]:
-                p = Path(rec[path_col])
-                row["slide_path"] = os.fspath(p if p.is_absolute() else base / p)
-            rows.append(row)
-        if missing:
-            shown = ", ".join(f"row {r} {k}" for r, k in missing[:5])
-            message = (
-                f"{len(missing)} of {len(table)} manifest rows have no feature file under "
-                f"'{folder}' ({shown}); feature files are matched by stem, e.g. "
-                f"{sorted(files)[:3]}."
-            )
-            if on_missing == "raise":
-                raise ValueError(message + " Pass on_missing='skip' to leave them out.")
-            warnings.warn(message + " They are left out.", UserWarning, stacklevel=2)
-        if not rows:
-            raise ValueError(f"No manifest row of '{manifest}' matched a feature file.")
-    index = pd.DataFrame(rows)
-    dup = index["sample_id"][index["sample_id"].duplicated()]
-    if len(dup):
-        raise ValueError(f"Sample id '{dup.iloc[0]}' names more than one feature file.")
-    dup = index["feature_file"][index["feature_file"].duplicated()]
-    if len(dup):
-        raise ValueError(f"Feature file '{dup.iloc[0]}' is listed for more than one sample.")
-    if "patient_id" not in index:
-        index["patient_id"] = ""
-    index["patient_id"] = [
-        p if p else (tcga_patient_id(s) if patient_id == "tcga" and _TCGA.match(s) else s)
-        for s, p in zip(index["sample_id"], index["patient_id"].fillna(""))
-    ]
-    shapes = []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # µm coordinates do not matter for the index
-        for f in index["feature_file"]:
-            shapes.append(read_bag(f, lazy=True).shape)
-    index["n_tiles"] = [s[0] for s in shapes]
-    index["n_features"] = [s[1] for s in shapes]
-    dims = sorted({s[1] for s in shapes if s[0]})
-    if len(dims) > 1:
-        raise ValueError(
-            f"The feature files under '{folder}' have different dimensions {dims}: they come "
-            "from different encoders. Index one encoder's folder at a time."
-        )
-    index["feature_file"] = [os.fspath(Path(f).resolve()) for f in index["feature_file"]]
-    columns = ["sample_id", "patient_id", "feature_file", "n_tiles", "n_features"]
-    if "slide_path" in index:
-        columns.append("slide_path")
-    index = index[columns]
-    if out is not None:
-        _write_index(index, out)
-    return index
-
-
-def _write_index(index, out):
-    out = Path(out)
-    if out.is_dir() or not out.suffix:
-        out = out / "index.csv"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    table = index.copy()
-    root = out.parent.resolve()
-    table["feature_file"] = [
-        os.path.relpath(f, root) if Path(f).resolve().is_relative_to(root) else f
-        for f in table["feature_file"]
-    ]
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    table.to_csv(tmp, index=False)
-    os.replace(tmp, out)
-    return out

@@ -21,9 +21,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ..slides import SlideReader
-from ..slides._annotations import GEOJSON_SUFFIXES, geojson_tissue_mask
-from ..slides._reader import lookup_by_slide, lookup_slide_mpp
+from ..slides import (
+    GEOJSON_SUFFIXES,
+    SlideReader,
+    geojson_tissue_mask,
+    lookup_by_slide,
+    lookup_slide_mpp,
+)
 from ._store import FORMAT_VERSION
 
 __all__ = ["FeatureSpec", "SlideSpec"]

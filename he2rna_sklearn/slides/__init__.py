@@ -4,8 +4,14 @@ Open a slide with OpenSlide, resolve its physical resolution, find tissue and la
 tiles at a requested µm per pixel.
 """
 
-from ._annotations import geojson_tissue_mask, read_geojson_polygons
-from ._reader import SlideReader, lookup_slide_mpp, slide_fingerprint
+from ._annotations import GEOJSON_SUFFIXES, geojson_tissue_mask, read_geojson_polygons
+from ._reader import (
+    SlideReader,
+    check_slide_file,
+    lookup_by_slide,
+    lookup_slide_mpp,
+    slide_fingerprint,
+)
 from ._tiling import (
     TileGeometry,
     grid_coords,
@@ -16,10 +22,13 @@ from ._tiling import (
 from ._tissue import otsu_threshold, tissue_mask
 
 __all__ = [
+    "GEOJSON_SUFFIXES",
     "SlideReader",
     "TileGeometry",
+    "check_slide_file",
     "geojson_tissue_mask",
     "grid_coords",
+    "lookup_by_slide",
     "lookup_slide_mpp",
     "otsu_threshold",
     "plan_geometry",

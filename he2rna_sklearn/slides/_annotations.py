@@ -8,8 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["geojson_tissue_mask", "read_geojson_polygons"]
+__all__ = ["GEOJSON_SUFFIXES", "geojson_tissue_mask", "read_geojson_polygons"]
 
+#: File suffixes read as GeoJSON annotations (other mask files are read as images).
 GEOJSON_SUFFIXES = (".geojson", ".json")
 
 

@@ -14,7 +14,13 @@ from PIL import Image, UnidentifiedImageError
 
 from ..exceptions import MissingMPPError, SlideReadError
 
-__all__ = ["SlideReader", "check_slide_file", "lookup_slide_mpp", "slide_fingerprint"]
+__all__ = [
+    "SlideReader",
+    "check_slide_file",
+    "lookup_by_slide",
+    "lookup_slide_mpp",
+    "slide_fingerprint",
+]
 
 
 def lookup_by_slide(mapping, path):

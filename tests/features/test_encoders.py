@@ -24,11 +24,8 @@ from he2rna_sklearn.features import (
     get_encoder,
     list_encoders,
 )
-from he2rna_sklearn.features._encoders import (
-    _AttentionalPool,
-    build_encoder_module,
-    load_encoder_state,
-)
+from he2rna_sklearn.features._checkpoints import load_encoder_state
+from he2rna_sklearn.features._encoder_modules import _AttentionalPool, build_encoder_module
 
 pytest.importorskip("timm")
 

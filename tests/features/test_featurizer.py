@@ -8,7 +8,7 @@ from sklearn.base import clone
 from he2rna_sklearn import SlideFeaturizer
 from he2rna_sklearn.datasets import write_pyramidal_tiff
 from he2rna_sklearn.exceptions import MissingMPPError
-from he2rna_sklearn.features import _featurizer
+from he2rna_sklearn.features import _slide_task
 
 from ..conftest import CMU_SVS, SHARED
 
@@ -93,7 +93,7 @@ def test_cache_is_reused_and_keyed_by_parameters(tiny_cohort, tiny_cnn, tmp_path
     def fail(*args, **kwargs):
         raise AssertionError("cached slides must not be featurized again")
 
-    monkeypatch.setattr(_featurizer, "extract_features", fail)
+    monkeypatch.setattr(_slide_task, "extract_features", fail)
     again = feat.transform(paths)
     np.testing.assert_array_equal(np.asarray(again[0]), np.asarray(first[0]))
     np.testing.assert_array_equal(again[1].coords, first[1].coords)
@@ -222,7 +222,7 @@ def test_interrupted_run_resumes_without_redoing_slides(
     paths = tiny_cohort.slide_paths[:3]
     feat = _featurizer_for(tiny_cnn, mpp=1.0, cache_dir=tmp_path)
     calls = []
-    real = _featurizer.extract_features
+    real = _slide_task.extract_features
 
     class Killed(BaseException):
         """Stands for the process being killed (not an Exception: never skipped)."""
@@ -235,7 +235,7 @@ def test_interrupted_run_resumes_without_redoing_slides(
             raise Killed  # the run dies while featurizing slide 2
         return real(dataset, *args, **kwargs)
 
-    monkeypatch.setattr(_featurizer, "extract_features", crash_on_second)
+    monkeypatch.setattr(_slide_task, "extract_features", crash_on_second)
     with pytest.raises(Killed):
         feat.transform(paths)
     assert len(list(tmp_path.glob("*.h5"))) == 1 and not list(tmp_path.glob("*.tmp"))

@@ -13,7 +13,6 @@ import torch
 
 from he2rna_sklearn import SlideFeaturizer, load_bags
 from he2rna_sklearn.features import (
-    build_index,
     read_bag,
     read_he2rna_npy,
     read_pt_features,
@@ -332,67 +331,6 @@ def test_write_bag_roundtrip_keeps_geometry(tmp_path):
     bag = read_bag(path)
     assert bag.meta["extent"] == 448 and bag.meta["coords_patch_level"] == 1
     np.testing.assert_array_equal(bag.coords, GRID * 448)
-
-
-@pytest.fixture
-def outside_features(tmp_path):
-    """A TRIDENT job folder (h5) and a CLAM pt folder with a manifest of slides."""
-    root = tmp_path / "job" / "20x_256px_0px_overlap" / "features_uni_v1"
-    root.mkdir(parents=True)
-    names = [f"TCGA-A{i}-000{i}-01Z-00-DX1.abc" for i in range(4)]
-    for i, n in enumerate(names):
-        write_trident(root / f"{n}.h5", GRID * 512, _features(seed=i))
-    (tmp_path / "job" / "other.txt").write_text("not a feature file")
-    manifest = pd.DataFrame({"slide_path": [f"/data/slides/{n}.svs" for n in names]})
-    manifest.to_csv(tmp_path / "slides.csv", index=False)
-    return tmp_path, root, names
-
-
-def test_build_index_from_trident_folder(outside_features):
-    tmp_path, root, names = outside_features
-    index = build_index(tmp_path / "job", tmp_path / "slides.csv", out=root)
-    assert index["sample_id"].tolist() == [f"{n}" for n in names]
-    assert index["patient_id"].tolist() == [n[:12] for n in names]
-    assert (index["n_tiles"] == 12).all() and (index["n_features"] == 6).all()
-    written = pd.read_csv(root / "index.csv")
-    assert written["feature_file"].tolist() == [f"{n}.h5" for n in names]  # relative
-    from he2rna_sklearn.cli._manifest import read_index
-
-    again = read_index(root)
-    bags = load_bags(list(again["feature_file"]))
-    assert [b.meta["extent"] for b in bags] == [512] * 4
-
-
-def test_build_index_errors_and_skips(outside_features):
-    tmp_path, root, names = outside_features
-    extra = pd.DataFrame({"sample_id": ["S9"], "slide_path": ["/data/slides/missing.svs"]})
-    pd.concat([pd.read_csv(tmp_path / "slides.csv"), extra]).to_csv(
-        tmp_path / "more.csv", index=False
-    )
-    with pytest.raises(ValueError, match=r"1 of 5 manifest rows.*row 5.*missing"):
-        build_index(root, tmp_path / "more.csv")
-    with pytest.warns(UserWarning, match="left out"):
-        index = build_index(root, tmp_path / "more.csv", on_missing="skip")
-    assert len(index) == 4
-    # Without a manifest: every file is a sample.
-    assert len(build_index(root)) == 4
-    # Features of two encoders in one folder.
-    write_trident(root / "odd.h5", GRID * 512, _features(d=9))
-    with pytest.raises(ValueError, match="different dimensions"):
-        build_index(root)
-    with pytest.raises(FileNotFoundError, match="nowhere"):
-        build_index(tmp_path / "nowhere")
-
-
-def test_build_index_prefers_h5_over_pt(tmp_path):
-    write_trident(tmp_path / "s1.h5", GRID * 512, _features())
-    torch.save(torch.from_numpy(_features()), tmp_path / "s1.pt")
-    index = build_index(tmp_path)
-    assert index["feature_file"].iloc[0].endswith("s1.h5")
-    (tmp_path / "sub").mkdir()
-    write_trident(tmp_path / "sub" / "s1.h5", GRID * 512, _features())
-    with pytest.raises(ValueError, match="Two feature files for 's1'"):
-        build_index(tmp_path)
 
 
 def test_no_warning_for_pixel_files(tmp_path):

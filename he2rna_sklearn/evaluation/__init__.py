@@ -1,0 +1,29 @@
+"""The paper's evaluation protocol, and the baselines every model is compared with.
+
+* :func:`cross_validate_genes`: per-gene correlations under patient-grouped CV
+  (``_genes``), with per-project reports (:func:`gene_correlations_by_group`,
+  :func:`merge_projects`; ``_groups``);
+* :func:`compare_auc` and :func:`aggregate_by_patient`: two ROC AUCs on the same patients,
+  with a bootstrap interval of their difference (``_auc``);
+* :func:`ridge_baseline` and :func:`compare_to_baseline`: the ridge on mean-pooled features,
+  cross-validated on the same folds (``_baseline``);
+* :func:`fit_params_for`: ``groups`` routed to the steps that take them (``_routing``).
+"""
+
+from ._auc import aggregate_by_patient, compare_auc
+from ._baseline import compare_to_baseline, ridge_baseline
+from ._genes import cross_validate_genes
+from ._groups import PAPER_PROJECT_MERGES, gene_correlations_by_group, merge_projects
+from ._routing import fit_params_for
+
+__all__ = [
+    "PAPER_PROJECT_MERGES",
+    "aggregate_by_patient",
+    "compare_auc",
+    "compare_to_baseline",
+    "cross_validate_genes",
+    "fit_params_for",
+    "gene_correlations_by_group",
+    "merge_projects",
+    "ridge_baseline",
+]

@@ -1,0 +1,226 @@
+"""Published checkpoints of registered encoders: found in the Hugging Face cache without
+network access, renamed from their key layout to timm's, and loaded strictly.
+
+Key layouts (:data:`~._encoders.LAYOUTS`): timm's own, Hugging Face ``ViTModel`` and
+``Dinov2Model`` (transformers 4 and 5 names), and CONCH v1.5's vision tower. A new layout
+needs a converter in :data:`_CONVERTERS`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import torch
+
+from ..exceptions import WeightsNotFoundError
+from ._encoder_modules import loadable_part
+
+__all__ = ["hf_cached_weights", "load_encoder_state"]
+
+
+def _merge_qkv_hf(state, prefix, out_prefix):
+    """Merge Hugging Face's separate query/key/value projections into timm's ``qkv``.
+
+    Returns the merged tensors and the source keys used; projections that cannot be merged
+    (missing or of unequal widths) are left for the strict load to report.
+    """
+    out, used = {}, set()
+    layers = sorted({int(m.group(1)) for k in state if (m := re.match(rf"^{prefix}(\d+)\.", k))})
+    for i in layers:
+        base = f"{prefix}{i}.attention.attention."
+        for kind in ("weight", "bias"):
+            keys = [f"{base}{p}.{kind}" for p in ("query", "key", "value")]
+            parts = [state.get(k) for k in keys]
+            if any(p is None for p in parts) or len({tuple(p.shape) for p in parts}) > 1:
+                continue
+            out[f"{out_prefix}{i}.attn.qkv.{kind}"] = torch.cat(parts, dim=0)
+            used.update(keys)
+    return out, used
+
+
+def _hf_v5_to_v4(key, *, dinov2):
+    """Hugging Face transformers >= 5 renamed ViT/DINOv2 weights; published checkpoints
+    (saved with transformers 4) use the older names. Bring both to the older ones."""
+    key = re.sub(
+        r"\.attention\.([qkv])_proj\.",
+        lambda m: (
+            ".attention.attention." + {"q": "query", "k": "key", "v": "value"}[m.group(1)] + "."
+        ),
+        key,
+    )
+    key = key.replace(".attention.o_proj.", ".attention.output.dense.")
+    if not dinov2:
+        key = re.sub(r"^layers\.", "encoder.layer.", key)
+        key = key.replace(".mlp.fc1.", ".intermediate.dense.")
+        key = key.replace(".mlp.fc2.", ".output.dense.")
+    return key
+
+
+def _from_hf(state, *, dinov2):
+    """Rename a Hugging Face ``ViTModel``/``Dinov2Model`` state dict to timm's names."""
+    state = {
+        _hf_v5_to_v4(re.sub(r"^(vit|dinov2)\.", "", k), dinov2=dinov2): v for k, v in state.items()
+    }
+    out, merged = _merge_qkv_hf(state, "encoder.layer.", "blocks.")
+    rename = [
+        (r"^embeddings\.cls_token$", "cls_token"),
+        (r"^embeddings\.position_embeddings$", "pos_embed"),
+        (r"^embeddings\.patch_embeddings\.projection\.", "patch_embed.proj."),
+        (r"^encoder\.layer\.(\d+)\.attention\.output\.dense\.", r"blocks.\1.attn.proj."),
+        (r"^layernorm\.", "norm."),
+    ]
+    if dinov2:
+        rename += [
+            (r"^encoder\.layer\.(\d+)\.norm1\.", r"blocks.\1.norm1."),
+            (r"^encoder\.layer\.(\d+)\.norm2\.", r"blocks.\1.norm2."),
+            (r"^encoder\.layer\.(\d+)\.mlp\.fc1\.", r"blocks.\1.mlp.fc1."),
+            (r"^encoder\.layer\.(\d+)\.mlp\.fc2\.", r"blocks.\1.mlp.fc2."),
+            (r"^encoder\.layer\.(\d+)\.layer_scale1\.lambda1$", r"blocks.\1.ls1.gamma"),
+            (r"^encoder\.layer\.(\d+)\.layer_scale2\.lambda1$", r"blocks.\1.ls2.gamma"),
+        ]
+        dropped = (r"^embeddings\.mask_token$",)
+    else:
+        rename += [
+            (r"^encoder\.layer\.(\d+)\.layernorm_before\.", r"blocks.\1.norm1."),
+            (r"^encoder\.layer\.(\d+)\.layernorm_after\.", r"blocks.\1.norm2."),
+            (r"^encoder\.layer\.(\d+)\.intermediate\.dense\.", r"blocks.\1.mlp.fc1."),
+            (r"^encoder\.layer\.(\d+)\.output\.dense\.", r"blocks.\1.mlp.fc2."),
+        ]
+        dropped = (r"^pooler\.",)
+    for key, value in state.items():
+        if key in merged:
+            continue
+        if any(re.search(p, key) for p in dropped):
+            continue
+        for pattern, repl in rename:
+            new, n = re.subn(pattern, repl, key)
+            if n:
+                out[new] = value
+                break
+        else:
+            out[key] = value  # left as is: a strict load names it as unexpected
+    return out
+
+
+_CONVERTERS = {
+    "timm": lambda state: state,
+    "hf-vit": lambda state: _from_hf(state, dinov2=False),
+    "hf-dinov2": lambda state: _from_hf(state, dinov2=True),
+    "conch-v1.5": lambda state: state,
+}
+
+
+def _resample_pos_embed(state, target, key, n_prefix):
+    """Resample a checkpoint's position embeddings to the model's grid when they differ."""
+    if key not in state or tuple(state[key].shape) == tuple(target.shape):
+        return state
+    from timm.layers import resample_abs_pos_embed
+
+    side = int(round((target.shape[1] - n_prefix) ** 0.5))
+    src = state[key].float()
+    if src.shape[-1] != target.shape[-1]:
+        return state  # a width mismatch is reported by the strict load
+    state = dict(state)
+    state[key] = resample_abs_pos_embed(
+        src,
+        new_size=(side, side),
+        num_prefix_tokens=n_prefix,
+        interpolation="bicubic",
+        antialias=False,
+        verbose=False,
+    )
+    return state
+
+
+def load_encoder_state(module, encoder, state, *, source="the checkpoint"):
+    """Load a published checkpoint into a module from :func:`build_encoder_module`.
+
+    Keys are renamed from the checkpoint's layout to timm's, position embeddings are
+    resampled if the checkpoint was saved at another grid, and the load is strict: any
+    missing or unexpected key is an error naming a few of them.
+    """
+    state = _CONVERTERS[encoder.checkpoint_layout](dict(state))
+    state = {k: (v.float() if v.is_floating_point() else v) for k, v in state.items()}
+    target = loadable_part(module, encoder)
+    own = target.state_dict()
+    prefix = "trunk." if encoder.checkpoint_layout == "conch-v1.5" else ""
+    trunk = module.trunk
+    n_prefix = 0 if getattr(trunk, "no_embed_class", False) else trunk.num_prefix_tokens
+    pos_key = prefix + "pos_embed"
+    if pos_key in own:
+        state = _resample_pos_embed(state, own[pos_key], pos_key, n_prefix)
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    wrong = [
+        f"{k} {tuple(state[k].shape)} (expected {tuple(own[k].shape)})"
+        for k in sorted(set(own) & set(state))
+        if tuple(state[k].shape) != tuple(own[k].shape)
+    ]
+    if missing or unexpected or wrong:
+        raise ValueError(
+            f"Weights from {source} do not fit encoder '{encoder.name}' "
+            f"({encoder.architecture}): {len(missing)} missing keys (e.g. {missing[:3]}), "
+            f"{len(unexpected)} unexpected keys (e.g. {unexpected[:3]}), {len(wrong)} of the "
+            f"wrong shape (e.g. {wrong[:2]}). Check that the file is {encoder.name}'s "
+            f"published checkpoint ({encoder.url})."
+        )
+    target.load_state_dict(state, strict=True, assign=True)
+    if not any(v.is_meta for v in state.values()):
+        tensors = list(module.named_parameters()) + list(module.named_buffers())
+        left = [n for n, t in tensors if t.is_meta]
+        if left:  # pragma: no cover - guards against architectures with unsaved buffers
+            raise RuntimeError(f"Encoder '{encoder.name}': {left[:3]} were not loaded.")
+    return module
+
+
+def _how_to_get(encoder):
+    files = " or ".join(encoder.weight_files)
+    gated = (
+        f"It is gated: log in at https://huggingface.co and accept the conditions on "
+        f"{encoder.url} first, then create an access token. "
+        if encoder.gated
+        else ""
+    )
+    return (
+        f"{gated}On a machine with internet run `hf download {encoder.repo_id}` (or "
+        f"huggingface_hub.snapshot_download('{encoder.repo_id}')) and copy the Hugging Face "
+        f"cache (HF_HOME, default ~/.cache/huggingface) here, or pass the checkpoint file "
+        f"({files}) as weights='/path/to/{encoder.weight_files[0]}'. Nothing is downloaded "
+        "at run time, and only weights=None gives random weights."
+    )
+
+
+def hf_cached_weights(encoder, *, cache_dir=None):
+    """The encoder's checkpoint in the Hugging Face cache, found without any network access.
+
+    Returns
+    -------
+    path : pathlib.Path
+    weights_id : str
+        ``hf-hub:<repo>@<snapshot>/<file>``, recorded in feature files.
+
+    Raises
+    ------
+    WeightsNotFoundError
+        If no weight file of the encoder is in the cache, saying how to get it.
+    """
+    if encoder.repo_id is None:
+        raise WeightsNotFoundError(f"Encoder '{encoder.name}' has no Hugging Face repository.")
+    from huggingface_hub import try_to_load_from_cache
+
+    for filename in encoder.weight_files:
+        found = try_to_load_from_cache(encoder.repo_id, filename, cache_dir=cache_dir)
+        if isinstance(found, (str, os.PathLike)) and Path(found).is_file():
+            path = Path(found)
+            snapshot = path.parent.name
+            return path, f"hf-hub:{encoder.repo_id}@{snapshot[:12]}/{filename}"
+    from huggingface_hub import constants
+
+    where = cache_dir or constants.HF_HUB_CACHE
+    raise WeightsNotFoundError(
+        f"The weights of encoder '{encoder.name}' ({encoder.repo_id}: "
+        f"{', '.join(encoder.weight_files)}) are not in the Hugging Face cache '{where}'. "
+        + _how_to_get(encoder)
+    )
