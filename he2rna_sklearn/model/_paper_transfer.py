@@ -11,7 +11,6 @@ import numbers
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, TransformerMixin
-from sklearn.model_selection import GroupShuffleSplit, ShuffleSplit
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
@@ -20,7 +19,8 @@ from torch import nn
 from .._torch import module_state, rebuild_module, resolve_device
 from ..bags import check_bags, check_finite_bag
 from ..metrics import mean_gene_correlation
-from ._regressor import check_targets
+from ._targets import check_targets
+from ._training import validation_split
 
 __all__ = ["MeanFeatureEmbedder", "mean_tile_features"]
 
@@ -265,34 +265,6 @@ class MeanFeatureEmbedder(TransformerMixin, BaseEstimator):
             )
         return hidden
 
-    def _split(self, n, groups, seed):
-        """Train/validation indices, by patient when ``groups`` is given."""
-        if self.validation_fraction is None:
-            return np.arange(n), None
-        if groups is not None:
-            groups = np.asarray(groups)
-            if groups.shape != (n,):
-                raise ValueError(
-                    f"groups must have one entry per bag ({n}), got shape {groups.shape}."
-                )
-            n_units, unit = len(np.unique(groups)), "patients (groups)"
-        else:
-            n_units, unit = n, "slides"
-        n_valid = max(2, int(np.ceil(self.validation_fraction * n_units)))
-        if n_units - n_valid < 2:
-            raise ValueError(
-                f"validation_fraction={self.validation_fraction} needs at least {n_valid + 2} "
-                f"{unit} ({n_valid} held out for early stopping, 2 to train) but X has "
-                f"{n_units}. Pass validation_fraction=None to train for max_epochs without "
-                "early stopping."
-            )
-        if groups is not None:
-            splitter = GroupShuffleSplit(n_splits=1, test_size=n_valid, random_state=seed)
-        else:
-            splitter = ShuffleSplit(n_splits=1, test_size=n_valid, random_state=seed)
-        train, valid = next(splitter.split(np.zeros(n), groups=groups))
-        return np.sort(train), np.sort(valid)
-
     def fit(self, X, y=None, *, expression=None, groups=None):
         """Fit the MLP on the slides' ``expression``; ``y`` is ignored.
 
@@ -325,7 +297,7 @@ class MeanFeatureEmbedder(TransformerMixin, BaseEstimator):
         Y, names, _ = check_targets(expression, len(means), name="expression")
         rng = check_random_state(self.random_state)
         seed_torch, seed_split, seed_shuffle = (int(s) for s in rng.randint(2**31 - 1, size=3))
-        train, valid = self._split(len(means), groups, seed_split)
+        train, valid = validation_split(len(means), groups, self.validation_fraction, seed_split)
 
         y_mean = Y[train].mean(axis=0)
         y_std = Y[train].std(axis=0)
