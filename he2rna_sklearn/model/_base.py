@@ -26,12 +26,13 @@ class BaseHE2RNA(BaseEstimator):
 
     As scikit-learn's ``_BaseRidge``: the shared parameter constraints and the training
     loop live here, and each subclass lists its parameters in its own ``__init__``
-    signature, with the shared defaults read from
+    signature, the shared defaults read from
     :data:`~he2rna_sklearn.model._params.SHARED_DEFAULTS`, and stores them with
-    :meth:`_store_params`. A subclass encodes its targets and calls :meth:`_fit_net` with
-    its :class:`~he2rna_sklearn.model._training.TrainingOptions`; it can start the network
-    somewhere other than PyTorch's random initialisation by overriding
-    :meth:`_start_module` (and :meth:`_output_l2`, a penalty that goes with that start).
+    :func:`~he2rna_sklearn.model._params.store_params`. A subclass encodes its targets and
+    calls :meth:`_fit_net` with its
+    :class:`~he2rna_sklearn.model._training.TrainingOptions`; it starts the network
+    elsewhere than PyTorch's random initialisation by overriding :meth:`_start_module`
+    (and :meth:`_output_l2`, a penalty that goes with that start).
 
     A fitted estimator holds its network as ``module_`` (an :class:`HE2RNAModule`), the
     per-epoch ``history_`` (a DataFrame) and ``best_epoch_``. Its pickled state holds only
@@ -41,15 +42,6 @@ class BaseHE2RNA(BaseEstimator):
     """
 
     _parameter_constraints = dict(NETWORK_CONSTRAINTS)
-
-    def _store_params(self, arguments):
-        """Store the subclass ``__init__``'s ``arguments`` (its ``locals()``), parameters only.
-
-        scikit-learn's ``__init__`` stores its parameters and does nothing else; the names
-        come from the subclass's signature, so they are written once, there.
-        """
-        for name in self._get_param_names():
-            setattr(self, name, arguments[name])
 
     # -- validation ---------------------------------------------------------------------
     def _check_architecture(self):

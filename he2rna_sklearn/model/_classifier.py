@@ -17,7 +17,7 @@ from ..bags import check_bags
 from ._base import BaseHE2RNA
 from ._init_from import copy_hidden_layers
 from ._modules import KS_SUPER_TILES
-from ._params import NETWORK_CONSTRAINTS, SHARED_DEFAULTS
+from ._params import NETWORK_CONSTRAINTS, SHARED_DEFAULTS, store_params
 from ._training import TrainingOptions, validation_split
 
 __all__ = ["CLASSIFIER_OVERRIDES", "HE2RNAClassifier"]
@@ -170,7 +170,7 @@ class HE2RNAClassifier(
         random_state=_D["random_state"],
         verbose=_D["verbose"],
     ):
-        self._store_params(locals())
+        store_params(self, locals())
 
     def _check_architecture(self):
         """With ``init_from``, the source's hidden layers and activation (exactly)."""

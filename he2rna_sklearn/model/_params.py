@@ -17,7 +17,7 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 
 from ._modules import ACTIVATIONS, KS_DEFAULT
 
-__all__ = ["NETWORK_CONSTRAINTS", "SHARED_DEFAULTS"]
+__all__ = ["NETWORK_CONSTRAINTS", "SHARED_DEFAULTS", "store_params"]
 
 #: Defaults of the parameters shared by :class:`HE2RNARegressor` and
 #: :class:`HE2RNAClassifier` (read-only). Where they depart from the paper, and why, is
@@ -66,3 +66,13 @@ NETWORK_CONSTRAINTS = {
     "random_state": ["random_state"],
     "verbose": ["verbose"],
 }
+
+
+def store_params(estimator, arguments):
+    """Store ``estimator.__init__``'s ``arguments`` (its ``locals()``) as attributes.
+
+    scikit-learn's ``__init__`` stores its parameters and does nothing else; their names
+    come from the signature (``_get_param_names``), so they are written once, there.
+    """
+    for name in estimator._get_param_names():
+        setattr(estimator, name, arguments[name])

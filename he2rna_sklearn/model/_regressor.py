@@ -15,7 +15,7 @@ from ..bags import check_bags
 from ..metrics import mean_gene_correlation
 from ._base import BaseHE2RNA
 from ._init_from import check_regressor_source, copy_module, source_estimator
-from ._params import NETWORK_CONSTRAINTS
+from ._params import NETWORK_CONSTRAINTS, store_params
 from ._params import SHARED_DEFAULTS as _D
 from ._targets import check_projects, check_targets, per_group_mean_r, valid_mean_r
 from ._training import TrainingOptions, validation_split
@@ -212,7 +212,7 @@ class HE2RNARegressor(
         random_state=_D["random_state"],
         verbose=_D["verbose"],
     ):
-        self._store_params(locals())
+        store_params(self, locals())
 
     # -- fitting ------------------------------------------------------------------------
     def fit(self, X, y, groups=None, projects=None):
