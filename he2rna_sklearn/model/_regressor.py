@@ -17,7 +17,14 @@ from ._base import BaseHE2RNA
 from ._init_from import check_regressor_source, copy_module, source_estimator
 from ._params import NETWORK_CONSTRAINTS, store_params
 from ._params import SHARED_DEFAULTS as _D
-from ._targets import check_projects, check_targets, per_group_mean_r, valid_mean_r
+from ._targets import (
+    check_projects,
+    check_targets,
+    gene_columns,
+    gene_set_score,
+    per_group_mean_r,
+    valid_mean_r,
+)
 from ._training import TrainingOptions, validation_split
 from ._warm_start import warm_start
 
@@ -348,6 +355,10 @@ class HE2RNARegressor(
         check_is_fitted(self, "module_")
         return self.y_mean_, self.y_scale_
 
+    def _fitted_genes(self):
+        check_is_fitted(self, "module_")
+        return list(self.gene_names_)
+
     def _check_learned(self, bags, Y):
         """Record the prediction spread on the training bags; warn when it is near zero."""
         pred = self.predict(bags).reshape(len(Y), -1)
@@ -392,27 +403,13 @@ class HE2RNARegressor(
         -------
         scores : ndarray of shape (n_tiles, n_genes), or (n_tiles,) with ``genes``
         """
-        columns = None
-        if genes is not None:
-            check_is_fitted(self, "module_")
-            names = list(self.gene_names_)
-            wanted = [genes] if isinstance(genes, str) else list(genes)
-            missing = [g for g in wanted if g not in names]
-            if missing or not wanted:
-                raise ValueError(
-                    f"Unknown genes {missing or wanted}; the model predicts "
-                    f"{names[:10]}{'...' if len(names) > 10 else ''}."
-                )
-            columns = [names.index(g) for g in wanted]
+        columns = None if genes is None else gene_columns(self._fitted_genes(), genes)
         scores = self._tile_outputs(bag) * self.y_scale_ + self.y_mean_
         if columns is None:
             return scores
         if isinstance(genes, str):
             return scores[:, columns[0]]
-        chosen = scores[:, columns]
-        std = chosen.std(axis=0)
-        z = (chosen - chosen.mean(axis=0)) / np.where(std > 0, std, 1.0)
-        return z.mean(axis=1)
+        return gene_set_score(scores[:, columns])
 
     def transform(self, X):
         """Slide-level transcriptomic embedding, (n_slides, hidden_layer_sizes[-1]).

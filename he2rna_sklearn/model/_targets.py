@@ -6,7 +6,14 @@ import numpy as np
 
 from ..metrics import mean_gene_correlation
 
-__all__ = ["check_projects", "check_targets", "per_group_mean_r", "valid_mean_r"]
+__all__ = [
+    "check_projects",
+    "check_targets",
+    "gene_columns",
+    "gene_set_score",
+    "per_group_mean_r",
+    "valid_mean_r",
+]
 
 
 def valid_mean_r(net, X, y):
@@ -85,3 +92,22 @@ def check_projects(projects, n_bags):
             f"projects must have one entry per bag ({n_bags}), got shape {projects.shape}."
         )
     return projects
+
+
+def gene_columns(names, genes):
+    """The positions in ``names`` (a model's genes) of ``genes``: one name or several."""
+    wanted = [genes] if isinstance(genes, str) else list(genes)
+    missing = [g for g in wanted if g not in names]
+    if missing or not wanted:
+        raise ValueError(
+            f"Unknown genes {missing or wanted}; the model predicts "
+            f"{names[:10]}{'...' if len(names) > 10 else ''}."
+        )
+    return [names.index(g) for g in wanted]
+
+
+def gene_set_score(scores):
+    """Per row, the mean over columns (genes) of their z-scored ``scores``."""
+    std = scores.std(axis=0)
+    z = (scores - scores.mean(axis=0)) / np.where(std > 0, std, 1.0)
+    return z.mean(axis=1)
