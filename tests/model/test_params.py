@@ -1,6 +1,10 @@
+import ast
 import inspect
+import re
 
-from he2rna_sklearn import HE2RNAClassifier, HE2RNARegressor
+import pytest
+
+from he2rna_sklearn import HE2RNAClassifier, HE2RNARegressor, MeanFeatureEmbedder, model
 from he2rna_sklearn.model._base import BaseHE2RNA
 from he2rna_sklearn.model._classifier import CLASSIFIER_OVERRIDES
 from he2rna_sklearn.model._params import NETWORK_CONSTRAINTS, SHARED_DEFAULTS
@@ -36,3 +40,19 @@ def test_one_set_of_defaults_for_the_shared_parameters():
 def test_init_stores_every_parameter_as_given():
     params = dict(HE2RNAClassifier().get_params(), dropout=0.5, ks=(3,), random_state=7)
     assert HE2RNAClassifier(**params).get_params() == params
+
+
+@pytest.mark.parametrize("cls", [HE2RNARegressor, HE2RNAClassifier, MeanFeatureEmbedder])
+def test_documented_defaults_are_the_defaults(cls):
+    # A default changed in the table must be changed in the docstrings too.
+    documented = dict(re.findall(r"^    (\w+) : .*default=(.+)$", cls.__doc__, re.MULTILINE))
+    defaults = cls().get_params()
+    listed = set(re.findall(r"^    (\w+) : ", cls.__doc__, re.MULTILINE))
+    assert set(defaults) <= listed and set(documented) <= set(defaults)
+    assert len(documented) >= len(defaults) - 1  # init_from is "optional"
+    for name, text in documented.items():
+        try:
+            value = ast.literal_eval(text)
+        except ValueError:  # a constant of the package, e.g. KS_DEFAULT
+            value = getattr(model, text)
+        assert value == defaults[name], f"{cls.__name__} documents {name}={text}"
