@@ -1,7 +1,22 @@
 """Stage 4 of the data flow: the model.
 
 Torch modules (per-tile MLP, masked top-k pooling), the skorch glue (bag datasets,
-padding, per-batch k draws) and the scikit-learn estimators.
+padding, per-batch k draws) and the scikit-learn estimators. One job per module:
+
+* ``_modules``: the torch network; ``_net``: bag datasets, padding, the skorch net;
+* ``_params``: the shared parameters' defaults (one table) and constraints;
+  ``_settings``: the paper's settings;
+* ``_training``: seeds, the validation split, ``TrainingOptions``, early stopping from a
+  warm start; ``_base``: ``BaseHE2RNA``, the training run and inference;
+* starts: ``_warm_start`` (the closed-form ridge start), ``_init_from`` (from a fitted
+  model);
+* heads: ``_regressor`` (with ``_targets``: target checks and scores), ``_classifier``;
+* embedders: ``_transfer`` (``HE2RNAEmbedder``), ``_paper_transfer``
+  (``MeanFeatureEmbedder``, with ``_mean_features``).
+
+A new head subclasses ``BaseHE2RNA``: it encodes its targets, builds its
+``TrainingOptions`` and calls ``_fit_net``, and overrides ``_start_module`` to start
+elsewhere than PyTorch's random initialisation.
 """
 
 from ._classifier import HE2RNAClassifier

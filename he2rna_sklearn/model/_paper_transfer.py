@@ -6,91 +6,31 @@ this project's issue 12; no code of the official HE2RNA repository is used.
 
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, TransformerMixin
-from sklearn.model_selection import GroupShuffleSplit, ShuffleSplit
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.validation import check_is_fitted
+from skorch import NeuralNet
+from skorch.callbacks import EarlyStopping, EpochScoring
+from skorch.dataset import Dataset
+from skorch.helper import predefined_split
 from torch import nn
 
 from .._torch import module_state, rebuild_module, resolve_device
-from ..bags import check_bags, check_finite_bag
-from ..metrics import mean_gene_correlation
-from ._regressor import check_targets
+from ._mean_features import ACTIVATIONS, MeanFeatureMLP, SeededPermutation, mean_tile_features
+from ._params import NETWORK_CONSTRAINTS, store_params
+from ._targets import check_targets, valid_mean_r
+from ._training import validation_split
 
 __all__ = ["MeanFeatureEmbedder", "mean_tile_features"]
 
-_ACTIVATIONS = {"sigmoid": nn.Sigmoid, "relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU}
-
-
-def mean_tile_features(X, *, n_features=None, name="X"):
-    """The mean feature vector of each bag, (n_slides, n_features) float32.
-
-    Parameters
-    ----------
-    X : sequence of bags
-    n_features : int, optional
-        The feature count every bag must have.
-    name : str
-        The parameter name used in error messages.
-
-    Returns
-    -------
-    means : ndarray of shape (n_slides, n_features)
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> mean_tile_features([np.ones((3, 2)), np.zeros((5, 2))])
-    array([[1., 1.],
-           [0., 0.]], dtype=float32)
-    """
-    bags, n_features = check_bags(X, n_features=n_features, name=name)
-    out = np.empty((len(bags), n_features), np.float32)
-    for i, bag in enumerate(bags):
-        arr = np.asarray(bag, dtype=np.float64)
-        if not np.isfinite(arr).all():  # in-memory bags were checked; lazy ones are now
-            check_finite_bag(arr, i, bag, name)
-        out[i] = arr.mean(axis=0)
-    return out
-
-
-class _MeanFeatureMLP(nn.Module):
-    """Standardise a slide's mean features, hidden layers, then a linear layer to genes."""
-
-    def __init__(self, n_features, hidden, n_outputs, activation, dropout, mean, scale):
-        super().__init__()
-        self.config = {
-            "n_features": int(n_features),
-            "hidden": [int(h) for h in hidden],
-            "n_outputs": int(n_outputs),
-            "activation": str(activation),
-            "dropout": float(dropout),
-        }
-        self.register_buffer("input_mean", torch.as_tensor(mean, dtype=torch.float32))
-        self.register_buffer("input_scale", torch.as_tensor(scale, dtype=torch.float32))
-        sizes = (n_features, *hidden)
-        self.hidden = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
-        self.activation = _ACTIVATIONS[activation]()
-        self.dropout = nn.Dropout(dropout)
-        self.output = nn.Linear(sizes[-1], n_outputs)
-        nn.init.zeros_(self.output.bias)  # targets are centred on their training mean
-
-    def embed(self, x):
-        """The last hidden layer after its activation (no dropout: for eval mode)."""
-        h = (x - self.input_mean) / self.input_scale
-        for i, layer in enumerate(self.hidden):
-            if i:
-                h = self.dropout(h)
-            h = self.activation(layer(h))
-        return h
-
-    def forward(self, x):
-        return self.output(self.dropout(self.embed(x)))
+#: Parameters named and constrained as the HE2RNA estimators' (with defaults of their own).
+_SHARED = (
+    "dropout", "standardize", "max_epochs", "batch_size", "lr", "weight_decay", "patience",
+    "validation_fraction", "device", "random_state", "verbose",
+)  # fmt: skip
 
 
 class MeanFeatureEmbedder(TransformerMixin, BaseEstimator):
@@ -153,7 +93,7 @@ class MeanFeatureEmbedder(TransformerMixin, BaseEstimator):
     random_state : int, RandomState instance or None, default=None
         Seeds the initialisation, dropout, shuffling and the validation split.
     verbose : int, default=0
-        1 prints one line per epoch.
+        1 prints skorch's epoch table.
 
     Attributes
     ----------
@@ -208,19 +148,9 @@ class MeanFeatureEmbedder(TransformerMixin, BaseEstimator):
 
     _parameter_constraints = {
         "hidden_layer_sizes": ["array-like"],
-        "activation": [StrOptions(set(_ACTIVATIONS))],
-        "dropout": [Interval(numbers.Real, 0, 1, closed="left")],
-        "standardize": ["boolean"],
+        "activation": [StrOptions(set(ACTIVATIONS))],
         "output": [StrOptions({"embedding", "expression"})],
-        "max_epochs": [Interval(numbers.Integral, 1, None, closed="left")],
-        "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
-        "lr": [Interval(numbers.Real, 0, None, closed="neither")],
-        "weight_decay": [Interval(numbers.Real, 0, None, closed="left")],
-        "patience": [Interval(numbers.Integral, 1, None, closed="left")],
-        "validation_fraction": [Interval(numbers.Real, 0, 1, closed="neither"), None],
-        "device": [str, torch.device],
-        "random_state": ["random_state"],
-        "verbose": ["verbose"],
+        **{name: NETWORK_CONSTRAINTS[name] for name in _SHARED},
     }
 
     def __init__(
@@ -240,20 +170,7 @@ class MeanFeatureEmbedder(TransformerMixin, BaseEstimator):
         random_state=None,
         verbose=0,
     ):
-        self.hidden_layer_sizes = hidden_layer_sizes
-        self.activation = activation
-        self.dropout = dropout
-        self.standardize = standardize
-        self.output = output
-        self.max_epochs = max_epochs
-        self.batch_size = batch_size
-        self.lr = lr
-        self.weight_decay = weight_decay
-        self.patience = patience
-        self.validation_fraction = validation_fraction
-        self.device = device
-        self.random_state = random_state
-        self.verbose = verbose
+        store_params(self, locals())
 
     # -- fitting ------------------------------------------------------------------------
     def _hidden(self):
@@ -264,34 +181,6 @@ class MeanFeatureEmbedder(TransformerMixin, BaseEstimator):
                 f"the embedding), got {self.hidden_layer_sizes!r}."
             )
         return hidden
-
-    def _split(self, n, groups, seed):
-        """Train/validation indices, by patient when ``groups`` is given."""
-        if self.validation_fraction is None:
-            return np.arange(n), None
-        if groups is not None:
-            groups = np.asarray(groups)
-            if groups.shape != (n,):
-                raise ValueError(
-                    f"groups must have one entry per bag ({n}), got shape {groups.shape}."
-                )
-            n_units, unit = len(np.unique(groups)), "patients (groups)"
-        else:
-            n_units, unit = n, "slides"
-        n_valid = max(2, int(np.ceil(self.validation_fraction * n_units)))
-        if n_units - n_valid < 2:
-            raise ValueError(
-                f"validation_fraction={self.validation_fraction} needs at least {n_valid + 2} "
-                f"{unit} ({n_valid} held out for early stopping, 2 to train) but X has "
-                f"{n_units}. Pass validation_fraction=None to train for max_epochs without "
-                "early stopping."
-            )
-        if groups is not None:
-            splitter = GroupShuffleSplit(n_splits=1, test_size=n_valid, random_state=seed)
-        else:
-            splitter = ShuffleSplit(n_splits=1, test_size=n_valid, random_state=seed)
-        train, valid = next(splitter.split(np.zeros(n), groups=groups))
-        return np.sort(train), np.sort(valid)
 
     def fit(self, X, y=None, *, expression=None, groups=None):
         """Fit the MLP on the slides' ``expression``; ``y`` is ignored.
@@ -325,7 +214,7 @@ class MeanFeatureEmbedder(TransformerMixin, BaseEstimator):
         Y, names, _ = check_targets(expression, len(means), name="expression")
         rng = check_random_state(self.random_state)
         seed_torch, seed_split, seed_shuffle = (int(s) for s in rng.randint(2**31 - 1, size=3))
-        train, valid = self._split(len(means), groups, seed_split)
+        train, valid = validation_split(len(means), groups, self.validation_fraction, seed_split)
 
         y_mean = Y[train].mean(axis=0)
         y_std = Y[train].std(axis=0)
@@ -342,7 +231,7 @@ class MeanFeatureEmbedder(TransformerMixin, BaseEstimator):
         fork = [device.index or 0] if device.type == "cuda" else []
         with torch.random.fork_rng(devices=fork):
             torch.manual_seed(seed_torch)
-            module = _MeanFeatureMLP(
+            module = MeanFeatureMLP(
                 means.shape[1],
                 hidden,
                 Y.shape[1],
@@ -360,59 +249,46 @@ class MeanFeatureEmbedder(TransformerMixin, BaseEstimator):
         return self
 
     def _train(self, module, means, Z, train, valid, device, shuffle_rng):
-        x_all = torch.as_tensor(means, device=device)
-        z_all = torch.as_tensor(Z, dtype=torch.float32, device=device)
-        optimizer = torch.optim.Adam(
-            module.parameters(), lr=float(self.lr), weight_decay=float(self.weight_decay)
+        """Train ``module`` on the mean features of the ``train`` slides with skorch (MSE,
+        Adam), early stopping on the ``valid`` slides' loss, the best weights restored."""
+        callbacks, valid_ds = [], None
+        if valid is not None:
+            valid_ds = Dataset(means[valid], Z[valid])
+            valid_r = EpochScoring(valid_mean_r, name="valid_r", lower_is_better=False)
+            stopper = EarlyStopping(patience=self.patience, threshold_mode="abs", load_best=True)
+            callbacks = [("valid_r", valid_r), ("early_stopping", stopper)]
+        net = NeuralNet(
+            module,
+            nn.MSELoss,
+            optimizer=torch.optim.Adam,
+            optimizer__weight_decay=float(self.weight_decay),
+            lr=float(self.lr),
+            max_epochs=int(self.max_epochs),
+            batch_size=int(self.batch_size),
+            iterator_train__sampler=SeededPermutation(len(train), shuffle_rng),
+            # generators of their own: the loaders' seed draws leave dropout's stream alone
+            iterator_train__generator=torch.Generator(),
+            iterator_valid__generator=torch.Generator(),
+            iterator_valid__batch_size=len(means),  # the validation loss in one batch
+            train_split=None if valid_ds is None else predefined_split(valid_ds),
+            callbacks=callbacks,
+            device=device.type if device.index is None else str(device),
+            verbose=self.verbose,
         )
-        loss_fn = nn.MSELoss()
-        batch = int(self.batch_size)
-        history, best, best_epoch, best_state, waited = [], np.inf, None, None, 0
-        for epoch in range(1, int(self.max_epochs) + 1):
-            module.train()
-            order = train[shuffle_rng.permutation(len(train))]
-            total = 0.0
-            for start in range(0, len(order), batch):
-                idx = torch.as_tensor(order[start : start + batch], device=device)
-                optimizer.zero_grad()
-                loss = loss_fn(module(x_all[idx]), z_all[idx])
-                loss.backward()
-                optimizer.step()
-                total += loss.item() * len(idx)
-            row = {"epoch": epoch, "train_loss": total / len(order)}
-            if valid is not None:
-                module.eval()
-                with torch.inference_mode():
-                    idx = torch.as_tensor(valid, device=device)
-                    pred = module(x_all[idx])
-                    row["valid_loss"] = loss_fn(pred, z_all[idx]).item()
-                row["valid_r"] = mean_gene_correlation(Z[valid], pred.float().cpu().numpy())
-                if row["valid_loss"] < best - 1e-4:
-                    best, best_epoch, waited = row["valid_loss"], epoch, 0
-                    best_state = {k: v.detach().clone() for k, v in module.state_dict().items()}
-                else:
-                    waited += 1
-            history.append(row)
-            if self.verbose:
-                print(
-                    "  ".join(
-                        f"{k} {v:.4f}" if k != "epoch" else f"epoch {v:4d}" for k, v in row.items()
-                    )
-                )
-            if valid is not None and waited >= self.patience:
-                break
-        if best_state is not None:
-            module.load_state_dict(best_state)
-            self.best_epoch_, self.best_score_ = best_epoch, float(best)
+        net.initialize().partial_fit(Dataset(means[train], Z[train]), None)
+        keys = ("epoch", "train_loss") + (("valid_loss", "valid_r") if valid is not None else ())
+        self.history_ = [{k: row[k] for k in keys} for row in net.history]
+        if valid is not None:
+            self.best_epoch_ = int(stopper.best_epoch_)
+            self.best_score_ = float(net.history[self.best_epoch_ - 1, "valid_loss"])
         else:
-            self.best_epoch_, self.best_score_ = len(history), None
-        self.history_ = history
+            self.best_epoch_, self.best_score_ = len(self.history_), None
 
     # -- saving (skops, see he2rna_sklearn.persistence): numpy arrays, no torch objects ----
     def __getstate__(self):
         state = dict(super().__getstate__())
         module = state.get("module_")
-        if isinstance(module, _MeanFeatureMLP):
+        if isinstance(module, MeanFeatureMLP):
             state["module_"] = module_state(module)
         return state
 
@@ -420,20 +296,7 @@ class MeanFeatureEmbedder(TransformerMixin, BaseEstimator):
         state = dict(state)
         module = state.get("module_")
         if isinstance(module, dict):
-
-            def build(config):  # the input mean and scale are buffers: loaded after
-                n = int(config["n_features"])
-                return _MeanFeatureMLP(
-                    n,
-                    tuple(config["hidden"]),
-                    int(config["n_outputs"]),
-                    config["activation"],
-                    float(config["dropout"]),
-                    np.zeros(n, np.float32),
-                    np.ones(n, np.float32),
-                )
-
-            state["module_"] = rebuild_module(build, module)
+            state["module_"] = rebuild_module(MeanFeatureMLP.from_config, module)
         super().__setstate__(state)
 
     # -- inference ----------------------------------------------------------------------

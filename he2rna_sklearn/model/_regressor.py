@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -12,81 +13,26 @@ from sklearn.utils.validation import check_is_fitted
 
 from ..bags import check_bags
 from ..metrics import mean_gene_correlation
-from ._base import NETWORK_CONSTRAINTS, BaseHE2RNA
-from ._modules import KS_ALL_TILES, KS_DEFAULT, KS_SUPER_TILES
+from ._base import BaseHE2RNA
+from ._init_from import check_regressor_source, copy_module, source_estimator
+from ._params import NETWORK_CONSTRAINTS, store_params
+from ._params import SHARED_DEFAULTS as _D
+from ._targets import (
+    check_projects,
+    check_targets,
+    gene_columns,
+    gene_set_score,
+    per_group_mean_r,
+    valid_mean_r,
+)
+from ._training import TrainingOptions, validation_split
 from ._warm_start import warm_start
 
-__all__ = ["HE2RNARegressor", "KS_ALL_TILES", "KS_DEFAULT", "KS_SUPER_TILES", "check_targets"]
+__all__ = ["HE2RNARegressor"]
 
 #: Below this ratio of prediction SD to target SD (mean over genes) on the training bags,
 #: ``fit`` warns that the model predicts little more than the training mean.
 NEAR_CONSTANT_RATIO = 0.1
-
-
-def _valid_mean_r(net, X, y):
-    """EpochScoring callable: validation mean per-gene Pearson r (NaN counted as 0)."""
-    return mean_gene_correlation(y, net.predict(X))
-
-
-def _per_group_mean_r(groups):
-    """EpochScoring callable: per group (e.g. project) the mean per-gene r, then their mean.
-
-    Groups with fewer than 3 validation slides have no usable correlation and are skipped.
-    """
-    groups = np.asarray(groups)
-    usable = [g for g in np.unique(groups) if (groups == g).sum() >= 3]
-
-    def score(net, X, y):
-        pred = net.predict(X)
-        y = np.asarray(y)
-        return float(
-            np.mean([mean_gene_correlation(y[groups == g], pred[groups == g]) for g in usable])
-        )
-
-    return score, usable
-
-
-def check_targets(y, n_bags, name="y"):
-    """Validate a target table; returns (Y float32 2-D, column names, was_1d)."""
-    names = None
-    if hasattr(y, "columns") and hasattr(y, "to_numpy"):  # DataFrame
-        names = np.asarray([str(c) for c in y.columns], dtype=object)
-        non_numeric = [c for c, t in zip(y.columns, y.dtypes) if not np.issubdtype(t, np.number)]
-        if non_numeric:
-            raise ValueError(f"{name} has non-numeric columns: {non_numeric[:10]}.")
-        values = y.to_numpy(dtype=np.float64)
-    elif hasattr(y, "to_numpy") and getattr(y, "ndim", 0) == 1:  # Series
-        names = np.asarray([str(y.name) if y.name is not None else "y0"], dtype=object)
-        values = y.to_numpy(dtype=np.float64)
-    else:
-        try:
-            values = np.asarray(y, dtype=np.float64)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"{name} must be numeric: {exc}") from exc
-    was_1d = values.ndim == 1
-    if was_1d:
-        values = values[:, None]
-    if values.ndim != 2:
-        raise ValueError(
-            f"{name} must be 1-D or 2-D (n_slides, n_genes), got shape {values.shape}."
-        )
-    if values.shape[0] != n_bags:
-        raise ValueError(
-            f"X holds {n_bags} bags but {name} has {values.shape[0]} rows; give one row per bag."
-        )
-    if values.shape[1] == 0:
-        raise ValueError(f"{name} has no columns (genes).")
-    if names is None:
-        names = np.asarray([f"gene_{j}" for j in range(values.shape[1])], dtype=object)
-    bad = ~np.isfinite(values)
-    if bad.any():
-        rows = np.flatnonzero(bad.any(axis=1))[:10].tolist()
-        cols = names[bad.any(axis=0)][:10].tolist()
-        raise ValueError(
-            f"{name} has NaN or infinite values in rows {rows} and genes {cols}; impute or drop "
-            "them before fitting."
-        )
-    return values.astype(np.float32), names, was_1d
 
 
 class HE2RNARegressor(
@@ -251,51 +197,29 @@ class HE2RNARegressor(
 
     def __init__(
         self,
-        hidden_layer_sizes=(256, 256),
-        activation="relu",
-        dropout=0.0,
-        standardize=True,
-        ks=KS_DEFAULT,
-        k_training="average",
+        hidden_layer_sizes=_D["hidden_layer_sizes"],
+        activation=_D["activation"],
+        dropout=_D["dropout"],
+        standardize=_D["standardize"],
+        ks=_D["ks"],
+        k_training=_D["k_training"],
         init="ridge",
         refit=True,
-        init_from=None,
+        init_from=_D["init_from"],
         clip_at_zero=False,
-        max_epochs=200,
-        batch_size=16,
-        lr=1e-4,
-        weight_decay=0.0,
-        patience=20,
-        validation_fraction=0.1,
-        device="auto",
-        max_batch_tiles=65536,
-        num_workers=0,
-        random_state=None,
-        verbose=0,
+        max_epochs=_D["max_epochs"],
+        batch_size=_D["batch_size"],
+        lr=_D["lr"],
+        weight_decay=_D["weight_decay"],
+        patience=_D["patience"],
+        validation_fraction=_D["validation_fraction"],
+        device=_D["device"],
+        max_batch_tiles=_D["max_batch_tiles"],
+        num_workers=_D["num_workers"],
+        random_state=_D["random_state"],
+        verbose=_D["verbose"],
     ):
-        super().__init__(
-            hidden_layer_sizes=hidden_layer_sizes,
-            activation=activation,
-            dropout=dropout,
-            standardize=standardize,
-            ks=ks,
-            k_training=k_training,
-            init_from=init_from,
-            max_epochs=max_epochs,
-            batch_size=batch_size,
-            lr=lr,
-            weight_decay=weight_decay,
-            patience=patience,
-            validation_fraction=validation_fraction,
-            device=device,
-            max_batch_tiles=max_batch_tiles,
-            num_workers=num_workers,
-            random_state=random_state,
-            verbose=verbose,
-        )
-        self.init = init
-        self.refit = refit
-        self.clip_at_zero = clip_at_zero
+        store_params(self, locals())
 
     # -- fitting ------------------------------------------------------------------------
     def fit(self, X, y, groups=None, projects=None):
@@ -321,81 +245,25 @@ class HE2RNARegressor(
         self
         """
         self._validate_params()
-        self._check_architecture()
+        hidden, activation, _ = self._check_architecture()
         bags, n_features = check_bags(X)
         Y, names, was_1d = check_targets(y, len(bags))
-        if projects is not None:
-            projects = np.asarray(projects, dtype=object)
-            if projects.shape != (len(bags),):
-                raise ValueError(
-                    f"projects must have one entry per bag ({len(bags)}), got shape "
-                    f"{projects.shape}."
-                )
-        source = self._check_init_from(n_features, names) if self.init_from is not None else None
+        projects = check_projects(projects, len(bags))
+        if self.init_from is not None:
+            check_regressor_source(self.init_from, n_features, hidden, activation, names)
         seeds = self._seeds()
-        train, valid = self._validation_split(len(bags), groups, seeds["split"], strata=projects)
-        if source is not None:
-            y_mean, y_scale = source_estimator(self.init_from)._y_standardization()
-        elif self.standardize:
-            y_mean = Y[train].mean(axis=0)
-            std = Y[train].std(axis=0)
-            y_scale = np.where(std > 1e-12, std, 1.0).astype(np.float32)
-        else:
-            y_mean = np.zeros(Y.shape[1], np.float32)
-            y_scale = np.ones(Y.shape[1], np.float32)
+        train, valid = validation_split(
+            len(bags), groups, self.validation_fraction, seeds["split"], strata=projects
+        )
+        y_mean, y_scale = self._target_standardization(Y[train])
         Z = (Y - y_mean) / y_scale
-        monitor, scoring = "valid_r", _valid_mean_r
-        if projects is not None and valid is not None:
-            scoring, usable = _per_group_mean_r(projects[valid])
-            if not usable:
-                raise ValueError(
-                    "No project has 3 or more validation slides, so per-project early "
-                    "stopping has no score; raise validation_fraction or drop projects=."
-                )
-            monitor = "valid_r_projects"
-
-        def ridge_init(rows):
-            def init(module):
-                self.init_alpha_ = warm_start(
-                    module, [bags[i] for i in rows], Z[rows], random_state=seeds["stats"]
-                )
-
-            return init
-
-        init = None
-        if source is not None:
-
-            def init(module):
-                self._copy_from(module, source)
-
-        elif self.init == "ridge":
-            init = ridge_init(train)
-
-        def fit_net(rows, split_valid, init, max_epochs=None):
-            return self._fit_net(
-                bags,
-                Z,
-                (rows, split_valid),
-                seeds,
-                criterion=torch.nn.MSELoss,
-                n_outputs=Y.shape[1],
-                output_bias=Z[rows].mean(axis=0),
-                monitor=monitor,
-                lower_is_better=False,
-                scoring=scoring,
-                init=init,
-                output_l2=None
-                if init is None or source is not None
-                else self._ridge_penalty(len(rows), Y.shape[1]),
-                max_epochs=max_epochs,
-            )
-
-        fit_net(train, valid, init)
+        options = self._training_options(Z[train], projects, valid)
+        self._fit_net(bags, Z, (train, valid), seeds, options)
         self.refitted_ = False
         if self.refit and valid is not None:
-            every = np.sort(np.concatenate([train, valid]))
-            ridge = source is None and self.init == "ridge"
-            self._refit_on_every_slide(every, ridge_init(every) if ridge else init, fit_net)
+            self._refit_on_every_slide(
+                bags, Z, np.sort(np.concatenate([train, valid])), seeds, options
+            )
         self.gene_names_ = names
         self.n_outputs_ = Y.shape[1]
         self.y_mean_, self.y_scale_ = y_mean.astype(np.float32), y_scale.astype(np.float32)
@@ -403,7 +271,66 @@ class HE2RNARegressor(
         self._check_learned([bags[i] for i in train], Y[train])
         return self
 
-    def _refit_on_every_slide(self, every, init, fit_net):
+    def _target_standardization(self, Y_train):
+        """(mean, scale) of the targets: ``init_from``'s, the training slides', or (0, 1)."""
+        if self.init_from is not None:
+            return source_estimator(self.init_from)._y_standardization()
+        if self.standardize:
+            std = Y_train.std(axis=0)
+            return Y_train.mean(axis=0), np.where(std > 1e-12, std, 1.0).astype(np.float32)
+        n_genes = Y_train.shape[1]
+        return np.zeros(n_genes, np.float32), np.ones(n_genes, np.float32)
+
+    def _training_options(self, Z_train, projects, valid):
+        """MSE on the standardised targets, early stopping on the validation mean per-gene
+        r (per project, then averaged, with ``projects``)."""
+        monitor, scoring = "valid_r", valid_mean_r
+        if projects is not None and valid is not None:
+            scoring, usable = per_group_mean_r(projects[valid])
+            if not usable:
+                raise ValueError(
+                    "No project has 3 or more validation slides, so per-project early "
+                    "stopping has no score; raise validation_fraction or drop projects=."
+                )
+            monitor = "valid_r_projects"
+        return TrainingOptions(
+            criterion=torch.nn.MSELoss,
+            n_outputs=Z_train.shape[1],
+            output_bias=Z_train.mean(axis=0),
+            monitor=monitor,
+            lower_is_better=False,
+            scoring=scoring,
+        )
+
+    def _start_module(self, module, bags, targets, seeds):
+        """``init_from``'s weights, else the closed-form ridge start (``init="ridge"``),
+        else PyTorch's random initialisation (the output bias at the genes' means)."""
+        if self.init_from is not None:
+            copy_module(module, self._source_module())
+            return True
+        if self.init == "ridge":
+            self._ridge_start(module, bags, targets, seeds)
+            return True
+        return False
+
+    def _ridge_start(self, module, bags, targets, seeds):
+        """Put ``module`` at the ridge regression of ``targets`` on the pooled features of
+        ``bags`` (:func:`~he2rna_sklearn.model._warm_start.warm_start`); sets
+        ``init_alpha_``, its penalty."""
+        self.init_alpha_ = warm_start(module, bags, targets, random_state=seeds["stats"])
+
+    def _output_l2(self, n_slides, n_outputs):
+        """The ridge start's penalty, kept in fine-tuning (none for the other starts).
+
+        The start minimises ``sum (y - y_hat)^2 + alpha * sum ||v_g||^2`` over slides and
+        genes, with output weights ``[v, -v]`` on the +/- pairs; per sample and gene, as the
+        training loss is averaged, that is ``alpha / (2 n G) * ||W_out||^2``.
+        """
+        if self.init_from is not None or self.init != "ridge":
+            return None
+        return self.init_alpha_ / (2.0 * n_slides * n_outputs)
+
+    def _refit_on_every_slide(self, bags, Z, every, seeds, options):
         """Train again on every training slide, validation ones included, for
         ``best_epoch_`` epochs.
 
@@ -415,61 +342,22 @@ class HE2RNARegressor(
         """
         selection = (self.history_, self.best_epoch_, self.best_score_, self.validation_indices_)
         if self.best_epoch_ == 0:
-            if init is not None:
-                init(self.module_)
+            self._start_module(self.module_, [bags[i] for i in every], Z[every], seeds)
         else:
-            fit_net(every, None, init, max_epochs=self.best_epoch_)
+            options = replace(
+                options, output_bias=Z[every].mean(axis=0), max_epochs=self.best_epoch_
+            )
+            self._fit_net(bags, Z, (every, None), seeds, options)
         self.history_, self.best_epoch_, self.best_score_, self.validation_indices_ = selection
         self.refitted_ = True
-
-    def _ridge_penalty(self, n_slides, n_genes):
-        """``output_l2`` that keeps the closed-form start's ridge penalty in fine-tuning.
-
-        The start minimises ``sum (y - y_hat)^2 + alpha * sum ||v_g||^2`` over slides and
-        genes, with output weights ``[v, -v]`` on the +/- pairs; per sample and gene, as the
-        training loss is averaged, that is ``alpha / (2 n G) * ||W_out||^2``.
-        """
-
-        def penalty():
-            alpha = getattr(self, "init_alpha_", None)
-            return 0.0 if alpha is None else alpha / (2.0 * n_slides * n_genes)
-
-        return penalty
 
     def _y_standardization(self):
         check_is_fitted(self, "module_")
         return self.y_mean_, self.y_scale_
 
-    def _check_init_from(self, n_features, names):
-        """The source module of ``init_from``, after checking it matches this estimator."""
-        module = self._source_module()
-        config = module.config
-        hidden, activation, _ = self._check_architecture()
-        mismatches = []
-        if config["n_features"] != n_features:
-            mismatches.append(f"{config['n_features']} tile features (X has {n_features})")
-        if config["hidden_layer_sizes"] != hidden:
-            mismatches.append(
-                f"hidden_layer_sizes={config['hidden_layer_sizes']} (this model: {hidden})"
-            )
-        if config["activation"] != activation:
-            mismatches.append(f"activation={config['activation']!r} (this model: {activation!r})")
-        source_names = getattr(source_estimator(self.init_from), "gene_names_", None)
-        if config["n_outputs"] != len(names):
-            mismatches.append(f"{config['n_outputs']} genes (y has {len(names)})")
-        elif source_names is not None and list(source_names) != list(names):
-            mismatches.append("other genes (or another gene order) than y")
-        if mismatches:
-            raise ValueError(
-                "init_from does not match this regressor: it has " + "; ".join(mismatches) + "."
-            )
-        return module
-
-    @staticmethod
-    @torch.no_grad()
-    def _copy_from(module, source):
-        state = {k: v.to(module.output.weight.device) for k, v in source.state_dict().items()}
-        module.load_state_dict(state)
+    def _fitted_genes(self):
+        check_is_fitted(self, "module_")
+        return list(self.gene_names_)
 
     def _check_learned(self, bags, Y):
         """Record the prediction spread on the training bags; warn when it is near zero."""
@@ -515,27 +403,13 @@ class HE2RNARegressor(
         -------
         scores : ndarray of shape (n_tiles, n_genes), or (n_tiles,) with ``genes``
         """
-        columns = None
-        if genes is not None:
-            check_is_fitted(self, "module_")
-            names = list(self.gene_names_)
-            wanted = [genes] if isinstance(genes, str) else list(genes)
-            missing = [g for g in wanted if g not in names]
-            if missing or not wanted:
-                raise ValueError(
-                    f"Unknown genes {missing or wanted}; the model predicts "
-                    f"{names[:10]}{'...' if len(names) > 10 else ''}."
-                )
-            columns = [names.index(g) for g in wanted]
+        columns = None if genes is None else gene_columns(self._fitted_genes(), genes)
         scores = self._tile_outputs(bag) * self.y_scale_ + self.y_mean_
         if columns is None:
             return scores
         if isinstance(genes, str):
             return scores[:, columns[0]]
-        chosen = scores[:, columns]
-        std = chosen.std(axis=0)
-        z = (chosen - chosen.mean(axis=0)) / np.where(std > 0, std, 1.0)
-        return z.mean(axis=1)
+        return gene_set_score(scores[:, columns])
 
     def transform(self, X):
         """Slide-level transcriptomic embedding, (n_slides, hidden_layer_sizes[-1]).
@@ -567,8 +441,3 @@ class HE2RNARegressor(
         tags.target_tags.multi_output = True
         tags.target_tags.single_output = True
         return tags
-
-
-def source_estimator(init_from):
-    """The estimator inside ``init_from`` (unwrapping a ``FrozenEstimator``)."""
-    return getattr(init_from, "estimator", init_from)

@@ -152,14 +152,6 @@ def test_errors(fitted, data):
         HE2RNARegressor(validation_fraction=0.1).fit(bags[:3], y[:3])
 
 
-def test_validation_split_keeps_patients_together():
-    model = HE2RNARegressor(validation_fraction=0.25)
-    groups = np.repeat(np.arange(10), 3)
-    train, valid = model._validation_split(30, groups, seed=0)
-    assert not set(groups[train]) & set(groups[valid])
-    assert len(set(groups[valid])) == 3
-
-
 def test_early_stopping_restores_best(data):
     bags, y = data
     model = HE2RNARegressor(
