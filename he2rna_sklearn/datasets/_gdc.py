@@ -51,6 +51,20 @@ _VALUES = {
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I)
 
 
+#: What ``gdc-client download`` writes beside the data (NCI-GDC/gdc-client): its resumable
+#: state in ``<file id>/logs/<file name>.parcel`` (and ``.parcel_*`` temporaries), the
+#: annotations in ``<file id>/annotations.txt``; the portal adds ``gdc_manifest*.txt`` and
+#: ``gdc_sample_sheet.<date>.tsv``.
+_GDC_CLIENT_DIRS = {"logs"}
+_NOT_DATA_PREFIXES = ("gdc_sample_sheet", "gdc_manifest")
+_PARTIAL = ".partial"
+
+
+def _is_table(path):
+    name = path.name.lower()
+    return name.endswith((".tsv", ".tsv.gz")) and not name.startswith(_NOT_DATA_PREFIXES)
+
+
 def _star_files(source):
     if isinstance(source, (str, os.PathLike)):
         folder = Path(source)
@@ -58,10 +72,24 @@ def _star_files(source):
             return [folder]
         if not folder.is_dir():
             raise FileNotFoundError(f"GDC STAR folder or file not found: '{folder}'.")
-        files = sorted(folder.rglob("*star_gene_counts.tsv*"))
-        if not files:
-            files = sorted(p for p in folder.rglob("*.tsv*") if p.is_file())
-            files = [p for p in files if p.name.lower() != "gdc_sample_sheet.tsv"]
+        found = sorted(
+            p
+            for p in folder.rglob("*")
+            if p.is_file() and not _GDC_CLIENT_DIRS.intersection(p.relative_to(folder).parts[:-1])
+        )
+        partial = [
+            p
+            for p in found
+            if p.name.endswith(_PARTIAL) and _is_table(p.with_name(p.name[: -len(_PARTIAL)]))
+        ]
+        if partial:
+            raise ValueError(
+                f"The GDC download under '{folder}' is incomplete: {len(partial)} file(s) are "
+                f"still '{_PARTIAL}' (e.g. '{partial[0]}'); run the same gdc-client download "
+                "again to finish them (it resumes), or remove them."
+            )
+        tables = [p for p in found if _is_table(p)]
+        files = [p for p in tables if "star_gene_counts" in p.name.lower()] or tables
         if not files:
             raise ValueError(f"No GDC STAR counts files (*.tsv) under '{folder}'.")
         return files
@@ -135,8 +163,12 @@ def load_gdc_star(
     Parameters
     ----------
     files : str, Path or sequence of them
-        A folder (searched recursively for ``*star_gene_counts.tsv``, as the GDC client
-        lays them out: one folder per file id) or a list of files.
+        A folder or a list of files. A folder is searched recursively for
+        ``*star_gene_counts.tsv`` (else any ``*.tsv`` or ``*.tsv.gz``), as ``gdc-client
+        download`` lays them out: ``<file id>/<file name>``. What gdc-client writes beside
+        them is skipped (``<file id>/logs/*.parcel``, ``annotations.txt``), and so are the
+        portal's ``gdc_manifest*`` and ``gdc_sample_sheet*`` files; a ``*.tsv.partial``
+        file (an unfinished download) is an error.
     value : {"fpkm_uq", "tpm", "fpkm", "counts", "stranded_first", "stranded_second"}, \
 default="fpkm_uq"
         The column to read: FPKM-UQ (the paper's target, as log10(1 + x)), TPM, FPKM, or

@@ -1,7 +1,9 @@
 """GDC STAR per-sample expression files, laid out as the GDC client downloads them."""
 
 import gzip
+import pickle
 import uuid
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -34,9 +36,21 @@ def _star_text(counts, *, genes=GENES, scale=1.0):
     return "\n".join(lines) + "\n"
 
 
+def _parcel_state(name):
+    """What gdc-client's parcel leaves in ``<file id>/logs/``: a pickled download state."""
+    return pickle.dumps({(0, 1024): f"{name} segment"}, protocol=2)
+
+
 @pytest.fixture
 def gdc_download(tmp_path):
-    """Three aliquots in GDC-client folders, plus the portal's sample sheet."""
+    """Three aliquots as ``gdc-client download`` lays them out, plus the portal's sheet.
+
+    gdc-client (NCI-GDC/gdc-client, ``parcel/download_stream.py``) writes each file to
+    ``<dir>/<file id>/<file name>`` (as ``<file name>.partial`` until complete), keeps its
+    resumable state in ``<dir>/<file id>/logs/<file name>.parcel`` (a pickle, with
+    ``.parcel_*`` temporaries), and saves the file's annotations as
+    ``<dir>/<file id>/annotations.txt`` (``download/client.py``).
+    """
     root = tmp_path / "gdc"
     rows = []
     specs = [
@@ -50,7 +64,12 @@ def gdc_download(tmp_path):
         folder = root / file_id
         (folder / "logs").mkdir(parents=True)
         (folder / name).write_text(_star_text(counts))
-        (folder / "annotations.txt").write_text("id\tnotes\n")
+        (folder / "logs" / f"{name}.parcel").write_bytes(_parcel_state(name))
+        (folder / "annotations.txt").write_text(
+            "id\tentity_type\tentity_id\tcategory\tclassification\tnotes\n"
+            f"{uuid.uuid5(uuid.NAMESPACE_OID, sample)}\tcase\t{file_id}\tItem flagged DNU"
+            "\tNotification\tRNA degraded\n"
+        )
         rows.append(
             [
                 file_id,
@@ -94,6 +113,35 @@ def test_folder_and_sample_sheet(gdc_download):
     assert data.genes.loc["ENSG00000167286.10", "gene_name"] == "CD3D"
     assert data.sample_types["TCGA-AA-3489-11A"] == "Solid Tissue Normal"
     assert data.files["TCGA-CM-4743-01A"].endswith("augmented_star_gene_counts.tsv")
+
+
+def test_gdc_client_layout_is_read_without_its_bookkeeping(gdc_download):
+    """logs/*.parcel, parcel temporaries, annotations.txt, the manifest and the dated sample
+    sheet lie beside the data; only the STAR files are read."""
+    root, sheet = gdc_download
+    folder = next(p for p in sorted(root.iterdir()) if p.is_dir())
+    (folder / "logs" / ".parcel_k2j4x9").write_bytes(b"\x80\x02}q\x00.")
+    dated = root / "gdc_sample_sheet.2024-05-01.tsv"
+    dated.write_text(sheet.read_text())
+    (root / "gdc_manifest.2024-05-01.txt").write_text("id\tfilename\tmd5\tsize\tstate\n")
+    data = load_gdc_star(root, sample_sheet=dated)
+    assert len(data.expression) == 3
+    assert all(f.endswith(".augmented_star_gene_counts.tsv") for f in data.files)
+    assert all(Path(f).parent.parent == root for f in data.files)  # <root>/<file id>/<name>
+    # Files renamed by hand (no "star_gene_counts" in the name): still not the logs.
+    for p in root.rglob("*.augmented_star_gene_counts.tsv"):
+        p.rename(p.with_name(p.name.replace(".rna_seq.augmented_star_gene_counts", "")))
+    renamed = load_gdc_star(root)  # samples named by their GDC file id (the folder)
+    assert sorted(renamed.expression.index) == sorted(p.parent.name for p in data.files.map(Path))
+
+
+def test_an_interrupted_download_is_named(gdc_download):
+    """gdc-client writes ``<name>.partial`` until a file is complete: say so, not skip it."""
+    root, sheet = gdc_download
+    star = sorted(root.rglob("*.augmented_star_gene_counts.tsv"))[0]
+    star.rename(star.with_name(star.name + ".partial"))
+    with pytest.raises(ValueError, match=r"incomplete.*\.tsv\.partial.*gdc-client download"):
+        load_gdc_star(root, sample_sheet=sheet)
 
 
 @pytest.mark.parametrize(
