@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from sklearn.utils import Bunch
 
-from ._expression import _TCGA, tcga_patient_id
+from ._expression import _TCGA, tcga_patient_id, tcga_sample_type
 
 __all__ = ["STAR_COLUMNS", "load_gdc_star"]
 
@@ -47,6 +47,30 @@ _VALUES = {
     "fpkm_uq": "fpkm_uq_unstranded",
     "fpkm-uq": "fpkm_uq_unstranded",
     "fpkm_uq_unstranded": "fpkm_uq_unstranded",
+}
+#: The GDC's names (``sample_type``) of the TCGA barcode's sample type codes (characters
+#: 14-15, the GDC's ``sample_type_id``), from the TCGA code tables; all are values of
+#: ``sample_type`` in the GDC data dictionary (gdcdictionary ``schemas/sample.yaml``).
+_TCGA_SAMPLE_TYPES = {
+    "01": "Primary Tumor",
+    "02": "Recurrent Tumor",
+    "03": "Primary Blood Derived Cancer - Peripheral Blood",
+    "04": "Recurrent Blood Derived Cancer - Bone Marrow",
+    "05": "Additional - New Primary",
+    "06": "Metastatic",
+    "07": "Additional Metastatic",
+    "08": "Human Tumor Original Cells",
+    "09": "Primary Blood Derived Cancer - Bone Marrow",
+    "10": "Blood Derived Normal",
+    "11": "Solid Tissue Normal",
+    "12": "Buccal Cell Normal",
+    "13": "EBV Immortalized Normal",
+    "14": "Bone Marrow Normal",
+    "20": "Control Analyte",
+    "40": "Recurrent Blood Derived Cancer - Peripheral Blood",
+    "50": "Cell Lines",
+    "60": "Primary Xenograft Tissue",
+    "61": "Cell Line Derived Xenograft Tissue",
 }
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I)
 
@@ -132,6 +156,34 @@ def _read_star(path, column, *, with_annotation):
     return series, annotation
 
 
+def _barcode_sample_type(sample_id):
+    """The GDC sample type of a TCGA sample barcode, or None."""
+    try:
+        code = tcga_sample_type(sample_id)
+    except ValueError:
+        return None
+    return _TCGA_SAMPLE_TYPES.get(code)
+
+
+def _wanted_sample_types(sample_types):
+    """``sample_types`` as a set of GDC names; two-digit TCGA codes are translated."""
+    wanted = [sample_types] if isinstance(sample_types, str) else list(sample_types)
+    names = set()
+    for t in wanted:
+        t = str(t).strip()
+        if t.isdigit() and len(t) <= 2:
+            if t.zfill(2) not in _TCGA_SAMPLE_TYPES:
+                raise ValueError(
+                    f"sample_types: '{t}' is not a TCGA sample type code; known codes are "
+                    f"{sorted(_TCGA_SAMPLE_TYPES)} (01 = Primary Tumor)."
+                )
+            t = _TCGA_SAMPLE_TYPES[t.zfill(2)]
+        names.add(t)
+    if not names:
+        raise ValueError("sample_types is empty; pass None to keep every sample.")
+    return names
+
+
 def _sample_sheet(path):
     path = Path(path)
     if not path.is_file():
@@ -180,8 +232,14 @@ default="fpkm_uq"
     sample_ids : dict, optional
         Sample id per file, keyed by path, file name or GDC file id (the file's folder);
         overrides the sample sheet.
-    sample_types : collection of str, optional
-        Keep only these sample types of the sample sheet (e.g. ``["Primary Tumor"]``).
+    sample_types : str or collection of str, optional
+        Keep only samples of these types, as the GDC names them (e.g. ``["Primary
+        Tumor"]``) or as TCGA sample type codes (``"01"`` is Primary Tumor, ``"11"`` Solid
+        Tissue Normal).
+        A sample's type is the sample sheet's ``Sample Type``. Sheets without that column
+        exist (the GDC data dictionary deprecated ``sample_type`` for ``tissue_type`` and
+        ``tumor_descriptor``); then, and without a sheet, a TCGA sample barcode's type code
+        (characters 14-15) gives it. A sample with neither is an error that says so.
     gene_column : {"gene_id", "gene_name"}, default="gene_id"
         Name genes by Ensembl id (with version, unique) or by symbol (an error names
         duplicated symbols).
@@ -199,7 +257,7 @@ default="fpkm_uq"
     data : sklearn.utils.Bunch
         ``expression`` (DataFrame, samples x genes, float), ``patient_ids`` (Series by
         sample), ``genes`` (DataFrame by gene: ``gene_id``/``gene_name``, ``gene_type``),
-        ``sample_types`` (Series, or None without a sample sheet) and ``files`` (Series:
+        ``sample_types`` (Series, or None when no sample's type is known) and ``files`` (Series:
         each sample's file).
 
     Raises
@@ -225,8 +283,8 @@ default="fpkm_uq"
         raise ValueError(f"patient_id must be 'tcga' or None, got {patient_id!r}.")
     paths = _star_files(files)
     sheet = _sample_sheet(sample_sheet) if sample_sheet is not None else None
-    if sample_types is not None and sheet is None:
-        raise ValueError("sample_types filters by the sample sheet's 'Sample Type': give it.")
+    typed_sheet = sheet is not None and "Sample Type" in sheet.columns
+    wanted = None if sample_types is None else _wanted_sample_types(sample_types)
 
     samples, cases, types = [], [], []
     for p in paths:
@@ -247,12 +305,31 @@ default="fpkm_uq"
             sid = p.parent.name if _UUID.match(p.parent.name) else p.name.split(".")[0]
         if "," in sid:
             raise ValueError(f"File '{p}' belongs to several samples ({sid}); pass sample_ids.")
+        if not typed_sheet:
+            stype = _barcode_sample_type(sid)
         samples.append(sid)
         cases.append(None if case is None or pd.isna(case) else str(case).split(",")[0].strip())
         types.append(None if stype is None or pd.isna(stype) else str(stype))
-    keep = [i for i, t in enumerate(types) if sample_types is None or t in set(sample_types)]
+    untyped = [samples[i] for i, t in enumerate(types) if t is None]
+    if wanted is not None and not typed_sheet and untyped:
+        where = (
+            f"the sample sheet '{sample_sheet}' has no 'Sample Type' column (newer GDC sheets "
+            "may list 'Tissue Type' and 'Tumor Descriptor' instead)"
+            if sheet is not None
+            else "no sample sheet was given"
+        )
+        raise ValueError(
+            f"sample_types={sorted(wanted)} needs each sample's type, but {where}, and "
+            f"samples {untyped[:5]} are not TCGA sample barcodes whose type code (characters "
+            "14-15) stands in for it. Give a sample sheet with a 'Sample Type' column, or "
+            "pass sample_types=None and only the files to keep."
+        )
+    keep = [i for i, t in enumerate(types) if wanted is None or t in wanted]
     if not keep:
-        raise ValueError(f"No file has a sample type in {sorted(sample_types)}.")
+        raise ValueError(
+            f"No file has a sample type in {sorted(wanted)}; the files' types are "
+            f"{sorted({str(t) for t in types})}."
+        )
     dup = pd.Index([samples[i] for i in keep])
     dup = dup[dup.duplicated()].unique().tolist()
     if dup:
@@ -315,7 +392,7 @@ default="fpkm_uq"
         genes=genes,
         sample_types=(
             pd.Series([types[i] for i in keep], index=index, name="sample_type")
-            if sheet is not None
+            if typed_sheet or any(types[i] is not None for i in keep)
             else None
         ),
         files=pd.Series([os.fspath(paths[i]) for i in keep], index=index, name="file"),

@@ -156,6 +156,41 @@ def test_value_columns(gdc_download, value, factor):
     )
 
 
+def test_sheets_without_a_sample_type_column(gdc_download):
+    """The GDC dictionary deprecated ``sample_type`` for ``tissue_type`` and
+    ``tumor_descriptor``: a sheet with those columns instead. TCGA barcodes carry the type."""
+    root, sheet = gdc_download
+    original = sheet.read_text()
+    table = pd.read_csv(sheet, sep="\t")
+    table["Tissue Type"] = table.pop("Sample Type").map(
+        {"Primary Tumor": "Tumor", "Solid Tissue Normal": "Normal"}
+    )
+    table["Tumor Descriptor"] = table["Tissue Type"].map(
+        {"Tumor": "Primary", "Normal": "Not Applicable"}
+    )
+    table.to_csv(sheet, sep="\t", index=False)
+    data = load_gdc_star(root, sample_sheet=sheet, sample_types=["Primary Tumor"])
+    assert sorted(data.expression.index) == ["TCGA-AA-3489-01A", "TCGA-CM-4743-01A"]
+    assert data.sample_types.tolist() == ["Primary Tumor", "Primary Tumor"]
+    # The barcode's code (characters 14-15) names the same samples, also as one string.
+    assert load_gdc_star(root, sample_sheet=sheet, sample_types="01").expression.equals(
+        data.expression
+    )
+    normal = load_gdc_star(root, sample_sheet=sheet, sample_types=["Solid Tissue Normal"])
+    assert normal.expression.index.tolist() == ["TCGA-AA-3489-11A"]
+    # Without TCGA barcodes there is nothing to read the type from: say what is missing.
+    table["Sample ID"] = ["S1", "S2", "S3"]
+    table.to_csv(sheet, sep="\t", index=False)
+    with pytest.raises(
+        ValueError, match=r"no 'Sample Type' column.*samples \['S\d', 'S\d', 'S\d'\]"
+    ):
+        load_gdc_star(root, sample_sheet=sheet, sample_types=["Primary Tumor"])
+    full = sheet.with_name("full_sheet.tsv")
+    full.write_text(original)
+    with pytest.raises(ValueError, match=r"\['Metastatic'\].*types are \['Primary Tumor', 'Solid"):
+        load_gdc_star(root, sample_sheet=full, sample_types="06")
+
+
 def test_gene_names_log_and_zero_median(gdc_download):
     root, sheet = gdc_download
     data = load_gdc_star(
