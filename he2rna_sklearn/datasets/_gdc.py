@@ -198,6 +198,34 @@ def _sample_sheet(path):
     return sheet.set_index("File Name")
 
 
+_DUPLICATES = ("error", "sum", "max", "first", "mean")
+
+
+def _by_gene_name(expression, genes, duplicates):
+    """Columns named by gene symbol, the ids sharing one merged by ``duplicates``."""
+    names = genes["gene_name"].astype(str)
+    dup_names = names[names.duplicated()].unique().tolist()
+    if dup_names and duplicates == "error":
+        more = f" and {len(dup_names) - 5} more" if len(dup_names) > 5 else ""
+        raise ValueError(
+            f"Gene names {dup_names[:5]}{more} name several gene ids (GENCODE's _PAR_Y "
+            "copies and multi-copy genes); pass duplicates='sum' (or 'max', 'first', "
+            "'mean') to merge them, or use gene_column='gene_id'."
+        )
+    if duplicates == "first" or not dup_names:
+        kept = ~names.duplicated().to_numpy()
+        expression = expression.loc[:, kept].set_axis(names[kept].to_numpy(), axis=1)
+        return expression, genes.loc[kept].set_index("gene_name")
+    grouped = expression.T.groupby(names.to_numpy(), sort=False)
+    expression = getattr(grouped, duplicates)().T
+
+    def joined(values):
+        return ";".join(dict.fromkeys(values.astype(str)))
+
+    genes = genes.groupby("gene_name", sort=False).agg(joined).reindex(expression.columns)
+    return expression, genes.rename_axis("gene_name")
+
+
 def load_gdc_star(
     files,
     *,
@@ -206,6 +234,7 @@ def load_gdc_star(
     sample_ids=None,
     sample_types=None,
     gene_column="gene_id",
+    duplicates="error",
     log_transform=False,
     drop_zero_median=False,
     patient_id="tcga",
@@ -241,8 +270,18 @@ default="fpkm_uq"
         ``tumor_descriptor``); then, and without a sheet, a TCGA sample barcode's type code
         (characters 14-15) gives it. A sample with neither is an error that says so.
     gene_column : {"gene_id", "gene_name"}, default="gene_id"
-        Name genes by Ensembl id (with version, unique) or by symbol (an error names
-        duplicated symbols).
+        Name genes by Ensembl id (with version, unique) or by symbol. GENCODE gives some
+        symbols several gene ids: the ``_PAR_Y`` copies of pseudoautosomal genes (``CD99``,
+        zero in GDC files, whose reference masks the Y copies) and multi-copy families
+        (``5S_rRNA``, ``Y_RNA``...); ``duplicates`` says what to do with them.
+    duplicates : {"error", "sum", "max", "first", "mean"}, default="error"
+        With ``gene_column="gene_name"``, how to merge the gene ids that share a symbol:
+        ``"error"`` names them; ``"sum"`` adds their values (counts and TPM stay additive,
+        and a zero ``_PAR_Y`` copy leaves its gene unchanged); ``"max"`` keeps the highest;
+        ``"first"`` keeps the first id in file order; ``"mean"`` averages them (it halves a
+        gene whose ``_PAR_Y`` copy is zero). Values are merged before ``drop_zero_median``
+        and ``log_transform``. The merged ids are listed, joined by ``;``, in
+        ``genes["gene_id"]``.
     log_transform : bool, default=False
         Apply log10(1 + x).
     drop_zero_median : bool, default=False
@@ -274,6 +313,8 @@ default="fpkm_uq"
     >>> data.expression.shape  # doctest: +SKIP
     (92, 60660)
     """
+    if duplicates not in _DUPLICATES:
+        raise ValueError(f"duplicates must be one of {list(_DUPLICATES)}, got {duplicates!r}.")
     column = _VALUES.get(str(value).lower())
     if column is None:
         raise ValueError(f"value must be one of {sorted(set(_VALUES))}, got {value!r}.")
@@ -359,14 +400,7 @@ default="fpkm_uq"
     expression = pd.DataFrame(np.column_stack(columns).T, index=index, columns=reference)
     genes = genes.reindex(reference).rename_axis("gene_id").reset_index()
     if gene_column == "gene_name":
-        names = genes["gene_name"].astype(str)
-        dup_names = names[names.duplicated()].unique().tolist()
-        if dup_names:
-            raise ValueError(
-                f"Gene names {dup_names[:5]} name several gene ids; use gene_column='gene_id'."
-            )
-        expression.columns = names.to_numpy()
-        genes = genes.set_index("gene_name")
+        expression, genes = _by_gene_name(expression, genes, duplicates)
     else:
         genes = genes.set_index("gene_id")
     expression.columns.name = "gene"

@@ -206,6 +206,72 @@ def test_gene_names_log_and_zero_median(gdc_download):
     assert data.genes.index.tolist() == ["TSPAN6", "CD3D", "EPCAM"]
 
 
+def _gencode_v36_star(fpkm_uq):
+    """A GDC STAR-Counts file (GENCODE v36) with the symbols that name several gene ids: a
+    pseudoautosomal gene and its ``_PAR_Y`` copy (which the GDC's GRCh38 reference masks,
+    so it counts zero), and multi-copy RNA families such as 5S_rRNA."""
+    genes = [
+        ("ENSG00000000003.15", "TSPAN6", "protein_coding"),
+        ("ENSG00000002586.20", "CD99", "protein_coding"),
+        ("ENSG00000002586.20_PAR_Y", "CD99", "protein_coding"),
+        ("ENSG00000167286.10", "CD3D", "protein_coding"),
+        ("ENSG00000201285.1", "5S_rRNA", "rRNA"),
+        ("ENSG00000275215.1", "5S_rRNA", "rRNA"),
+        ("ENSG00000277488.1", "5S_rRNA", "rRNA"),
+    ]
+    lines = [
+        "# gene-model: GENCODE v36",
+        HEADER,
+        "N_unmapped\t\t\t4850100\t4850100\t4850100\t\t\t",
+        "N_multimapping\t\t\t8308196\t8308196\t8308196\t\t\t",
+        "N_noFeature\t\t\t2173748\t36760327\t37016824\t\t\t",
+        "N_ambiguous\t\t\t7782266\t1870982\t1859643\t\t\t",
+    ]
+    for (gid, sym, kind), v in zip(genes, fpkm_uq):
+        count = int(v * 10)
+        lines.append(
+            f"{gid}\t{sym}\t{kind}\t{count}\t{count // 2}\t{count - count // 2}"
+            f"\t{v * 2:.4f}\t{v * 0.8:.4f}\t{v:.4f}"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def test_duplicate_gene_symbols_are_aggregated_on_request(tmp_path):
+    a, b = tmp_path / "a.rna_seq.augmented_star_gene_counts.tsv", tmp_path / "b.tsv"
+    a.write_text(_gencode_v36_star([9.5, 40.0, 0.0, 3.0, 1.0, 0.0, 2.5]))
+    b.write_text(_gencode_v36_star([8.0, 12.0, 0.0, 6.0, 0.0, 4.0, 4.0]))
+    ids = {a.name: "S1", b.name: "S2"}
+    with pytest.raises(ValueError, match=r"\['CD99', '5S_rRNA'\].*duplicates='sum'"):
+        load_gdc_star([a, b], sample_ids=ids, gene_column="gene_name")
+    summed = load_gdc_star([a, b], sample_ids=ids, gene_column="gene_name", duplicates="sum")
+    assert summed.expression.columns.tolist() == ["TSPAN6", "CD99", "CD3D", "5S_rRNA"]
+    assert summed.expression.loc["S1"].tolist() == pytest.approx([9.5, 40, 3, 3.5])
+    assert summed.expression.loc["S2", "5S_rRNA"] == pytest.approx(8.0)
+    assert summed.genes.loc["CD99", "gene_id"] == "ENSG00000002586.20;ENSG00000002586.20_PAR_Y"
+    assert summed.genes.loc["5S_rRNA", "gene_type"] == "rRNA"
+    assert summed.genes.index.name == "gene_name" and summed.genes.index.is_unique
+    expected = {"mean": [40 / 2, 3.5 / 3], "max": [40, 2.5], "first": [40, 1.0]}
+    for how, (cd99, rrna) in expected.items():
+        data = load_gdc_star([a, b], sample_ids=ids, gene_column="gene_name", duplicates=how)
+        assert data.expression.loc["S1", ["CD99", "5S_rRNA"]].tolist() == pytest.approx(
+            [cd99, rrna]
+        ), how
+    first = load_gdc_star([a, b], sample_ids=ids, gene_column="gene_name", duplicates="first")
+    assert first.genes.loc["CD99", "gene_id"] == "ENSG00000002586.20"
+    # Counts are summed before the log, and the log is of the sum.
+    logged = load_gdc_star(
+        [a, b],
+        sample_ids=ids,
+        value="counts",
+        gene_column="gene_name",
+        duplicates="sum",
+        log_transform=True,
+    )
+    assert logged.expression.loc["S2", "5S_rRNA"] == pytest.approx(np.log10(1 + 0 + 40 + 40))
+    with pytest.raises(ValueError, match="duplicates must be one of"):
+        load_gdc_star([a], gene_column="gene_name", duplicates="median")
+
+
 def test_list_of_files_and_ids_without_a_sheet(tmp_path):
     a, b = tmp_path / "a.tsv.gz", tmp_path / "b.tsv"
     with gzip.open(a, "wt") as fh:
