@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from sklearn.utils import Bunch
 
-from ._expression import _TCGA, tcga_patient_id, tcga_sample_type
+from ._expression import _TCGA, _read_table, tcga_patient_id, tcga_sample_type
 
 __all__ = ["STAR_COLUMNS", "load_gdc_star"]
 
@@ -128,9 +128,9 @@ def _star_files(source):
 
 def _read_star(path, column, *, with_annotation):
     try:
-        table = pd.read_csv(path, sep="\t", comment="#", dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise ValueError(f"Cannot read '{path}' as a tab-separated file: {exc}") from exc
+        table = _read_table(path, sep="\t", comment="#", dtype=str, keep_default_na=False)
+    except pd.errors.EmptyDataError:
+        raise ValueError(f"GDC STAR file '{path}' is empty (no header line).") from None
     if "gene_id" not in table.columns or column not in table.columns:
         raise ValueError(
             f"'{path}' is not a GDC STAR counts file with a '{column}' column: its header is "
@@ -188,7 +188,10 @@ def _sample_sheet(path):
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"GDC sample sheet not found: '{path}'.")
-    sheet = pd.read_csv(path, sep="\t" if path.suffix.lower() != ".csv" else ",", dtype=str)
+    try:
+        sheet = _read_table(path, sep="\t" if path.suffix.lower() != ".csv" else ",", dtype=str)
+    except pd.errors.EmptyDataError:
+        raise ValueError(f"GDC sample sheet '{path}' is empty (no header line).") from None
     needed = {"File Name", "Sample ID"}
     if not needed <= set(sheet.columns):
         raise ValueError(

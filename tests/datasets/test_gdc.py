@@ -312,3 +312,25 @@ def test_errors_name_the_file(gdc_download, tmp_path):
         load_gdc_star([broken], value="tpm")
     with pytest.raises(FileNotFoundError, match="nowhere"):
         load_gdc_star(tmp_path / "nowhere")
+
+
+def test_damaged_star_files_and_sheets_are_named(gdc_download, tmp_path):
+    """A truncated .tsv.gz, a plain file named .gz, a binary file, an empty file and a
+    truncated sample sheet each give one ValueError naming the file."""
+    root, sheet = gdc_download
+    text = _star_text([1, 2, 3, 4]).encode()
+    packed = gzip.compress(text)
+    cases = {
+        "truncated.tsv.gz": (packed[: len(packed) // 2], "corrupt or truncated gzip"),
+        "plain.tsv.gz": (text, "named .gz but is not gzip-compressed"),
+        "binary.tsv": (bytes(range(128, 256)) * 4, "not UTF-8 text"),
+        "empty.tsv": (b"", "is empty"),
+    }
+    for name, (data, what) in cases.items():
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(ValueError, match=rf"'{tmp_path / name}' .*{what}"):
+            load_gdc_star([tmp_path / name])
+    cut = tmp_path / "gdc_sample_sheet.tsv.gz"
+    cut.write_bytes(gzip.compress(sheet.read_bytes())[:40])
+    with pytest.raises(ValueError, match=rf"'{cut}' is a corrupt or truncated gzip"):
+        load_gdc_star(root, sample_sheet=cut)
