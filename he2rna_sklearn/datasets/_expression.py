@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import gzip
 import re
+import zlib
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -132,6 +135,66 @@ def _keep_sample_types(expression, sample_types, path):
     return expression.loc[keep]
 
 
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+def _compression(path):
+    """``"gzip"`` or None, from the file's first bytes (not its name).
+
+    A file named ``.gz`` that is not gzip-compressed is an error naming it: it may be
+    plain text, but also a zip archive or anything else.
+    """
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    if head[:2] == _GZIP_MAGIC:
+        return "gzip"
+    if head[:4] == b"PK\x03\x04" and not str(path).lower().endswith(".gz"):
+        raise ValueError(
+            f"'{path}' is a zip archive (an Excel .xlsx workbook is one), not a CSV/TSV "
+            "table: export or unzip the table first."
+        )
+    if str(path).lower().endswith(".gz"):
+        what = (
+            "a zip archive (unzip it and give the table inside)"
+            if head[:2] == b"PK"
+            else f"not gzip-compressed (it starts with {head!r}); rename it without .gz if "
+            "it is a plain table"
+        )
+        raise ValueError(f"'{path}' is named .gz but is {what}.")
+    return None
+
+
+@contextmanager
+def _reading(path, compression=None):
+    """Turn what a damaged, binary or mislabeled table raises into one ValueError naming
+    the file and what is wrong."""
+    try:
+        yield
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        raise ValueError(
+            f"'{path}' is a corrupt or truncated gzip file ({exc}); download or compress it again."
+        ) from None
+    except UnicodeDecodeError as exc:
+        raise ValueError(
+            f"'{path}' is not UTF-8 text (byte {exc.object[exc.start : exc.start + 1]!r} at "
+            f"position {exc.start}): a binary file, or text in another encoding; save it as a "
+            "UTF-8 CSV or TSV table."
+        ) from None
+    except pd.errors.ParserError as exc:
+        detail = " ".join(str(exc).split())
+        hint = "; a corrupt gzip file does this too (check it with gzip -t)" if compression else ""
+        raise ValueError(
+            f"'{path}' has rows that do not parse as CSV/TSV: {detail}{hint}."
+        ) from None
+
+
+def _read_table(path, **kwargs):
+    """``pd.read_csv`` of a file whose compression comes from its content; errors name it."""
+    compression = _compression(path)
+    with _reading(path, compression):
+        return pd.read_csv(path, compression=compression, **kwargs)
+
+
 def _separator(path):
     name = Path(path).name.lower()
     if name.endswith(".gz"):
@@ -140,10 +203,8 @@ def _separator(path):
         return "\t"
     if name.endswith(".csv"):
         return ","
-    import gzip
-
-    opener = gzip.open if str(path).endswith(".gz") else open
-    with opener(path, "rt") as fh:
+    opener = gzip.open if _compression(path) == "gzip" else open
+    with _reading(path), opener(path, "rt", encoding="utf-8") as fh:
         header = fh.readline()
     return "\t" if "\t" in header else ","
 
@@ -236,13 +297,13 @@ def load_expression(
         )
     sep = _separator(path)
     try:
-        raw = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False)
+        raw = _read_table(path, sep=sep, dtype=str, keep_default_na=False)
     except pd.errors.EmptyDataError:
         raise ValueError(f"Expression table '{path}' is empty (no header line).") from None
     if raw.shape[1] < 2:
         raise ValueError(f"'{path}' has fewer than 2 columns; is the separator right?")
     # pandas renames repeated header names ("x", "x.1"); read the header as written.
-    header = pd.read_csv(path, sep=sep, header=None, nrows=1, dtype=str).iloc[0].tolist()
+    header = _read_table(path, sep=sep, header=None, nrows=1, dtype=str).iloc[0].tolist()
     header = [str(h) for h in header]
 
     is_tcga = [bool(_TCGA.match(h)) for h in header]

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ..slides import (
+    AUTO_TISSUE_MASK,
     GEOJSON_SUFFIXES,
     SlideReader,
     geojson_tissue_mask,
@@ -46,7 +47,8 @@ class SlideSpec:
     slide_mpp : float or None
         Base resolution given by the user (None: the slide's own metadata).
     tissue_mask : str or None
-        Digest of a user tissue mask (None: automatic tissue detection).
+        Digest of a user tissue mask, or the automatic detection's name
+        (``slides.AUTO_TISSUE_MASK``; None in files written before it existed).
     mpp, tile_size, max_tiles, min_tissue_fraction, random_state
         The tiling asked for.
     tile_transform : str or None
@@ -161,7 +163,7 @@ class FeatureSpec:
             slide_id=Path(path).stem,
             slide_fingerprint=fingerprint,
             slide_mpp=slide_mpp,
-            tissue_mask=None if mask is None else _mask_digest(mask),
+            tissue_mask=AUTO_TISSUE_MASK if mask is None else _mask_digest(mask),
             mpp=float(self.mpp),
             tile_size=int(self.tile_size),
             max_tiles=None if self.max_tiles is None else int(self.max_tiles),

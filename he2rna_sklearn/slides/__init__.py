@@ -19,9 +19,10 @@ from ._tiling import (
     select_tissue_tiles,
     tile_fractions,
 )
-from ._tissue import otsu_threshold, tissue_mask
+from ._tissue import AUTO_TISSUE_MASK, otsu_threshold, tissue_mask
 
 __all__ = [
+    "AUTO_TISSUE_MASK",
     "GEOJSON_SUFFIXES",
     "SlideReader",
     "TileGeometry",

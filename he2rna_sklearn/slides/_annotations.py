@@ -14,6 +14,25 @@ __all__ = ["GEOJSON_SUFFIXES", "geojson_tissue_mask", "read_geojson_polygons"]
 GEOJSON_SUFFIXES = (".geojson", ".json")
 
 
+#: QuPath's PathClass.DELIMITER: a derived class ``names: ["Tumor", "Positive"]`` shows as
+#: "Tumor: Positive" (the names joined by the delimiter and a space), and
+#: PathClass.fromString splits a name on the delimiter and strips each part.
+_QUPATH_DELIMITER = ":"
+
+
+def _qupath_class_name(name):
+    """A class name as QuPath shows it: derived names joined by ``": "``, parts stripped.
+
+    ``"Tumor:Positive"``, ``"Tumor : Positive"`` and ``["Tumor", "Positive"]`` (QuPath's
+    GeoJSON ``classification.names``) all give ``"Tumor: Positive"``; None stays None.
+    """
+    if name is None:
+        return None
+    parts = name if isinstance(name, (list, tuple)) else str(name).split(_QUPATH_DELIMITER)
+    parts = [str(p).strip() for p in parts]
+    return f"{_QUPATH_DELIMITER} ".join(p for p in parts if p)
+
+
 def _class_name(properties):
     """The class of a feature as QuPath, GrandQC and others write it, or None."""
     if not isinstance(properties, dict):
@@ -23,9 +42,7 @@ def _class_name(properties):
         cls = cls.get("name") or cls.get("names")
     if cls is None:
         cls = properties.get("class", properties.get("label"))
-    if isinstance(cls, (list, tuple)):
-        cls = ":".join(str(c) for c in cls)
-    return None if cls is None else str(cls)
+    return _qupath_class_name(cls)
 
 
 def _polygons_of(geometry, source):
@@ -69,8 +86,9 @@ def read_geojson_polygons(source):
     -------
     polygons : list of (list of ndarray, str or None)
         Each polygon's rings (exterior first, then holes) as (n, 2) float arrays of (x, y)
-        level-0 pixels, and its class name (QuPath's ``classification.name``) if any.
-        Points and lines are ignored.
+        level-0 pixels, and its class name (QuPath's ``classification.name``) if any. A
+        derived QuPath class (``classification.names``, e.g. ``["Tumor", "Positive"]``) is
+        named as QuPath shows it, ``"Tumor: Positive"``. Points and lines are ignored.
     """
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
@@ -141,9 +159,11 @@ def geojson_tissue_mask(source, dimensions, *, max_size=4096, classes=None, excl
     max_size : int, default=4096
         The mask's longer side; the mask keeps the slide's aspect ratio.
     classes : collection of str, optional
-        Keep only polygons of these classes (default: every polygon not excluded).
+        Keep only polygons of these classes (default: every polygon not excluded). Derived
+        QuPath classes are written as QuPath shows them, ``"Tumor: Positive"``; as in
+        QuPath, spaces around ``:`` do not matter.
     exclude : collection of str, optional
-        Subtract polygons of these classes.
+        Subtract polygons of these classes (named as for ``classes``).
 
     Returns
     -------
@@ -161,8 +181,8 @@ def geojson_tissue_mask(source, dimensions, *, max_size=4096, classes=None, excl
     if w <= 0 or h <= 0:
         raise ValueError(f"dimensions must be a positive (width, height), got {dimensions}.")
     polygons = read_geojson_polygons(source)
-    classes = None if classes is None else {str(c) for c in classes}
-    exclude = {str(c) for c in (exclude or ())}
+    classes = None if classes is None else {_qupath_class_name(c) for c in classes}
+    exclude = {_qupath_class_name(c) for c in (exclude or ())}
     keep = [r for r, c in polygons if c not in exclude and (classes is None or c in classes)]
     drop = [r for r, c in polygons if c in exclude]
     if not keep:

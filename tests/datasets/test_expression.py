@@ -163,3 +163,54 @@ def test_sample_types_need_tcga_barcodes(tmp_path):
     with pytest.raises(ValueError, match=r"sample_types='01' needs TCGA.*\['SYN-0002'\]"):
         load_expression(path, sample_types="01")
     assert load_expression(path).expression.shape == (2, 2)
+
+
+def _broken_files(tmp_path):
+    """Damaged and mislabeled copies of a real expression table, as users meet them."""
+    raw = SUBSET.read_bytes()  # gzip of a real TCGA table
+    text = gzip.decompress(raw)
+    mid = bytearray(raw)
+    mid[-8:] = b"\x00" * 8  # the gzip trailer (CRC-32, size) overwritten
+    inner = bytearray(raw)
+    inner[len(raw) // 2 : len(raw) // 2 + 64] = bytes(64)  # bytes lost inside the stream
+    files = {
+        "truncated.csv.gz": raw[: len(raw) // 2],  # an interrupted download
+        "header-only.csv.gz": raw[:120],
+        "bad-crc.csv.gz": bytes(mid),
+        "corrupt-inside.csv.gz": bytes(inner),
+        "plain-text.csv.gz": text,  # named .gz, never compressed
+        "archive.csv.gz": b"PK\x03\x04" + raw[:400],  # a zip archive named .gz
+        "random.csv": bytes(np.random.default_rng(0).integers(0, 256, 3000, dtype=np.uint8)),
+        "binary.csv.gz": gzip.compress(bytes(range(256)) * 8),
+        "utf16.csv": text[:2000].decode("ascii").encode("utf-16"),
+    }
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    return files
+
+
+@pytest.mark.parametrize(
+    "name, what",
+    [
+        ("truncated.csv.gz", "corrupt or truncated gzip"),
+        ("header-only.csv.gz", "corrupt or truncated gzip"),
+        ("bad-crc.csv.gz", "corrupt or truncated gzip"),
+        ("corrupt-inside.csv.gz", "(corrupt or truncated gzip|corrupt gzip file does this)"),
+        ("plain-text.csv.gz", "named .gz but is not gzip-compressed"),
+        ("archive.csv.gz", "named .gz but is a zip archive"),
+        ("random.csv", "not UTF-8 text"),
+        ("binary.csv.gz", "not UTF-8 text"),
+        ("utf16.csv", "not UTF-8 text"),
+    ],
+)
+def test_damaged_or_mislabeled_files_get_one_error_naming_them(tmp_path, name, what):
+    _broken_files(tmp_path)
+    with pytest.raises(ValueError, match=rf"'{tmp_path / name}' (is|has).*{what}") as info:
+        load_expression(tmp_path / name)
+    assert "\n" not in str(info.value)
+
+
+def test_gzip_content_under_another_name_is_read(tmp_path):
+    plain = tmp_path / "expression.csv"
+    plain.write_bytes(SUBSET.read_bytes())  # gzip-compressed, named .csv
+    assert load_expression(plain).expression.equals(load_expression(SUBSET).expression)

@@ -80,6 +80,73 @@ def test_geojson_errors(tmp_path):
         geojson_tissue_mask(other, (0, 10))
 
 
+# A FeatureCollection as QuPath (>= 0.4) exports annotations: a UUID ``id`` per feature,
+# ``objectType``, and a ``classification`` written by GsonTools.PathClassTypeAdapter: a single
+# class as ``{"name", "color"}``, a derived one as ``{"names": [...], "color"}``; measurements
+# may hold NaN (QuPath writes it bare). QuPath shows a derived class by joining its names with
+# PathClass.DELIMITER and a space: "Tumor: Positive"; PathClass.fromString splits on ":" and
+# strips, so "Tumor:Positive" names the same class.
+QUPATH_EXPORT = """{
+  "type": "FeatureCollection",
+  "features": [
+    {
+      "type": "Feature",
+      "id": "6f1f1bd4-7f0a-4c1e-9a43-1c2b0f3e9d11",
+      "geometry": {
+        "type": "Polygon",
+        "coordinates": [[[0, 0], [400, 0], [400, 400], [0, 400], [0, 0]]]
+      },
+      "properties": {
+        "objectType": "annotation",
+        "classification": {"names": ["Tumor", "Positive"], "color": [200, 50, 50]},
+        "measurements": {"Num Detections": 12, "Area µm^2": NaN}
+      }
+    },
+    {
+      "type": "Feature",
+      "id": "0d9e2f33-5a51-4b7e-8f0e-2a6c3c1d4b22",
+      "geometry": {
+        "type": "Polygon",
+        "coordinates": [[[500, 0], [900, 0], [900, 400], [500, 400], [500, 0]]]
+      },
+      "properties": {
+        "objectType": "annotation",
+        "classification": {"name": "Stroma", "color": [150, 200, 150]},
+        "isLocked": true
+      }
+    },
+    {
+      "type": "Feature",
+      "id": "9b7c4e55-2d3f-4a6b-8c1d-3e4f5a6b7c33",
+      "geometry": {
+        "type": "Polygon",
+        "coordinates": [[[0, 500], [400, 500], [400, 900], [0, 900], [0, 500]]]
+      },
+      "properties": {
+        "objectType": "annotation",
+        "classification": {"names": ["Tumor", "Negative", "1+"], "color": [255, 215, 0]}
+      }
+    }
+  ]
+}"""
+
+
+def test_qupath_derived_classes_are_named_as_qupath_shows_them(tmp_path):
+    path = tmp_path / "qupath_export.geojson"
+    path.write_text(QUPATH_EXPORT, encoding="utf-8")
+    classes = [cls for _, cls in read_geojson_polygons(path)]
+    assert classes == ["Tumor: Positive", "Stroma", "Tumor: Negative: 1+"]
+    mask = geojson_tissue_mask(path, (1000, 1000), max_size=100, classes=["Tumor: Positive"])
+    assert mask[20, 20] and not mask[20, 70] and not mask[70, 20]
+    # QuPath's own spelling rules: ":" with or without spaces names the same class.
+    same = geojson_tissue_mask(path, (1000, 1000), max_size=100, classes=["Tumor:Positive"])
+    np.testing.assert_array_equal(mask, same)
+    rest = geojson_tissue_mask(path, (1000, 1000), max_size=100, exclude=["Tumor : Positive"])
+    assert not rest[20, 20] and rest[20, 70] and rest[70, 20]
+    with pytest.raises(ValueError, match=r"classes found: \['Stroma', 'Tumor: Negative: 1\+'"):
+        geojson_tissue_mask(path, (1000, 1000), classes=["Tumor"])
+
+
 def test_featurizer_takes_geojson_masks(tiny_cnn, tmp_path):
     """Tissue drawn on the left half of the slide: tiles come from there only, as with the
     same mask given as an array."""
