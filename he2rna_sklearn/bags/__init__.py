@@ -1,10 +1,12 @@
 """Stage 3 of the data flow: bags.
 
 A bag is one slide's tile features. This stage validates sequences of bags and reduces
-them to super-tiles or to one pooled vector per slide.
+them to super-tiles, to one pooled vector per slide, or to each slide's fractions of
+learnt tile types (:class:`TileCodebook`).
 """
 
 from ._bag import Bag
+from ._codebook import SQRT_EPS, TileCodebook, sample_tiles
 from ._pooling import BagPooling
 from ._supertiles import SuperTiles
 from ._validation import bag_label, check_bags, check_finite_bag, is_lazy
@@ -12,9 +14,12 @@ from ._validation import bag_label, check_bags, check_finite_bag, is_lazy
 __all__ = [
     "Bag",
     "BagPooling",
+    "SQRT_EPS",
     "SuperTiles",
+    "TileCodebook",
     "bag_label",
     "check_bags",
     "check_finite_bag",
     "is_lazy",
+    "sample_tiles",
 ]

@@ -3,7 +3,11 @@
 Torch modules (per-tile MLP, masked top-k pooling), the skorch glue (bag datasets,
 padding, per-batch k draws) and the scikit-learn estimators. One job per module:
 
-* ``_modules``: the torch network; ``_net``: bag datasets, padding, the skorch net;
+* ``_modules``: the per-tile MLP with top-k pooling; ``_tile_types``: the tile-type
+  network (soft codebook, pooled type fractions, low-rank readout) and its closed-form
+  start; ``_net``: bag datasets, padding, the skorch net;
+* ``_linear``: reduced-rank ridge and the tuned linear baseline (ridge, PCA-r + ridge or
+  reduced-rank ridge chosen by inner CV);
 * ``_params``: the shared parameters' defaults (one table) and constraints;
   ``_settings``: the paper's settings;
 * ``_training``: seeds, the validation split, ``TrainingOptions``, early stopping from a
@@ -20,6 +24,7 @@ elsewhere than PyTorch's random initialisation.
 """
 
 from ._classifier import HE2RNAClassifier
+from ._linear import ReducedRankRidge, TunedLinearRegressor
 from ._modules import (
     KS_ALL_TILES,
     KS_DEFAULT,
@@ -32,6 +37,7 @@ from ._net import BagDataset, BagNet, collate_bags
 from ._paper_transfer import MeanFeatureEmbedder, mean_tile_features
 from ._regressor import HE2RNARegressor
 from ._settings import PAPER_SETTINGS
+from ._tile_types import TileTypeModule
 from ._transfer import HE2RNAEmbedder
 
 __all__ = [
@@ -46,6 +52,9 @@ __all__ = [
     "KS_SUPER_TILES",
     "MeanFeatureEmbedder",
     "PAPER_SETTINGS",
+    "ReducedRankRidge",
+    "TileTypeModule",
+    "TunedLinearRegressor",
     "collate_bags",
     "masked_mean",
     "mean_tile_features",

@@ -16,9 +16,13 @@ from ._init_from import source_module
 from ._modules import HE2RNAModule
 from ._net import BagDataset, BagNet, collate_bags, iterate_batches
 from ._params import NETWORK_CONSTRAINTS
+from ._tile_types import TileTypeModule
 from ._training import WarmEarlyStopping, draw_seeds, feature_stats
 
 __all__ = ["BaseHE2RNA"]
+
+#: The network classes an estimator may hold, by name (how a saved state names them).
+_MODULES = {"HE2RNAModule": HE2RNAModule, "TileTypeModule": TileTypeModule}
 
 
 class BaseHE2RNA(BaseEstimator):
@@ -74,6 +78,10 @@ class BaseHE2RNA(BaseEstimator):
         """
         return False
 
+    def _module_class(self):
+        """The network class to build (:class:`HE2RNAModule` unless overridden)."""
+        return HE2RNAModule
+
     def _output_l2(self, n_slides, n_outputs):
         """The penalty on the output weights in training (``BagNet.output_l2``), read after
         :meth:`_start_module`, or None for none."""
@@ -107,7 +115,7 @@ class BaseHE2RNA(BaseEstimator):
         device = resolve_device(self.device)
         max_epochs = self.max_epochs if options.max_epochs is None else options.max_epochs
         return BagNet(
-            HE2RNAModule,
+            self._module_class(),
             options.criterion,
             optimizer=torch.optim.Adam,
             optimizer__weight_decay=float(self.weight_decay),
@@ -129,7 +137,7 @@ class BaseHE2RNA(BaseEstimator):
             **{f"module__{k}": v for k, v in module_params.items()},
         )
 
-    def _module_params(self, bags, train, options, seeds):
+    def _module_params(self, bags, targets, train, options, seeds):
         """The :class:`HE2RNAModule` arguments for training on ``bags[train]``."""
         hidden, activation, ks = self._check_architecture()
         mean = scale = None
@@ -157,7 +165,7 @@ class BaseHE2RNA(BaseEstimator):
         """
         train, valid = split
         self.validation_indices_ = None if valid is None else np.asarray(valid)
-        module_params = self._module_params(bags, train, options, seeds)
+        module_params = self._module_params(bags, targets, train, options, seeds)
         valid_ds = None
         if valid is not None:
             valid_ds = BagDataset([bags[i] for i in valid], targets[valid])
@@ -193,7 +201,7 @@ class BaseHE2RNA(BaseEstimator):
         rows = [{k: row.get(k, np.nan) for k in dict.fromkeys(keys)} for row in net.history]
         if start is not None:
             rows.insert(0, {**dict.fromkeys(keys, np.nan), "epoch": 0, monitor: start})
-        history = pd.DataFrame(rows)
+        history = pd.DataFrame(rows, columns=list(dict.fromkeys(keys)))  # 0 epochs: empty
         stopper = dict(net.callbacks_).get("early_stopping")
         scored = stopper is not None and (stopper.best_epoch_ or start is not None)
         if monitor is not None and scored:
@@ -202,7 +210,7 @@ class BaseHE2RNA(BaseEstimator):
             kept = history.loc[history["epoch"] == self.best_epoch_, monitor]
             self.best_score_ = float(kept.iloc[0])
         else:
-            self.best_epoch_ = int(history["epoch"].max())
+            self.best_epoch_ = int(history["epoch"].max()) if len(history) else 0
             self.best_score_ = None
         history["kept"] = history["epoch"] == self.best_epoch_
         self.history_ = history
@@ -212,8 +220,8 @@ class BaseHE2RNA(BaseEstimator):
     def __getstate__(self):
         state = dict(super().__getstate__())  # a copy: object.__getstate__ returns __dict__
         module = state.get("module_")
-        if isinstance(module, HE2RNAModule):
-            state["module_"] = module_state(module)
+        if isinstance(module, tuple(_MODULES.values())):
+            state["module_"] = {**module_state(module), "class": type(module).__name__}
         history = state.get("history_")
         if isinstance(history, pd.DataFrame):
             state["history_"] = {c: history[c].to_numpy() for c in history.columns}
@@ -223,7 +231,11 @@ class BaseHE2RNA(BaseEstimator):
         state = dict(state)
         module = state.get("module_")
         if isinstance(module, dict):
-            state["module_"] = rebuild_module(lambda config: HE2RNAModule(**config), module)
+            name = module.get("class", "HE2RNAModule")  # files saved before 0.3 hold no class
+            if name not in _MODULES:
+                raise ValueError(f"Unknown network class {name!r} in a saved HE2RNA model.")
+            module_class = _MODULES[name]
+            state["module_"] = rebuild_module(lambda config: module_class(**config), module)
         if isinstance(state.get("history_"), dict):
             state["history_"] = pd.DataFrame(state["history_"])
         super().__setstate__(state)

@@ -104,7 +104,8 @@ class BagNet(NeuralNet):
     max_batch_tiles : int, optional
         Largest number of padded tiles processed at once (None: no chunking).
     output_l2 : float, default=0.0
-        Penalty ``output_l2 * ||W||^2`` on the output layer's weights added to the
+        Penalty ``output_l2 * ||W||^2`` on the output layer's weights (the module's
+        ``readout_weight()`` where it has one) added to the
         training loss (e.g. the ridge penalty of a closed-form start, per sample and
         output, so that fine-tuning keeps the regularisation that made the start good).
     """
@@ -127,7 +128,9 @@ class BagNet(NeuralNet):
     def get_loss(self, y_pred, y_true, X=None, training=False):
         loss = super().get_loss(y_pred, y_true, X=X, training=training)
         if training and self.output_l2:
-            loss = loss + self.output_l2 * self.module_.output.weight.pow(2).sum()
+            readout = getattr(self.module_, "readout_weight", None)
+            weight = self.module_.output.weight if readout is None else readout()
+            loss = loss + self.output_l2 * weight.pow(2).sum()
         return loss
 
     def initialize(self):

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import numbers
 import warnings
 from dataclasses import replace
 
 import numpy as np
 import torch
 from sklearn.base import ClassNamePrefixFeaturesOutMixin, RegressorMixin, TransformerMixin
-from sklearn.utils._param_validation import StrOptions
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from ..bags import check_bags
 from ..metrics import mean_gene_correlation
 from ._base import BaseHE2RNA
 from ._init_from import check_regressor_source, copy_module, source_estimator
+from ._modules import HE2RNAModule
 from ._params import NETWORK_CONSTRAINTS, store_params
 from ._params import SHARED_DEFAULTS as _D
 from ._targets import (
@@ -25,7 +27,8 @@ from ._targets import (
     per_group_mean_r,
     valid_mean_r,
 )
-from ._training import TrainingOptions, validation_split
+from ._tile_types import TileTypeModule, codebook_solution, set_solution
+from ._training import TrainingOptions, feature_stats, validation_split
 from ._warm_start import warm_start
 
 __all__ = ["HE2RNARegressor"]
@@ -190,6 +193,9 @@ class HE2RNARegressor(
 
     _parameter_constraints = {
         **NETWORK_CONSTRAINTS,
+        "tile_types": [Interval(numbers.Integral, 2, None, closed="left"), None],
+        "type_temperature": [Interval(numbers.Real, 0, None, closed="neither")],
+        "type_rank": [Interval(numbers.Integral, 1, None, closed="left"), StrOptions({"auto"})],
         "init": [StrOptions({"ridge", "random"})],
         "refit": ["boolean"],
         "clip_at_zero": ["boolean"],
@@ -203,6 +209,9 @@ class HE2RNARegressor(
         standardize=_D["standardize"],
         ks=_D["ks"],
         k_training=_D["k_training"],
+        tile_types=128,
+        type_temperature=0.2,
+        type_rank="auto",
         init="ridge",
         refit=True,
         init_from=_D["init_from"],
@@ -257,7 +266,10 @@ class HE2RNARegressor(
         )
         y_mean, y_scale = self._target_standardization(Y[train])
         Z = (Y - y_mean) / y_scale
-        options = self._training_options(Z[train], projects, valid)
+        options = replace(
+            self._training_options(Z[train], projects, valid),
+            groups=None if groups is None else np.asarray(groups),
+        )
         self._fit_net(bags, Z, (train, valid), seeds, options)
         self.refitted_ = False
         if self.refit and valid is not None:
@@ -302,14 +314,60 @@ class HE2RNARegressor(
             scoring=scoring,
         )
 
+    def _module_class(self):
+        return HE2RNAModule if self.tile_types is None else TileTypeModule
+
+    def _module_params(self, bags, targets, train, options, seeds):
+        """The network's arguments; with ``tile_types``, the closed-form start is computed
+        here, as its rank (chosen by inner CV) sets the width of the readout."""
+        if self.tile_types is None:
+            return super()._module_params(bags, targets, train, options, seeds)
+        self._solution = None
+        if self.init_from is not None:
+            config = dict(self._source_module().config)
+            rank = config["rank"]
+        elif self.init == "ridge":
+            groups = None if options.groups is None else options.groups[train]
+            self._solution = codebook_solution(
+                [bags[i] for i in train],
+                targets[train],
+                groups,
+                n_types=int(self.tile_types),
+                temperature=float(self.type_temperature),
+                rank=self.type_rank,
+                random_state=seeds["stats"],
+            )
+            rank = self._solution["rank"]
+            self.init_alpha_ = self._solution["alpha"]
+            self.init_rank_ = rank
+        else:
+            rank = 8 if self.type_rank == "auto" else int(self.type_rank)
+        mean = scale = None
+        if self.standardize and self.init_from is None and self._solution is None:
+            mean, scale = feature_stats([bags[i] for i in train], seeds["stats"])
+        return dict(
+            n_features=bags[0].shape[1],
+            n_outputs=options.n_outputs,
+            n_types=int(self.tile_types),
+            rank=int(rank),
+            output_bias=options.output_bias,
+            input_mean=mean,
+            input_scale=scale,
+        )
+
     def _start_module(self, module, bags, targets, seeds):
-        """``init_from``'s weights, else the closed-form ridge start (``init="ridge"``),
-        else PyTorch's random initialisation (the output bias at the genes' means)."""
+        """``init_from``'s weights, else the closed-form start (``init="ridge"``: the
+        codebook and reduced-rank readout with ``tile_types``, else the ridge on pooled
+        features), else PyTorch's random initialisation (the output bias at the genes'
+        means)."""
         if self.init_from is not None:
             copy_module(module, self._source_module())
             return True
         if self.init == "ridge":
-            self._ridge_start(module, bags, targets, seeds)
+            if self.tile_types is None:
+                self._ridge_start(module, bags, targets, seeds)
+            else:
+                set_solution(module, self._solution)
             return True
         return False
 
@@ -328,6 +386,8 @@ class HE2RNARegressor(
         """
         if self.init_from is not None or self.init != "ridge":
             return None
+        if self.tile_types is not None:  # sum (y - y_hat)^2 + alpha ||V U||^2, per sample
+            return self.init_alpha_ / (n_slides * n_outputs)
         return self.init_alpha_ / (2.0 * n_slides * n_outputs)
 
     def _refit_on_every_slide(self, bags, Z, every, seeds, options):
@@ -341,7 +401,7 @@ class HE2RNARegressor(
         ``validation_indices_`` are kept.
         """
         selection = (self.history_, self.best_epoch_, self.best_score_, self.validation_indices_)
-        if self.best_epoch_ == 0:
+        if self.best_epoch_ == 0 and self.tile_types is None:
             self._start_module(self.module_, [bags[i] for i in every], Z[every], seeds)
         else:
             options = replace(
