@@ -33,6 +33,7 @@ from .._torch import module_state, rebuild_module, resolve_device
 from ..bags import check_bags, check_feature_spec, feature_spec
 from ..bags._spec import spec_to_json
 from ..metrics import mean_gene_correlation
+from ._base import feature_stats
 from ._ensemble import FoldEnsembleRegressor
 from ._net import BagDataset, BagNet, collate_bags, iterate_batches
 from ._regressor import check_targets
@@ -189,7 +190,10 @@ class SequoiaRegressor(
         per slide (SEQUOIA's checkpoints: 100, in k-means label order). None: no position
         embedding; slides may have any number of tokens, and their order does not matter.
     standardize : bool, default=True
-        Train on z-scored targets (predictions are returned in the units of ``y``).
+        Z-score the tile features (with fixed per-feature statistics of the training
+        tiles, kept in the module) and train on z-scored targets (predictions are
+        returned in the units of ``y``). SEQUOIA's released models take raw UNI features
+        and raw targets (``from_pretrained`` sets it to False).
     max_epochs : int, default=200
     batch_size : int, default=16
     lr : float, default=1e-3
@@ -531,11 +535,17 @@ class SequoiaRegressor(
             module__summary_size=self.summary_size,
             module__combine_size=self.combine_size,
             module__n_positions=self.n_positions,
+            module__standardize_input=bool(self.standardize),
         )
         fork = [device.index or 0] if device.type == "cuda" else []
         with torch.random.fork_rng(devices=fork):
             torch.manual_seed(seed_torch)
             net.initialize()
+            if self.standardize:
+                mean, scale = feature_stats([bags[i] for i in train], seed_split)
+                with torch.no_grad():
+                    net.module_.input_mean.copy_(torch.from_numpy(mean))
+                    net.module_.input_scale.copy_(torch.from_numpy(scale))
             net.partial_fit(BagDataset([bags[i] for i in train], Z[train]), None)
         keys = ["epoch", "train_loss", "valid_loss", "dur"]
         history = pd.DataFrame([{k: row.get(k, np.nan) for k in keys} for row in net.history])

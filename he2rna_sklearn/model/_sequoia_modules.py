@@ -166,6 +166,10 @@ class SequoiaModule(nn.Module):
         Tokens per slide, each with a learnt position embedding (SEQUOIA: 100, and inputs
         must then have exactly that many tokens); None: no position embedding, any number
         of tokens (their order does not matter).
+    standardize_input : bool, default=False
+        Standardise tokens first, ``(x - input_mean) / input_scale``, with fixed buffers
+        (set from training features). SEQUOIA's checkpoints take raw features and have no
+        such buffers.
 
     Attributes
     ----------
@@ -185,6 +189,7 @@ class SequoiaModule(nn.Module):
         summary_size=64,
         combine_size=64,
         n_positions=100,
+        standardize_input=False,
     ):
         super().__init__()
         self.config = {
@@ -196,7 +201,11 @@ class SequoiaModule(nn.Module):
             "summary_size": int(summary_size),
             "combine_size": int(combine_size),
             "n_positions": None if n_positions is None else int(n_positions),
+            "standardize_input": bool(standardize_input),
         }
+        if standardize_input:
+            self.register_buffer("input_mean", torch.zeros(int(n_features)))
+            self.register_buffer("input_scale", torch.ones(int(n_features)))
         if n_positions is not None:
             # SEQUOIA initialises it from a standard normal; a checkpoint overwrites it.
             self.pos_emb1D = nn.Parameter(torch.randn(int(n_positions), int(n_features)))
@@ -212,6 +221,8 @@ class SequoiaModule(nn.Module):
 
     def tokens(self, X, mask):
         """Tokens after the blocks: (B, N, D) -> (B, N, D)."""
+        if self.config["standardize_input"]:
+            X = (X - self.input_mean) / self.input_scale
         if self.n_positions is not None:
             if X.shape[1] != self.n_positions:
                 raise ValueError(

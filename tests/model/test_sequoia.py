@@ -343,3 +343,20 @@ def test_head_with_positions_needs_equal_bags_and_groups_split_by_patient():
 )
 def test_sklearn_checks(check, estimator):
     getattr(ec, check)(type(estimator).__name__, estimator)
+
+
+def test_head_standardizes_features_inside_the_module():
+    """standardize=True z-scores tiles with training statistics kept in the module, so an
+    affine change of the features' units changes nothing."""
+    bags, y = _task(n=20)
+    params = dict(FAST, max_epochs=5, validation_fraction=None, random_state=0)
+    model = SequoiaRegressor(**params).fit(bags, y)
+    shifted = [b * 100.0 + 5.0 for b in bags]
+    other = SequoiaRegressor(**params).fit(shifted, y)
+    np.testing.assert_allclose(other.predict(shifted), model.predict(bags), atol=1e-3)
+    assert model.module_.config["standardize_input"]
+    np.testing.assert_allclose(
+        other.module_.input_mean.numpy(), model.module_.input_mean.numpy() * 100 + 5, rtol=1e-3
+    )
+    raw = SequoiaRegressor(**params, standardize=False).fit(bags, y)
+    assert "input_mean" not in raw.module_.state_dict()
