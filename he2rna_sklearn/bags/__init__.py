@@ -6,6 +6,7 @@ them to super-tiles or to one pooled vector per slide.
 
 from ._bag import Bag
 from ._pooling import BagPooling
+from ._spec import check_feature_spec, feature_spec
 from ._supertiles import SuperTiles
 from ._validation import bag_label, check_bags, check_finite_bag, is_lazy
 
@@ -15,6 +16,8 @@ __all__ = [
     "SuperTiles",
     "bag_label",
     "check_bags",
+    "check_feature_spec",
     "check_finite_bag",
+    "feature_spec",
     "is_lazy",
 ]
