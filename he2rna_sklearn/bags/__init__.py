@@ -6,7 +6,7 @@ them to super-tiles or to one pooled vector per slide.
 
 from ._bag import Bag
 from ._pooling import BagPooling
-from ._spec import check_feature_spec, feature_spec
+from ._spec import check_feature_spec, feature_spec, spec_to_json
 from ._supertiles import SuperTiles
 from ._validation import bag_label, check_bags, check_finite_bag, is_lazy
 
@@ -19,5 +19,6 @@ __all__ = [
     "check_feature_spec",
     "check_finite_bag",
     "feature_spec",
+    "spec_to_json",
     "is_lazy",
 ]

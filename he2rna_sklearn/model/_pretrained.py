@@ -39,7 +39,7 @@ from .._hub import resolve_snapshot
 from .._io import atomic_write
 from .._version import __version__
 from ..bags import feature_spec as bags_feature_spec
-from ..bags._spec import spec_to_json
+from ..bags import spec_to_json
 
 __all__ = ["FORMAT", "PRETRAINED_CLASSES", "from_pretrained", "save_pretrained"]
 

@@ -30,8 +30,7 @@ from skorch.helper import predefined_split
 
 from .._hub import resolve_snapshot
 from .._torch import module_state, rebuild_module, resolve_device
-from ..bags import check_bags, check_feature_spec, feature_spec
-from ..bags._spec import spec_to_json
+from ..bags import check_bags, check_feature_spec, feature_spec, spec_to_json
 from ..metrics import mean_gene_correlation
 from ._base import feature_stats
 from ._ensemble import FoldEnsembleRegressor
@@ -382,22 +381,10 @@ class SequoiaRegressor(
         if not isinstance(config, dict):
             raise ValueError(f"'{config_path}' does not hold a JSON object.")
         if "format" in config:  # a model saved by he2rna-sklearn
-            from ._pretrained import from_pretrained
-
-            if genes is not None:
-                raise ValueError(
-                    f"genes= applies to SEQUOIA's checkpoints; {snapshot.source} was saved by "
-                    "he2rna-sklearn and carries its gene list."
-                )
-            model = from_pretrained(source, revision=revision, cache_dir=cache_dir)
-            if not isinstance(model, cls):
-                raise TypeError(
-                    f"{snapshot.source} holds a {type(model).__name__}, not a {cls.__name__}; "
-                    "load it with he2rna_sklearn.model.from_pretrained."
-                )
-            if device != "auto":
-                model.set_params(device=device)
-            return model
+            raise ValueError(
+                f"{snapshot.source} was saved by he2rna-sklearn, not released by SEQUOIA: load "
+                "it with he2rna_sklearn.model.from_pretrained, which builds the class it holds."
+            )
         args = config_from_sequoia(config, source=f"'{config_path}'")
         module = load_state_strict(SequoiaModule(**args), _weights_file(snapshot), snapshot.source)
         if genes is None:

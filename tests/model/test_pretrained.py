@@ -139,7 +139,9 @@ def test_classifier_and_sequoia_head_round_trip(tmp_path):
     np.testing.assert_array_equal(again.predict(bags), head.predict(bags))
     assert again.predict(bags).ndim == 1 and again.feature_spec_ == head.feature_spec_
     assert_no_pickle(tmp_path / "seq")
-    assert SequoiaRegressor.from_pretrained(tmp_path / "seq").source_ == str(tmp_path / "seq")
+    assert again.source_ == str(tmp_path / "seq")
+    with pytest.raises(ValueError, match="saved by he2rna-sklearn.*model.from_pretrained"):
+        SequoiaRegressor.from_pretrained(tmp_path / "seq")
 
 
 def test_refusals(regressor, tmp_path):
