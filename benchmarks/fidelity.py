@@ -11,6 +11,9 @@ Per cohort seed, 5-fold GroupKFold by patient, and per model:
 
 * ``he2rna``: ``HE2RNARegressor(random_state=seed)`` at its defaults, on bags of all tiles;
 * ``he2rna_supertiles``: ``make_pipeline(SuperTiles(), HE2RNARegressor())`` at defaults;
+* ``sequoia``: ``make_pipeline(SuperTiles(cluster_on="features"), SequoiaRegressor())`` at
+  defaults: SEQUOIA's input (100 k-means clusters of tile features per slide) and a small
+  SEQUOIA-style linearized transformer trained on the fold;
 * ``ridge``: ``make_pipeline(BagPooling(), StandardScaler(), RidgeCV(logspace(-2, 4, 13)))``;
 * ``oracle``: the same ridge on the true tissue fractions of each slide.
 
@@ -152,11 +155,20 @@ def model_factories(seed, configs):
     def ridge():
         return make_pipeline(BagPooling(), StandardScaler(), RidgeCV(alphas=np.logspace(-2, 4, 13)))
 
+    def sequoia():
+        from he2rna_sklearn.model import SequoiaRegressor
+
+        return make_pipeline(
+            SuperTiles(cluster_on="features", random_state=seed),
+            SequoiaRegressor(random_state=seed),
+        )
+
     factories = {
         "he2rna": lambda: HE2RNARegressor(random_state=seed),
         "he2rna_supertiles": lambda: make_pipeline(
             SuperTiles(random_state=seed), HE2RNARegressor(random_state=seed)
         ),
+        "sequoia": sequoia,
         "ridge": ridge,
         "oracle": ridge,  # fitted on the true fractions (one-tile bags)
     }

@@ -15,17 +15,28 @@ Examples
 from ._version import __version__
 from .bags import Bag, BagPooling, SuperTiles
 from .features import SlideFeaturizer, load_bags
-from .model import HE2RNAClassifier, HE2RNAEmbedder, HE2RNARegressor, MeanFeatureEmbedder
+from .model import (
+    FoldEnsembleRegressor,
+    HE2RNAClassifier,
+    HE2RNAEmbedder,
+    HE2RNARegressor,
+    MeanFeatureEmbedder,
+    SequoiaRegressor,
+    load_sequoia,
+)
 
 __all__ = [
     "Bag",
     "BagPooling",
+    "FoldEnsembleRegressor",
     "HE2RNAClassifier",
     "HE2RNAEmbedder",
     "HE2RNARegressor",
     "MeanFeatureEmbedder",
+    "SequoiaRegressor",
     "SlideFeaturizer",
     "SuperTiles",
     "__version__",
     "load_bags",
+    "load_sequoia",
 ]

@@ -15,7 +15,8 @@ class MissingMPPError(ValueError):
 
 
 class WeightsNotFoundError(FileNotFoundError):
-    """Pretrained backbone weights were asked for but cannot be found or downloaded."""
+    """Pretrained weights (of a backbone or of an expression model) were asked for but
+    cannot be found or downloaded."""
 
 
 class FeatureFileError(ValueError):

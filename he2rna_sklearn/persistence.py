@@ -40,6 +40,8 @@ TRUSTED_TYPES = (
     "he2rna_sklearn.model._classifier.HE2RNAClassifier",
     "he2rna_sklearn.model._transfer.HE2RNAEmbedder",
     "he2rna_sklearn.model._paper_transfer.MeanFeatureEmbedder",
+    "he2rna_sklearn.model._sequoia.SequoiaRegressor",
+    "he2rna_sklearn.model._ensemble.FoldEnsembleRegressor",
 )
 _FORMAT = "he2rna-sklearn model"
 _PICKLE_STARTS = (b"\x80", b"\x78", b"\x1f\x8b", b"BZh", b"\xfd7zXZ", b"\x28\xb5\x2f\xfd")

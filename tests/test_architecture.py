@@ -19,7 +19,7 @@ PACKAGE = ROOT.name
 #: The layers, bottom up. A unit imports only units of lower layers.
 LAYERS = [
     {"_version", "_io", "_torch", "_parallel", "exceptions"},  # foundation
-    {"slides", "bags", "metrics", "datasets"},  # inputs and containers
+    {"slides", "bags", "metrics", "datasets", "_hub"},  # inputs, containers, hub folders
     {"features", "model"},  # stages that turn them into features, and models
     {"evaluation", "spatial", "plotting", "persistence"},  # outputs
     {"_demo"},

@@ -8,6 +8,7 @@ learnt tile types (:class:`TileCodebook`).
 from ._bag import Bag
 from ._codebook import SQRT_EPS, TileCodebook, sample_tiles
 from ._pooling import BagPooling
+from ._spec import check_feature_spec, feature_spec, spec_to_json
 from ._supertiles import SuperTiles
 from ._validation import bag_label, check_bags, check_finite_bag, is_lazy
 
@@ -19,7 +20,10 @@ __all__ = [
     "TileCodebook",
     "bag_label",
     "check_bags",
+    "check_feature_spec",
     "check_finite_bag",
+    "feature_spec",
+    "spec_to_json",
     "is_lazy",
     "sample_tiles",
 ]

@@ -31,6 +31,19 @@ class SuperTiles(TransformerMixin, BaseEstimator):
     features instead (SEQUOIA's choice): a super-tile gathers tiles that look alike wherever
     they lie, and bags need no coordinates.
 
+    SEQUOIA's input (its ``cluster_features``, checked against ``kmean_features.py`` of
+    gevaertlab/sequoia-pub): per slide, ``KMeans(n_clusters=100, random_state=0)`` on the
+    tile features, and each cluster's mean feature vector, in the k-means label order;
+    slides with fewer than 100 tiles get no input (they are skipped), and an empty cluster
+    would give a row of NaN. ``SuperTiles(n_clusters=100, cluster_on="features",
+    cluster_order="kmeans")`` builds the same kind of input: one k-means run (k-means++,
+    ``n_init=1``, as ``n_init="auto"`` does), rows in the k-means label order; an empty
+    cluster is dropped (a model needing exactly 100 rows then refuses the bag by name),
+    and a slide with fewer tiles than ``n_clusters`` keeps one super-tile per tile. Unlike
+    SEQUOIA, which seeds every slide's k-means with 0, each slide gets its own seed drawn
+    from ``random_state``, so the clusters follow SEQUOIA's procedure without being
+    bit-identical to its files.
+
     Super-tiles turn bags into bags, not into a 2-D table: ``set_output`` is accepted (so
     that ``Pipeline.set_output`` reaches the estimators after it) and the output stays a
     list of bags whatever the container asked for.
@@ -41,6 +54,10 @@ class SuperTiles(TransformerMixin, BaseEstimator):
         Super-tiles per slide (the paper's value), capped at each slide's tile count.
     cluster_on : {"coords", "features"}, default="coords"
         Cluster tiles by position (the paper's) or by feature vector (SEQUOIA's).
+    cluster_order : {"first_tile", "kmeans"}, default="first_tile"
+        Order of the super-tiles in each output bag: by the first tile (in the bag's
+        order) of each cluster, or k-means' own label order (SEQUOIA's: its models add a
+        learnt embedding per position, so a pretrained SEQUOIA model wants this order).
     random_state : int, RandomState instance or None, default=None
         Seeds k-means.
 
@@ -58,12 +75,16 @@ class SuperTiles(TransformerMixin, BaseEstimator):
     _parameter_constraints = {
         "n_clusters": [Interval(numbers.Integral, 1, None, closed="left")],
         "cluster_on": [StrOptions({"coords", "features"})],
+        "cluster_order": [StrOptions({"first_tile", "kmeans"})],
         "random_state": ["random_state"],
     }
 
-    def __init__(self, n_clusters=100, cluster_on="coords", random_state=None):
+    def __init__(
+        self, n_clusters=100, cluster_on="coords", cluster_order="first_tile", random_state=None
+    ):
         self.n_clusters = n_clusters
         self.cluster_on = cluster_on
+        self.cluster_order = cluster_order
         self.random_state = random_state
 
     def set_output(self, *, transform=None):
@@ -117,16 +138,20 @@ class SuperTiles(TransformerMixin, BaseEstimator):
         check_finite_bag(features, index, bag)
         n = features.shape[0]
         k = min(self.n_clusters, n)
-        if k == n:
+        by_kmeans = self.cluster_order == "kmeans"
+        if k == n and not (by_kmeans and n > 1):
             labels = np.arange(n)
         else:
             km = KMeans(n_clusters=k, n_init=1, random_state=seed)
             space = coords if self.cluster_on == "coords" else features
             labels = km.fit_predict(np.asarray(space, dtype=np.float64))
-        # Re-number clusters in order of first appearance (row-major tiles) for stability,
-        # and drop any empty cluster.
-        _, first = np.unique(labels, return_index=True)
-        order = labels[np.sort(first)]
+        # Number the clusters in k-means' label order, or in order of first appearance
+        # (row-major tiles), and drop any empty cluster.
+        if by_kmeans:
+            order = np.unique(labels)
+        else:
+            _, first = np.unique(labels, return_index=True)
+            order = labels[np.sort(first)]
         remap = np.empty(labels.max() + 1, dtype=np.int64)
         remap[order] = np.arange(len(order))
         labels = remap[labels]
@@ -143,6 +168,7 @@ class SuperTiles(TransformerMixin, BaseEstimator):
         meta = dict(getattr(bag, "meta", {}) or {})
         meta["super_tiles"] = k
         meta["super_tiles_on"] = self.cluster_on
+        meta["super_tiles_order"] = self.cluster_order
         return Bag(
             means,
             coords=centers,

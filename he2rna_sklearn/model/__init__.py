@@ -24,6 +24,7 @@ elsewhere than PyTorch's random initialisation.
 """
 
 from ._classifier import HE2RNAClassifier
+from ._ensemble import FoldEnsembleRegressor
 from ._linear import ReducedRankRidge, TunedLinearRegressor
 from ._modules import (
     KS_ALL_TILES,
@@ -35,7 +36,10 @@ from ._modules import (
 )
 from ._net import BagDataset, BagNet, collate_bags
 from ._paper_transfer import MeanFeatureEmbedder, mean_tile_features
+from ._pretrained import from_pretrained, save_pretrained
 from ._regressor import HE2RNARegressor
+from ._sequoia import SEQUOIA_CANCERS, SEQUOIA_FEATURE_SPEC, SequoiaRegressor, load_sequoia
+from ._sequoia_modules import SequoiaModule
 from ._settings import PAPER_SETTINGS
 from ._tile_types import TileTypeModule
 from ._transfer import HE2RNAEmbedder
@@ -43,6 +47,7 @@ from ._transfer import HE2RNAEmbedder
 __all__ = [
     "BagDataset",
     "BagNet",
+    "FoldEnsembleRegressor",
     "HE2RNAClassifier",
     "HE2RNAEmbedder",
     "HE2RNAModule",
@@ -53,10 +58,17 @@ __all__ = [
     "MeanFeatureEmbedder",
     "PAPER_SETTINGS",
     "ReducedRankRidge",
+    "SEQUOIA_CANCERS",
+    "SEQUOIA_FEATURE_SPEC",
+    "SequoiaModule",
+    "SequoiaRegressor",
     "TileTypeModule",
     "TunedLinearRegressor",
     "collate_bags",
+    "from_pretrained",
+    "load_sequoia",
     "masked_mean",
     "mean_tile_features",
+    "save_pretrained",
     "top_k_mean",
 ]

@@ -88,3 +88,39 @@ def test_set_output_keeps_bags_in_a_pipeline():
     y = np.random.default_rng(0).normal(size=(6, 3))
     pipe.fit(bags, y)
     assert np.asarray(pipe.predict(bags)).shape == (6, 3)
+
+
+def test_kmeans_order_is_sequoias_label_order():
+    """cluster_order="kmeans": rows in k-means' label order, as SEQUOIA's cluster_features."""
+    from sklearn.cluster import KMeans
+    from sklearn.utils import check_random_state
+
+    bag = _bag(n=60, d=5, seed=4)
+    feats = np.asarray(bag)
+    st = SuperTiles(n_clusters=7, cluster_on="features", cluster_order="kmeans", random_state=3)
+    [out] = st.fit_transform([bag])
+    seed = check_random_state(3).randint(np.iinfo(np.int32).max, size=1)[0]
+    labels = KMeans(7, n_init=1, random_state=seed).fit_predict(feats.astype(np.float64))
+    expected = np.stack([feats[labels == c].mean(0) for c in range(7)])
+    np.testing.assert_allclose(np.asarray(out), expected, rtol=1e-5)
+    np.testing.assert_array_equal(out.assignment, labels)
+    assert out.meta["super_tiles_order"] == "kmeans"
+    # The default numbers the same clusters by their first tile instead.
+    [first] = SuperTiles(n_clusters=7, cluster_on="features", random_state=3).transform([bag])
+    assert sorted(map(tuple, np.asarray(first))) == sorted(map(tuple, np.asarray(out)))
+    assert first.assignment[0] == 0 and first.meta["super_tiles_order"] == "first_tile"
+
+
+def test_empty_clusters_are_dropped_not_nan():
+    """SEQUOIA's mean of an empty cluster is NaN; here the cluster is dropped, so a model
+    needing exactly n_clusters rows can refuse the bag by name."""
+    import warnings
+
+    feats = np.r_[np.zeros((20, 3)), np.ones((4, 3))].astype(np.float32)  # 2 distinct tiles
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # k-means: fewer distinct points than clusters
+        [st] = SuperTiles(
+            n_clusters=5, cluster_on="features", cluster_order="kmeans", random_state=0
+        ).transform([feats])
+    assert st.shape == (2, 3) and np.isfinite(np.asarray(st)).all()
+    assert sorted(np.bincount(st.assignment).tolist()) == [4, 20]

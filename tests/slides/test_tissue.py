@@ -6,8 +6,7 @@ import pytest
 from PIL import Image
 
 import he2rna_sklearn.datasets
-from he2rna_sklearn.slides import otsu_threshold, tissue_mask
-from he2rna_sklearn.slides import AUTO_TISSUE_MASK
+from he2rna_sklearn.slides import AUTO_TISSUE_MASK, otsu_threshold, tissue_mask
 
 from ..conftest import CMU_SVS
 

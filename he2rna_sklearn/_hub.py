@@ -1,0 +1,286 @@
+"""Offline resolution of a Hugging Face repository, or of a local folder, to files.
+
+Shared by the stages that load published weights (encoders in ``features/``, pretrained
+expression models in ``model/``); it imports neither, and it never downloads. A source is:
+
+* a local folder (e.g. made with ``hf download REPO --local-dir DIR``), used as it is;
+* a repository id ``org/name`` (or ``hf-hub:org/name``), looked up in the Hugging Face
+  cache as ``huggingface_hub`` lays it out: ``models--{org}--{name}/snapshots/<commit>/``
+  with branch names in ``refs/<branch>`` files holding a commit. The repository folder is
+  matched case-insensitively (timm's ``hf-hub:MahmoodLab/uni`` and the Hub's
+  ``MahmoodLab/UNI`` are one repository). Without ``revision``, ``refs/main`` names the
+  snapshot; a cache with no ``refs/main`` and a single snapshot (a pinned revision, as
+  STAMP downloads them) uses that snapshot; several unnamed snapshots are refused.
+
+The cache folder is, as ``huggingface_hub`` resolves it: the ``cache_dir`` argument, else
+``HF_HUB_CACHE``, else the legacy ``HUGGINGFACE_HUB_CACHE``, else ``$HF_HOME/hub``, else
+``$XDG_CACHE_HOME/huggingface/hub``, else ``~/.cache/huggingface/hub``. The environment is
+read at each call, not at import.
+
+Missing repositories, snapshots and files raise
+:class:`~he2rna_sklearn.exceptions.WeightsNotFoundError` naming the repository and the
+``hf download`` command that fetches it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from .exceptions import WeightsNotFoundError
+
+__all__ = ["Snapshot", "find_file", "hub_cache_dir", "parse_repo_id", "resolve_snapshot"]
+
+_HUB_PREFIXES = ("hf-hub:", "hf_hub:", "hf:")
+_REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def hub_cache_dir(cache_dir=None):
+    """The Hugging Face hub cache folder, resolved from the environment now.
+
+    Parameters
+    ----------
+    cache_dir : str or Path, optional
+        Overrides the environment.
+
+    Returns
+    -------
+    Path
+    """
+    if cache_dir is not None:
+        return Path(os.path.expandvars(os.path.expanduser(os.fspath(cache_dir))))
+    env = os.environ
+    explicit = env.get("HF_HUB_CACHE") or env.get("HUGGINGFACE_HUB_CACHE")
+    if explicit:
+        return Path(os.path.expandvars(os.path.expanduser(explicit)))
+    home = env.get("HF_HOME")
+    if not home:
+        xdg = env.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        home = os.path.join(xdg, "huggingface")
+    return Path(os.path.expandvars(os.path.expanduser(home))) / "hub"
+
+
+def parse_repo_id(source):
+    """``org/name`` from ``"org/name"`` or ``"hf-hub:org/name"``; None if not a repo id."""
+    text = os.fspath(source) if isinstance(source, os.PathLike) else str(source)
+    for prefix in _HUB_PREFIXES:
+        if text.lower().startswith(prefix):
+            text = text[len(prefix) :]
+            break
+    return text if _REPO_ID.match(text) else None
+
+
+def download_hint(repo_id, revision=None, *, filenames=None):
+    """How to get ``repo_id`` once, on a machine with internet, for error messages."""
+    rev = f" --revision {revision}" if revision else ""
+    files = " " + " ".join(filenames) if filenames else ""
+    return (
+        f"Nothing is downloaded at run time. On a machine with internet run "
+        f"`hf download {repo_id}{files}{rev}` (older huggingface_hub: `huggingface-cli "
+        f"download {repo_id}{files}{rev}`) and copy the Hugging Face cache (HF_HUB_CACHE, "
+        f"default ~/.cache/huggingface/hub) here, or run `hf download {repo_id}{rev} "
+        f"--local-dir DIR` and pass the folder DIR instead of the repository id. A gated "
+        f"repository needs its conditions accepted on https://huggingface.co/{repo_id} and "
+        f"`hf auth login` first."
+    )
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One resolved revision of a repository: a folder of files.
+
+    Attributes
+    ----------
+    folder : Path
+        The snapshot folder (or the local folder given).
+    repo_id : str or None
+        The repository id, or None for a local folder.
+    revision : str or None
+        The snapshot's commit (its folder name in the cache), or None for a local folder.
+    """
+
+    folder: Path
+    repo_id: str | None = None
+    revision: str | None = None
+
+    @property
+    def source(self):
+        """``hf-hub:org/name@<commit[:12]>``, or the local folder's path: where it came from."""
+        if self.repo_id is None:
+            return os.fspath(self.folder)
+        return f"hf-hub:{self.repo_id}@{(self.revision or '')[:12]}"
+
+    def find(self, *filenames):
+        """The first of ``filenames`` present in the snapshot, or None."""
+        for name in filenames:
+            path = self.folder / name
+            if path.is_file():  # follows the cache's symlinks; a dangling one is missing
+                return path
+        return None
+
+    def file(self, *filenames):
+        """The first of ``filenames`` present, or a :class:`WeightsNotFoundError`."""
+        path = self.find(*filenames)
+        if path is not None:
+            return path
+        names = " or ".join(filenames)
+        if self.repo_id is None:
+            raise WeightsNotFoundError(f"'{self.folder}' has no {names}.")
+        raise WeightsNotFoundError(
+            f"The Hugging Face cache holds {self.repo_id} (snapshot {self.revision}) without "
+            f"{names} in '{self.folder}' (an interrupted download?). "
+            + download_hint(self.repo_id, filenames=list(filenames[:1]))
+        )
+
+
+def _repo_folder(cache, repo_id):
+    """The cache folder of ``repo_id``, matched case-insensitively; None if absent."""
+    wanted = "models--" + repo_id.replace("/", "--")
+    exact = cache / wanted
+    if exact.is_dir():
+        return exact
+    if not cache.is_dir():
+        return None
+    matches = sorted(p for p in cache.iterdir() if p.is_dir() and p.name.lower() == wanted.lower())
+    if len(matches) > 1:
+        raise WeightsNotFoundError(
+            f"The Hugging Face cache '{cache}' holds {repo_id} under several spellings "
+            f"({', '.join(p.name for p in matches)}); pass the one to use as a folder "
+            f"(e.g. '{matches[0] / 'snapshots' / '<commit>'}')."
+        )
+    return matches[0] if matches else None
+
+
+def _refs(repo_folder):
+    refs_dir = repo_folder / "refs"
+    if not refs_dir.is_dir():
+        return {}
+    refs = {}
+    for path in refs_dir.rglob("*"):
+        if path.is_file():
+            refs[path.relative_to(refs_dir).as_posix()] = path.read_text().strip()
+    return refs
+
+
+def _snapshots(repo_folder):
+    snaps = repo_folder / "snapshots"
+    if not snaps.is_dir():
+        return []
+    return sorted(p.name for p in snaps.iterdir() if p.is_dir())
+
+
+def _describe(snapshots, refs):
+    named = {commit: name for name, commit in refs.items()}
+    return ", ".join(s + (f" (refs/{named[s]})" if s in named else "") for s in snapshots)
+
+
+def resolve_snapshot(source, *, revision=None, cache_dir=None):
+    """Resolve a local folder or a repository id to a :class:`Snapshot`, offline.
+
+    Parameters
+    ----------
+    source : str or Path
+        A folder, or a repository id ``org/name`` (``hf-hub:org/name``). An existing
+        folder wins over a repository id of the same spelling.
+    revision : str, optional
+        A branch or tag (a ``refs/`` name), or a commit (in full, or a unique prefix of
+        at least 7 characters), to pick one snapshot of a cached repository.
+    cache_dir : str or Path, optional
+        The hub cache (default: the environment's, see :func:`hub_cache_dir`).
+
+    Returns
+    -------
+    Snapshot
+
+    Raises
+    ------
+    WeightsNotFoundError
+        If the repository or revision is not cached, naming the ``hf download`` command.
+    FileNotFoundError
+        If ``source`` looks like a path (not a repository id) and does not exist.
+    ValueError
+        If several snapshots are cached, none is named ``main``, and no revision is given.
+    """
+    path = Path(os.path.expanduser(os.fspath(source)))
+    if path.is_dir():
+        if revision is not None:
+            raise ValueError(
+                f"revision={revision!r} applies to a cached repository; '{path}' is a folder."
+            )
+        return Snapshot(path)
+    repo_id = parse_repo_id(source)
+    if repo_id is None:
+        if path.exists():
+            raise NotADirectoryError(f"'{path}' is a file; pass the folder that holds it.")
+        raise FileNotFoundError(
+            f"'{source}' is neither a folder nor a Hugging Face repository id (org/name)."
+        )
+    cache = hub_cache_dir(cache_dir)
+    folder = _repo_folder(cache, repo_id)
+    if folder is None:
+        raise WeightsNotFoundError(
+            f"'{repo_id}' is not a folder here nor in the Hugging Face cache '{cache}'. "
+            + download_hint(repo_id, revision)
+        )
+    refs, snapshots = _refs(folder), _snapshots(folder)
+    if not snapshots:
+        raise WeightsNotFoundError(
+            f"The Hugging Face cache '{folder}' holds no snapshot of {repo_id} (an "
+            "interrupted download?). " + download_hint(repo_id, revision)
+        )
+    if revision is not None:
+        commit = refs.get(revision, revision)
+        chosen = [s for s in snapshots if s == commit]
+        if not chosen and len(commit) >= 7:
+            chosen = [s for s in snapshots if s.startswith(commit)]
+        if len(chosen) != 1:
+            raise WeightsNotFoundError(
+                f"Revision {revision!r} of {repo_id} is not in the Hugging Face cache "
+                f"'{folder}' ({'ambiguous' if chosen else 'cached'}: "
+                f"{_describe(snapshots, refs)}). " + download_hint(repo_id, revision)
+            )
+        return Snapshot(folder / "snapshots" / chosen[0], repo_id, chosen[0])
+    if "main" in refs:
+        commit = refs["main"]
+        if commit not in snapshots:
+            raise WeightsNotFoundError(
+                f"refs/main of {repo_id} names snapshot {commit}, which is not in the "
+                f"Hugging Face cache '{folder}' (cached: {_describe(snapshots, refs)}); pass "
+                f"revision= to use a cached one. " + download_hint(repo_id)
+            )
+        return Snapshot(folder / "snapshots" / commit, repo_id, commit)
+    if len(snapshots) == 1:  # a pinned download: no branch recorded
+        return Snapshot(folder / "snapshots" / snapshots[0], repo_id, snapshots[0])
+    raise ValueError(
+        f"The Hugging Face cache holds {len(snapshots)} snapshots of {repo_id} and none is "
+        f"refs/main: {_describe(snapshots, refs)}. Pick one with revision='<commit>' "
+        "(the first 7 or more characters suffice)."
+    )
+
+
+def find_file(source, filenames, *, revision=None, cache_dir=None):
+    """The first of ``filenames`` in a folder or cached repository, and an id for it.
+
+    For weight files (e.g. an encoder's ``pytorch_model.bin``): the id, recorded in
+    outputs, is ``hf-hub:<repo>@<commit[:12]>/<file>`` for a cached repository and the
+    file's path for a folder.
+
+    Returns
+    -------
+    path : Path
+    weights_id : str
+
+    Raises
+    ------
+    WeightsNotFoundError
+        If the repository, revision or file is not there.
+    """
+    if isinstance(filenames, str):
+        filenames = (filenames,)
+    snapshot = resolve_snapshot(source, revision=revision, cache_dir=cache_dir)
+    path = snapshot.file(*filenames)
+    if snapshot.repo_id is None:
+        return path, os.fspath(path)
+    return path, f"{snapshot.source}/{path.name}"

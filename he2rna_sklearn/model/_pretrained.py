@@ -1,0 +1,485 @@
+"""Fitted models as Hugging Face-style folders: safetensors, JSON, a gene list, a card.
+
+:func:`save_pretrained` writes a fitted :class:`~he2rna_sklearn.HE2RNARegressor`,
+:class:`~he2rna_sklearn.HE2RNAClassifier` or
+:class:`~he2rna_sklearn.model.SequoiaRegressor` to a folder that can be shared (e.g.
+uploaded with ``hf upload``); :func:`from_pretrained` reads it back, offline, from the folder
+or from the Hugging Face cache. Nothing in the folder is a pickle: weights and arrays are
+safetensors files, everything else is JSON or text, and only the estimator classes of
+:data:`PRETRAINED_CLASSES` are built. :func:`from_pretrained` also reads SEQUOIA's released
+checkpoints (see :meth:`~he2rna_sklearn.model.SequoiaRegressor.from_pretrained`).
+
+A folder holds:
+
+``config.json``
+    The format, the package version, the estimator class, its parameters, the module's
+    architecture, the fitted attributes that are not arrays, and the feature spec (encoder,
+    weights, dimension, µm/px, tile size) of the features the model takes.
+``model.safetensors``
+    The network's weights, under the module's own state-dict names.
+``estimator.safetensors``
+    The fitted arrays of the estimator (target standardisation, history, ...).
+``genes.txt``
+    The genes, one per line, in output order (regressors).
+``README.md``
+    A short model card: what the model predicts, from which features, how to load it, and
+    cross-validated figures when given.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .._hub import resolve_snapshot
+from .._io import atomic_write
+from .._version import __version__
+from ..bags import feature_spec as bags_feature_spec
+from ..bags import spec_to_json
+
+__all__ = ["FORMAT", "PRETRAINED_CLASSES", "from_pretrained", "save_pretrained"]
+
+#: The ``format`` recorded in ``config.json``.
+FORMAT = "he2rna-sklearn-pretrained"
+FORMAT_VERSION = 1
+_FILES = ("config.json", "model.safetensors", "estimator.safetensors", "genes.txt", "README.md")
+
+
+def _classes():
+    from ._classifier import HE2RNAClassifier
+    from ._modules import HE2RNAModule
+    from ._regressor import HE2RNARegressor
+    from ._sequoia import SequoiaRegressor
+    from ._sequoia_modules import SequoiaModule
+
+    return {
+        "HE2RNARegressor": (HE2RNARegressor, HE2RNAModule),
+        "HE2RNAClassifier": (HE2RNAClassifier, HE2RNAModule),
+        "SequoiaRegressor": (SequoiaRegressor, SequoiaModule),
+    }
+
+
+#: The estimator classes :func:`save_pretrained` writes and :func:`from_pretrained` builds.
+PRETRAINED_CLASSES = ("HE2RNARegressor", "HE2RNAClassifier", "SequoiaRegressor")
+
+
+# -- JSON encoding of estimator state -------------------------------------------------------
+class _Unsaveable(TypeError):
+    pass
+
+
+def _encode(value, key, arrays):
+    """A JSON-able form of ``value``; numeric arrays go to ``arrays`` under ``key``."""
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind in "biuf":
+            arrays[key] = np.ascontiguousarray(value)
+            return {"__array__": key}
+        if value.dtype.kind in "OUS":
+            return {
+                "__strings__": [str(v) for v in value.ravel()],
+                "dtype": "object" if value.dtype.kind == "O" else value.dtype.str,
+                "shape": list(value.shape),
+            }
+        raise _Unsaveable(f"an array of dtype {value.dtype}")
+    if isinstance(value, np.generic):
+        value = value.item()
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else {"__float__": repr(value)}
+    if isinstance(value, tuple):
+        return {"__tuple__": [_encode(v, f"{key}/{i}", arrays) for i, v in enumerate(value)]}
+    if isinstance(value, list):
+        return [_encode(v, f"{key}/{i}", arrays) for i, v in enumerate(value)]
+    if isinstance(value, dict) and all(isinstance(k, str) for k in value):
+        return {"__dict__": {k: _encode(v, f"{key}/{k}", arrays) for k, v in value.items()}}
+    raise _Unsaveable(type(value).__name__)
+
+
+def _decode(value, arrays):
+    if isinstance(value, list):
+        return [_decode(v, arrays) for v in value]
+    if not isinstance(value, dict):
+        return value
+    if "__array__" in value:
+        return arrays[value["__array__"]]
+    if "__strings__" in value:
+        dtype = object if value["dtype"] == "object" else np.dtype(value["dtype"])
+        return np.asarray(value["__strings__"], dtype=dtype).reshape(value["shape"])
+    if "__float__" in value:
+        return float(value["__float__"])
+    if "__tuple__" in value:
+        return tuple(_decode(v, arrays) for v in value["__tuple__"])
+    if "__dict__" in value:
+        return {k: _decode(v, arrays) for k, v in value["__dict__"].items()}
+    raise ValueError(f"Unknown value in config.json: {str(value)[:80]}")
+
+
+# -- model card -----------------------------------------------------------------------------
+def _fmt(value):
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return str(value)
+
+
+def _model_card(name, config, n_genes, metrics, description):
+    spec = config.get("feature_spec") or {}
+    est = config["estimator"]
+    what = f"{n_genes} genes" if n_genes is not None else "classes"
+    enc = spec.get("encoder") or "unrecorded"
+    lines = [
+        "---",
+        "library_name: he2rna-sklearn",
+        "tags:",
+        "- he2rna-sklearn",
+        "- histopathology",
+        "- gene-expression",
+        "- whole-slide-images",
+        "---",
+        "",
+        f"# {name}",
+        "",
+        f"A fitted `{est}` (he2rna-sklearn {config['package_version']}): it predicts {what} "
+        f"from bags of `{enc}` tile features, one bag per whole-slide image.",
+        "",
+    ]
+    if description:
+        lines += [description.strip(), ""]
+    lines += [
+        "## Use",
+        "",
+        "```python",
+        "from he2rna_sklearn.model import from_pretrained",
+        "",
+        f'model = from_pretrained("{name}")  # a folder, or a repository id in the HF cache',
+        "prediction = model.predict(bags)  # bags: one (n_tiles, n_features) array per slide",
+        "```",
+        "",
+        "Nothing is downloaded at run time and no pickle is read: weights and arrays are "
+        "safetensors, the rest JSON and text.",
+        "",
+        "## Features",
+        "",
+        "| fact | value |",
+        "|---|---|",
+    ]
+    for key in ("encoder", "weights", "n_features", "mpp", "tile_size"):
+        lines.append(f"| {key} | {_fmt(spec.get(key)) if spec.get(key) is not None else '-'} |")
+    lines += ["", "## Cross-validated figures", ""]
+    if metrics:
+        lines += ["| figure | value |", "|---|---|"]
+        lines += [f"| {k} | {_fmt(v)} |" for k, v in metrics.items()]
+    else:
+        lines.append("None were given when the model was saved.")
+    lines += ["", "## Files", ""]
+    lines += [f"- `{f}`" for f in config["files"]]
+    return "\n".join(lines) + "\n"
+
+
+# -- save -----------------------------------------------------------------------------------
+def _check_folder(folder):
+    if folder.exists() and not folder.is_dir():
+        raise NotADirectoryError(f"'{folder}' is a file; save_pretrained writes a folder.")
+    if folder.is_dir():
+        present = [p.name for p in folder.iterdir() if not p.name.startswith(".")]
+        config = folder / "config.json"
+        ours = False
+        if config.is_file():
+            try:
+                ours = json.loads(config.read_text()).get("format") == FORMAT
+            except (ValueError, AttributeError):
+                ours = False
+        if present and not ours:
+            raise FileExistsError(
+                f"'{folder}' already holds files ({', '.join(sorted(present)[:5])}) that are "
+                "not a model saved by he2rna-sklearn; give a new or empty folder."
+            )
+
+
+def save_pretrained(
+    estimator,
+    folder,
+    *,
+    bags=None,
+    feature_spec=None,
+    metrics=None,
+    name=None,
+    description=None,
+):
+    """Write a fitted model to a folder in the Hugging Face layout, without pickle.
+
+    Parameters
+    ----------
+    estimator : HE2RNARegressor, HE2RNAClassifier or SequoiaRegressor
+        Fitted. (A Pipeline is not saved whole: save its final estimator, and document the
+        steps before it, e.g. ``SuperTiles``, in ``description``.)
+    folder : str or Path
+        A new or empty folder, or one written before by ``save_pretrained`` (its files are
+        replaced).
+    bags : sequence of Bag, optional
+        The training bags: the feature spec (encoder, weights, dimension, µm/px, tile size)
+        is read from their ``meta`` (:func:`~he2rna_sklearn.bags.feature_spec`).
+    feature_spec : dict, optional
+        The feature spec itself (instead of ``bags``). Default: the estimator's
+        ``feature_spec_`` if it has one, else the dimension only.
+    metrics : dict, optional
+        Cross-validated figures of the fit for the model card, name to value (e.g.
+        ``{"mean r, 5-fold by patient": 0.31, "genes with Holm p < 0.05": 552}``).
+    name : str, optional
+        The model's name on the card (default: the folder's name).
+    description : str, optional
+        A paragraph for the card (training cohort, targets, preprocessing).
+
+    Returns
+    -------
+    folder : Path
+
+    Raises
+    ------
+    ValueError
+        If the estimator is of another class, or holds attributes that cannot be written
+        as JSON or arrays (nothing is written then).
+
+    Examples
+    --------
+    >>> from he2rna_sklearn.model import from_pretrained, save_pretrained
+    >>> save_pretrained(model, "my-he2rna", bags=train_bags,
+    ...                 metrics={"mean r (5-fold)": 0.31})  # doctest: +SKIP
+    >>> model = from_pretrained("my-he2rna")  # doctest: +SKIP
+    """
+    from safetensors.numpy import save_file
+    from sklearn.utils.validation import check_is_fitted
+
+    classes = _classes()
+    cls_name = type(estimator).__name__
+    if cls_name not in classes or type(estimator) is not classes[cls_name][0]:
+        raise ValueError(
+            f"save_pretrained writes {', '.join(PRETRAINED_CLASSES)}; got {cls_name}. For a "
+            "Pipeline, save its final estimator (model[-1])."
+        )
+    check_is_fitted(estimator, "module_")
+    folder = Path(folder)
+    _check_folder(folder)
+    params = estimator.get_params(deep=False)
+    state = estimator.__getstate__()
+    module = state.pop("module_")
+    arrays, dropped = {}, []
+    enc_params = {}
+    for key, value in params.items():
+        try:
+            enc_params[key] = _encode(value, f"params/{key}", arrays)
+        except _Unsaveable:
+            if key == "init_from":  # only used by fit; the fitted weights hold its effect
+                enc_params[key], dropped = None, [key]
+                continue
+            raise ValueError(
+                f"Cannot save parameter {key}={value!r} of {cls_name} as JSON."
+            ) from None
+    if any(k.startswith("params/") for k in arrays):
+        raise ValueError(f"Cannot save the array parameters of {cls_name} as JSON.")
+    attributes = {}
+    names = state.pop("gene_names_", None)
+    state.pop("feature_spec_", None)
+    for key, value in state.items():
+        if key in params:
+            continue
+        try:
+            attributes[key] = _encode(value, key, arrays)
+        except _Unsaveable as exc:
+            raise ValueError(
+                f"Cannot save attribute {key} of {cls_name} ({exc}): save_pretrained writes "
+                "JSON and arrays only."
+            ) from None
+    if feature_spec is None and bags is not None:
+        feature_spec = bags_feature_spec(bags)
+    if feature_spec is None:
+        feature_spec = getattr(estimator, "feature_spec_", None)
+    if feature_spec is None:
+        feature_spec = {"n_features": int(estimator.n_features_in_)}
+    feature_spec = spec_to_json(dict(feature_spec))
+    if feature_spec.get("n_features") not in (None, int(estimator.n_features_in_)):
+        raise ValueError(
+            f"The feature spec has n_features={feature_spec['n_features']} but the model "
+            f"takes {estimator.n_features_in_}; pass the training bags."
+        )
+    module_arrays = {k: np.ascontiguousarray(v) for k, v in module["state_dict"].items()}
+    files = ["config.json", "model.safetensors", "estimator.safetensors"]
+    if names is not None:
+        files.append("genes.txt")
+        attributes["gene_names_"] = {"__genes__": "genes.txt"}
+    files.append("README.md")
+    config = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "package_version": __version__,
+        "estimator": cls_name,
+        "params": enc_params,
+        "dropped_params": dropped,
+        "module": _encode(dict(module["config"]), "module", {}),
+        "attributes": attributes,
+        "feature_spec": feature_spec,
+        "files": files,
+    }
+    card = _model_card(
+        name or folder.resolve().name,
+        config,
+        None if names is None else len(names),
+        metrics,
+        description,
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    meta = {"format": FORMAT, "package_version": __version__}
+    with atomic_write(folder / "model.safetensors") as tmp:
+        save_file(module_arrays, tmp, metadata=meta)
+    with atomic_write(folder / "estimator.safetensors") as tmp:
+        save_file(arrays, tmp, metadata=meta)
+    if names is not None:
+        text = "".join(f"{g}\n" for g in names)
+        if any("\n" in str(g) for g in names):
+            raise ValueError("Gene names must not hold line breaks.")
+        with atomic_write(folder / "genes.txt") as tmp:
+            Path(tmp).write_text(text)
+    with atomic_write(folder / "README.md") as tmp:
+        Path(tmp).write_text(card)
+    with atomic_write(folder / "config.json") as tmp:  # last: its presence marks a full save
+        Path(tmp).write_text(json.dumps(config, indent=2, allow_nan=False) + "\n")
+    return folder
+
+
+# -- load -----------------------------------------------------------------------------------
+def from_pretrained(source, *, revision=None, cache_dir=None, genes=None, device=None):
+    """Load a model folder (or cached Hugging Face repository), offline, without pickle.
+
+    Reads folders written by :func:`save_pretrained` and SEQUOIA's released checkpoints
+    (``config.json`` with SEQUOIA's keys and ``model.safetensors``).
+
+    Parameters
+    ----------
+    source : str or Path
+        A folder, or a repository id (``org/name``) in the Hugging Face cache.
+    revision : str, optional
+        Branch, tag or commit of a cached repository.
+    cache_dir : str or Path, optional
+        The Hugging Face hub cache (default: the environment's).
+    genes : sequence of str or path, optional
+        For SEQUOIA checkpoints only, which hold no gene names (see
+        :meth:`~he2rna_sklearn.model.SequoiaRegressor.from_pretrained`).
+    device : str, optional
+        Overrides the saved ``device`` parameter.
+
+    Returns
+    -------
+    model : HE2RNARegressor, HE2RNAClassifier or SequoiaRegressor
+        Fitted, with ``feature_spec_`` (the features it takes) and ``source_``.
+
+    Raises
+    ------
+    WeightsNotFoundError
+        If ``source`` is neither a folder nor in the cache, saying how to get it.
+    ValueError
+        If a file is not of this format, names an estimator class outside
+        :data:`PRETRAINED_CLASSES`, or its weights do not fit the architecture.
+
+    Examples
+    --------
+    >>> from he2rna_sklearn.model import from_pretrained
+    >>> model = from_pretrained("my-he2rna")  # doctest: +SKIP
+    """
+    snapshot = resolve_snapshot(source, revision=revision, cache_dir=cache_dir)
+    config_path = snapshot.file("config.json")
+    try:
+        config = json.loads(config_path.read_text())
+    except ValueError as exc:
+        raise ValueError(f"'{config_path}' is not valid JSON: {exc}") from None
+    if not isinstance(config, dict):
+        raise ValueError(f"'{config_path}' does not hold a JSON object.")
+    if "format" not in config and "input_dim" in config and "num_outputs" in config:
+        from ._sequoia import SequoiaRegressor
+
+        return SequoiaRegressor.from_pretrained(
+            source, genes=genes, revision=revision, cache_dir=cache_dir, device=device or "auto"
+        )
+    if config.get("format") != FORMAT:
+        raise ValueError(
+            f"'{config_path}' is not a model saved by he2rna-sklearn (format "
+            f"{config.get('format')!r}) nor a SEQUOIA checkpoint."
+        )
+    if config.get("format_version", 0) > FORMAT_VERSION:
+        raise ValueError(
+            f"{snapshot.source} was saved in format version {config['format_version']} by "
+            f"he2rna-sklearn {config.get('package_version')}; this is {__version__}: upgrade."
+        )
+    if genes is not None:
+        raise ValueError(
+            f"genes= applies to SEQUOIA checkpoints; {snapshot.source} carries its gene list."
+        )
+    classes = _classes()
+    cls_name = config.get("estimator")
+    if cls_name not in classes:
+        raise ValueError(
+            f"{snapshot.source} names estimator {cls_name!r}; from_pretrained builds only "
+            f"{', '.join(PRETRAINED_CLASSES)}."
+        )
+    cls, module_cls = classes[cls_name]
+    from safetensors.numpy import load_file
+
+    arrays = load_file(os.fspath(snapshot.file("estimator.safetensors")))
+    weights = load_file(os.fspath(snapshot.file("model.safetensors")))
+    params = {k: _decode(v, arrays) for k, v in config["params"].items()}
+    try:
+        estimator = cls(**params)
+    except TypeError as exc:
+        raise ValueError(
+            f"{snapshot.source} holds parameters that {cls_name} of he2rna-sklearn "
+            f"{__version__} does not take ({exc}); it was saved by "
+            f"{config.get('package_version')}."
+        ) from None
+    if device is not None:
+        estimator.set_params(device=device)
+    attributes = {}
+    for key, value in config["attributes"].items():
+        if isinstance(value, dict) and "__genes__" in value:
+            path = snapshot.file(value["__genes__"])
+            names = path.read_text().splitlines()
+            attributes[key] = np.asarray(names, dtype=object)
+        else:
+            attributes[key] = _decode(value, arrays)
+    module_config = _decode(config["module"], {})
+    module = _build_module(module_cls, module_config, weights, snapshot.source)
+    state = {**estimator.__dict__, **attributes, "module_": module}
+    estimator.__setstate__(state)
+    n_out = getattr(estimator, "n_outputs_", None)
+    if n_out is not None and len(getattr(estimator, "gene_names_", ())) != n_out:
+        raise ValueError(
+            f"{snapshot.source}: genes.txt lists {len(estimator.gene_names_)} genes but the "
+            f"model has {n_out} outputs."
+        )
+    estimator.feature_spec_ = config.get("feature_spec")
+    estimator.source_ = snapshot.source
+    return estimator
+
+
+def _build_module(module_cls, config, weights, source):
+    """The module of ``config`` with ``weights`` loaded strictly (one-line errors)."""
+    import torch
+
+    try:
+        module = module_cls(**config)
+    except TypeError as exc:
+        raise ValueError(f"{source}: the module config does not fit ({exc}).") from None
+    own = module.state_dict()
+    missing = sorted(set(own) - set(weights))
+    unexpected = sorted(set(weights) - set(own))
+    wrong = [k for k in sorted(set(own) & set(weights)) if tuple(own[k].shape) != weights[k].shape]
+    if missing or unexpected or wrong:
+        raise ValueError(
+            f"The weights at {source} do not fit its config: {len(missing)} missing tensors "
+            f"(e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]}), "
+            f"{len(wrong)} of the wrong shape (e.g. {wrong[:2]})."
+        )
+    module.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in weights.items()})
+    return module.eval()

@@ -1,0 +1,163 @@
+"""save_pretrained / from_pretrained: identical predictions, and no pickle in the folder."""
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+
+from he2rna_sklearn import Bag, HE2RNAClassifier, HE2RNARegressor, SequoiaRegressor
+from he2rna_sklearn.bags import check_feature_spec
+from he2rna_sklearn.exceptions import WeightsNotFoundError
+from he2rna_sklearn.model import from_pretrained, save_pretrained
+from tests.conftest import random_bags
+from tests.test_hub import COMMIT_A, make_cached_repo
+
+pytest.importorskip("safetensors")
+
+META = {"backbone": "resnet18", "weights": "random-init(seed=0)", "mpp": 0.5, "tile_size": 224}
+# Magic bytes of pickle protocols 2-5, of zip archives (torch.save, joblib, skops) and of
+# compressed pickles: none may start a file of a saved model.
+PICKLE_OR_ARCHIVE = (b"\x80", b"PK\x03\x04", b"\x1f\x8b", b"BZh", b"\xfd7zXZ", b"\x28\xb5\x2f\xfd")
+
+
+def _bags(n=24, seed=0):
+    return [
+        Bag(b, meta=META, slide_id=f"s{i}")
+        for i, b in enumerate(random_bags(n, n_features=6, min_tiles=3, max_tiles=15, seed=seed))
+    ]
+
+
+@pytest.fixture(scope="module")
+def regressor():
+    bags = _bags()
+    y = np.array([[np.asarray(b)[:, 0].max(), np.asarray(b)[:, 1].mean(), 1.0] for b in bags])
+    import pandas as pd
+
+    y = pd.DataFrame(y, columns=["CD3E", "EPCAM", "FLAT"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        model = HE2RNARegressor(
+            hidden_layer_sizes=(8,), max_epochs=3, init="random", random_state=0
+        )
+        model.fit(bags, y)
+    return model, bags
+
+
+def assert_no_pickle(folder):
+    for path in folder.iterdir():
+        head = path.read_bytes()[:8]
+        assert not head.startswith(PICKLE_OR_ARCHIVE), path.name
+        if path.suffix == ".safetensors":  # an 8-byte header length, then a JSON header
+            n = int.from_bytes(head, "little")
+            json.loads(path.read_bytes()[8 : 8 + n])
+
+
+def test_regressor_round_trip_is_identical_and_pickle_free(regressor, tmp_path):
+    model, bags = regressor
+    folder = save_pretrained(
+        model,
+        tmp_path / "m",
+        bags=bags,
+        metrics={"mean r (5-fold, by patient)": 0.314, "Holm genes": 12},
+    )
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "README.md",
+        "config.json",
+        "estimator.safetensors",
+        "genes.txt",
+        "model.safetensors",
+    ]
+    assert_no_pickle(folder)
+    loaded = from_pretrained(folder)
+    assert type(loaded) is HE2RNARegressor
+    np.testing.assert_array_equal(loaded.predict(bags), model.predict(bags))
+    np.testing.assert_array_equal(loaded.transform(bags), model.transform(bags))
+    np.testing.assert_array_equal(
+        loaded.predict_tiles(bags[0], "CD3E"), model.predict_tiles(bags[0], "CD3E")
+    )
+    assert loaded.get_params() == model.get_params()
+    assert list(loaded.gene_names_) == ["CD3E", "EPCAM", "FLAT"]
+    assert loaded.history_.equals(model.history_)
+    np.testing.assert_array_equal(loaded.y_mean_, model.y_mean_)
+    assert loaded.feature_spec_ == {
+        "encoder": "resnet18",
+        "weights": "random-init(seed=0)",
+        "n_features": 6,
+        "mpp": 0.5,
+        "tile_size": 224,
+    }
+    card = (folder / "README.md").read_text()
+    assert "library_name: he2rna-sklearn" in card and "| Holm genes | 12 |" in card
+    assert "| encoder | resnet18 |" in card and "3 genes" in card
+    # The loaded model's spec refuses features of another encoder, in one line.
+    with pytest.raises(ValueError, match="encoder 'resnet18' but bag 0") as err:
+        check_feature_spec([Bag(np.zeros((2, 6)), meta={"backbone": "uni"})], loaded.feature_spec_)
+    assert "\n" not in str(err.value)
+    # Saving again into the same folder replaces it; a folder of other files is refused.
+    save_pretrained(loaded, folder)
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="notes.txt"):
+        save_pretrained(model, tmp_path / "other")
+
+
+def test_through_the_hf_cache_and_missing_models(regressor, tmp_path):
+    model, bags = regressor
+    folder = save_pretrained(model, tmp_path / "m", bags=bags)
+    files = {p.name: p.read_bytes() for p in folder.iterdir()}
+    make_cached_repo(tmp_path / "hub", "models--Lab--HE2RNA-COAD", files, commit=COMMIT_A)
+    loaded = from_pretrained("lab/he2rna-coad", cache_dir=tmp_path / "hub", device="cpu")
+    np.testing.assert_array_equal(loaded.predict(bags), model.predict(bags))
+    assert loaded.source_ == f"hf-hub:lab/he2rna-coad@{COMMIT_A[:12]}"
+    assert loaded.device == "cpu"
+    with pytest.raises(WeightsNotFoundError, match="hf download lab/other") as err:
+        from_pretrained("lab/other", cache_dir=tmp_path / "hub")
+    assert "\n" not in str(err.value)
+
+
+def test_classifier_and_sequoia_head_round_trip(tmp_path):
+    bags = _bags(n=20)
+    labels = np.array(["MSS", "MSI-H"] * 10)
+    clf = HE2RNAClassifier(hidden_layer_sizes=(4,), max_epochs=2, random_state=0)
+    clf.fit(bags, labels)
+    loaded = from_pretrained(save_pretrained(clf, tmp_path / "clf"))
+    np.testing.assert_array_equal(loaded.predict_proba(bags), clf.predict_proba(bags))
+    np.testing.assert_array_equal(loaded.classes_, clf.classes_)
+    assert not (tmp_path / "clf" / "genes.txt").exists()
+    y = np.array([np.asarray(b)[:, 0].mean() for b in bags])
+    head = SequoiaRegressor(
+        depth=1,
+        n_heads=2,
+        local_size=4,
+        summary_size=4,
+        combine_size=4,
+        max_epochs=3,
+        random_state=0,
+    ).fit(bags, y)
+    again = from_pretrained(save_pretrained(head, tmp_path / "seq"))
+    np.testing.assert_array_equal(again.predict(bags), head.predict(bags))
+    assert again.predict(bags).ndim == 1 and again.feature_spec_ == head.feature_spec_
+    assert_no_pickle(tmp_path / "seq")
+    assert again.source_ == str(tmp_path / "seq")
+    with pytest.raises(ValueError, match="saved by he2rna-sklearn.*model.from_pretrained"):
+        SequoiaRegressor.from_pretrained(tmp_path / "seq")
+
+
+def test_refusals(regressor, tmp_path):
+    model, bags = regressor
+    with pytest.raises(ValueError, match="save_pretrained writes"):
+        save_pretrained(object(), tmp_path / "x")
+    folder = save_pretrained(model, tmp_path / "m")
+    assert json.loads((folder / "config.json").read_text())["feature_spec"] == {"n_features": 6}
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "estimator": "os.system"}))
+    with pytest.raises(ValueError, match="names estimator 'os.system'"):
+        from_pretrained(folder)
+    (folder / "config.json").write_text(json.dumps({**config, "format": "other"}))
+    with pytest.raises(ValueError, match="not a model saved by he2rna-sklearn"):
+        from_pretrained(folder)
+    (folder / "config.json").write_text(json.dumps(config))
+    (folder / "genes.txt").write_text("A\nB\n")
+    with pytest.raises(ValueError, match="lists 2 genes but the model has 3 outputs"):
+        from_pretrained(folder)
