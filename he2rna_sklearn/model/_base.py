@@ -19,10 +19,10 @@ from ._params import NETWORK_CONSTRAINTS
 from ._tile_types import TileTypeModule
 from ._training import WarmEarlyStopping, draw_seeds, feature_stats
 
-__all__ = ["BaseHE2RNA"]
+__all__ = ["NETWORK_CLASSES", "BaseHE2RNA"]
 
-#: The network classes an estimator may hold, by name (how a saved state names them).
-_MODULES = {"HE2RNAModule": HE2RNAModule, "TileTypeModule": TileTypeModule}
+#: The network classes an estimator may hold, by name (how saved models name them).
+NETWORK_CLASSES = {"HE2RNAModule": HE2RNAModule, "TileTypeModule": TileTypeModule}
 
 
 class BaseHE2RNA(BaseEstimator):
@@ -220,7 +220,7 @@ class BaseHE2RNA(BaseEstimator):
     def __getstate__(self):
         state = dict(super().__getstate__())  # a copy: object.__getstate__ returns __dict__
         module = state.get("module_")
-        if isinstance(module, tuple(_MODULES.values())):
+        if isinstance(module, tuple(NETWORK_CLASSES.values())):
             state["module_"] = {**module_state(module), "class": type(module).__name__}
         history = state.get("history_")
         if isinstance(history, pd.DataFrame):
@@ -232,9 +232,9 @@ class BaseHE2RNA(BaseEstimator):
         module = state.get("module_")
         if isinstance(module, dict):
             name = module.get("class", "HE2RNAModule")  # files saved before 0.3 hold no class
-            if name not in _MODULES:
+            if name not in NETWORK_CLASSES:
                 raise ValueError(f"Unknown network class {name!r} in a saved HE2RNA model.")
-            module_class = _MODULES[name]
+            module_class = NETWORK_CLASSES[name]
             state["module_"] = rebuild_module(lambda config: module_class(**config), module)
         if isinstance(state.get("history_"), dict):
             state["history_"] = pd.DataFrame(state["history_"])

@@ -62,14 +62,23 @@ class _Path:
         keep = s > 1e-10 * (s[0] if len(s) else 0.0)
         self.U, self.s, self.Vt = U[:, keep], s[keep], Vt[keep]
         self.UtY = self.U.T @ (Y - self.y_mean)  # (m, G)
+        self.gram = self.UtY @ self.UtY.T  # (m, m)
 
     def reduced(self, alpha):
-        """(m, G) ridge coefficients in the basis ``Vt``, and the leading right singular
-        vectors (G-space) of the ridge fit, for the rank truncation."""
+        """(m, G) ridge coefficients in the basis ``Vt``, and the right singular vectors
+        (G-space, leading first) of the ridge fit, for the rank truncation.
+
+        The fit's right singular vectors come from the (m, m) eigenproblem of its Gram
+        matrix, not from an SVD of the (m, G) fit: thousands of genes cost one product.
+        """
         shrink = self.s / (self.s**2 + alpha)
         C = shrink[:, None] * self.UtY
-        fitted = (self.s**2 * shrink)[:, None] * self.UtY  # U^T (X B), same right vectors
-        _, _, Wt = np.linalg.svd(fitted, full_matrices=False)
+        d = self.s**2 * shrink  # U^T (X B) = diag(d) U^T Y: same right vectors as X B
+        values, vectors = np.linalg.eigh(d[:, None] * self.gram * d[None, :])
+        order = np.argsort(values)[::-1]
+        values, vectors = values[order], vectors[:, order]
+        keep = values > 1e-12 * max(values[0], 1e-300) if len(values) else values > 0
+        Wt = (vectors[:, keep] / np.sqrt(values[keep])).T @ (d[:, None] * self.UtY)
         return C, Wt
 
     def coef(self, family, alpha, rank):

@@ -320,6 +320,7 @@ def save_pretrained(
         "params": enc_params,
         "dropped_params": dropped,
         "module": _encode(dict(module["config"]), "module", {}),
+        "module_class": module.get("class", type(estimator.module_).__name__),
         "attributes": attributes,
         "feature_spec": feature_spec,
         "files": files,
@@ -449,6 +450,15 @@ def from_pretrained(source, *, revision=None, cache_dir=None, genes=None, device
         else:
             attributes[key] = _decode(value, arrays)
     module_config = _decode(config["module"], {})
+    if config.get("module_class") not in (None, module_cls.__name__):
+        from ._base import NETWORK_CLASSES
+
+        if config["module_class"] not in NETWORK_CLASSES:
+            raise ValueError(
+                f"{snapshot.source} holds a network of class {config['module_class']!r}, "
+                f"which he2rna-sklearn {__version__} does not know."
+            )
+        module_cls = NETWORK_CLASSES[config["module_class"]]
     module = _build_module(module_cls, module_config, weights, snapshot.source)
     state = {**estimator.__dict__, **attributes, "module_": module}
     estimator.__setstate__(state)

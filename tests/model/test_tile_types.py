@@ -1,0 +1,95 @@
+"""The tile-type network: soft codebook, pooled type fractions, low-rank readout."""
+
+import numpy as np
+import pytest
+import torch
+
+from he2rna_sklearn import HE2RNARegressor
+from he2rna_sklearn.bags import TileCodebook
+from he2rna_sklearn.evaluation import tuned_linear_baseline
+from he2rna_sklearn.metrics import pearson_per_gene
+from he2rna_sklearn.model import PAPER_SETTINGS, HE2RNAModule, ReducedRankRidge, TileTypeModule
+
+
+def typed_cohort(n_bags=80, n_genes=30, seed=0):
+    """Slides mixing three tile types that lie on one line in feature space (0, +3 and -3
+    on the first three features), so that the mean features give the difference of the
+    outer types' shares, not their sum. Genes follow the three shares (a low-rank target),
+    many of them through the sum that only tile typing sees."""
+    rng = np.random.default_rng(seed)
+    loadings = rng.normal(size=(3, n_genes))
+    loadings[1] = loadings[2] = rng.normal(size=n_genes)  # types 1 and 2: one programme
+    bags, shares = [], []
+    for _ in range(n_bags):
+        p = rng.dirichlet([1.0, 1.0, 1.0])
+        types = rng.choice(3, size=int(rng.integers(30, 60)), p=p)
+        x = rng.normal(scale=0.5, size=(len(types), 8))
+        x[:, :3] += np.array([0.0, 3.0, -3.0])[types, None]
+        bags.append(x.astype(np.float32))
+        shares.append(np.bincount(types, minlength=3) / len(types))
+    Y = np.sqrt(np.array(shares)) @ loadings + 0.1 * rng.normal(size=(n_bags, n_genes))
+    return bags, Y, np.arange(n_bags)
+
+
+def test_defaults_beat_the_tuned_linear_baseline_where_tile_types_are_nonlinear():
+    bags, Y, groups = typed_cohort()
+    train, test = slice(0, 60), slice(60, None)
+    model = HE2RNARegressor(random_state=0).fit(bags[train], Y[train], groups=groups[train])
+    assert isinstance(model.module_, TileTypeModule)
+    base = tuned_linear_baseline().fit(
+        bags[train], Y[train], tunedlinearregressor__groups=groups[train]
+    )
+    r_model = np.nanmean(pearson_per_gene(Y[test], model.predict(bags[test])))
+    r_base = np.nanmean(pearson_per_gene(Y[test], base.predict(bags[test])))
+    assert r_model > 0.6 and r_model > r_base + 0.3, (r_model, r_base)
+
+
+def test_tile_scores_are_the_prediction_for_a_slide_of_such_tiles():
+    bags, Y, _ = typed_cohort(40)
+    model = HE2RNARegressor(tile_types=8, max_epochs=3, random_state=0).fit(bags, Y)
+    tiles = model.predict_tiles(bags[0])
+    homogeneous = model.predict([np.repeat(bags[0][i : i + 1], 5, axis=0) for i in range(4)])
+    np.testing.assert_allclose(tiles[:4], homogeneous, rtol=1e-4, atol=1e-4)
+    assert model.transform(bags[:3]).shape == (3, model.module_.embedding_size)
+
+
+def test_closed_form_start_is_the_codebook_and_reduced_rank_ridge():
+    bags, Y, _ = typed_cohort(40)
+    model = HE2RNARegressor(
+        tile_types=6, validation_fraction=None, max_epochs=1, lr=1e-12, random_state=0
+    ).fit(bags, Y)
+    # rebuild the start from its parts: the same codebook, its sqrt fractions, the ridge
+    codebook = TileCodebook(6, temperature=0.2, link="sqrt")
+    codebook.mean_ = model.module_.input_mean.double().numpy()
+    codebook.scale_ = model.module_.input_scale.double().numpy()
+    weight = model.module_.types.weight.detach().double().numpy()
+    bias = model.module_.types.bias.detach().double().numpy()
+    codebook.logit_weights = lambda: (weight, bias)
+    codebook.cluster_centers_, codebook.n_features_in_ = np.zeros((6, 8)), 8
+    F = codebook.transform(bags)
+    rr = ReducedRankRidge(alpha=model.init_alpha_, rank=model.init_rank_).fit(F, Y)
+    np.testing.assert_allclose(model.predict(bags), rr.predict(F), atol=2e-3)
+
+
+def test_fine_tuning_moves_the_codebook_and_the_readout():
+    bags, Y, _ = typed_cohort(40)
+    start = HE2RNARegressor(tile_types=6, max_epochs=1, lr=1e-12, random_state=0)
+    tuned = HE2RNARegressor(tile_types=6, validation_fraction=None, max_epochs=5, lr=1e-2)
+    a, b = start.fit(bags, Y), tuned.set_params(random_state=0).fit(bags, Y)
+    for name in ("types.weight", "factors.weight", "output.weight"):
+        before, after = a.module_.state_dict()[name], b.module_.state_dict()[name]
+        if before.shape == after.shape:
+            assert not torch.allclose(before, after), name
+
+
+def test_paper_settings_keep_the_mlp_with_top_k():
+    bags, Y, _ = typed_cohort(30)
+    params = {**PAPER_SETTINGS["super_tiles"], "max_epochs": 2, "hidden_layer_sizes": (8,)}
+    model = HE2RNARegressor(**params, random_state=0).fit(bags, Y)
+    assert params["tile_types"] is None and isinstance(model.module_, HE2RNAModule)
+
+
+def test_too_few_tiles_for_the_types_is_a_clear_error():
+    bags, Y, _ = typed_cohort(6)
+    with pytest.raises(ValueError, match="tile_types=1000 needs at least as many training tiles"):
+        HE2RNARegressor(tile_types=1000, validation_fraction=None).fit(bags, Y)
