@@ -372,7 +372,7 @@ class TunedLinearRegressor(RegressorMixin, BaseEstimator):
         self.intercept_ = choice["intercept"]
         candidates = choice["candidates"]
         self.cv_results_ = {
-            "family": np.array([c[0] for c in candidates], dtype=object),
+            "family": np.array([c[0] for c in candidates]),
             "alpha": np.array([c[1] for c in candidates]),
             "rank": np.array([-1 if c[2] is None else c[2] for c in candidates]),
             "mean_squared_error": choice["cv_errors"] / Y.size,

@@ -93,3 +93,36 @@ def test_too_few_tiles_for_the_types_is_a_clear_error():
     bags, Y, _ = typed_cohort(6)
     with pytest.raises(ValueError, match="tile_types=1000 needs at least as many training tiles"):
         HE2RNARegressor(tile_types=1000, validation_fraction=None).fit(bags, Y)
+
+
+def test_init_from_a_tile_type_regressor():
+    from he2rna_sklearn import HE2RNAClassifier
+
+    bags, Y, _ = typed_cohort(30)
+    source = HE2RNARegressor(tile_types=6, validation_fraction=None, max_epochs=2).fit(bags, Y)
+    warm = HE2RNARegressor(
+        tile_types=6, init_from=source, validation_fraction=None, max_epochs=1, lr=1e-12
+    ).fit(bags, Y)
+    np.testing.assert_allclose(warm.predict(bags), source.predict(bags), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match=r"tile_types=6 \(this model: 4\)"):
+        HE2RNARegressor(tile_types=4, init_from=source, validation_fraction=None).fit(bags, Y)
+    with pytest.raises(ValueError, match="holds the tile-type network"):
+        HE2RNARegressor(tile_types=None, init_from=source, validation_fraction=None).fit(bags, Y)
+    with pytest.raises(ValueError, match="hidden layers of the paper's network"):
+        HE2RNAClassifier(init_from=source, validation_fraction=None).fit(bags, np.arange(30) % 2)
+
+
+def test_refit_learns_from_the_validation_slides_too():
+    # With a learning rate too small to move the weights no epoch beats the start, and the
+    # refit makes the start again on every slide: validation targets then change the model.
+    bags, Y, groups = typed_cohort(40)
+    params = dict(tile_types=6, lr=1e-12, max_epochs=2, patience=1, validation_fraction=0.25)
+    first = HE2RNARegressor(**params, random_state=0).fit(bags, Y, groups=groups)
+    valid = first.validation_indices_
+    assert first.best_epoch_ == 0 and first.refitted_
+    changed = Y.copy()
+    changed[valid] += np.random.default_rng(0).normal(0, 0.5, size=changed[valid].shape)
+    for refit in (False, True):
+        a = HE2RNARegressor(**params, refit=refit, random_state=0).fit(bags, Y, groups=groups)
+        b = HE2RNARegressor(**params, refit=refit, random_state=0).fit(bags, changed, groups=groups)
+        assert refit == (not np.allclose(a.predict(bags), b.predict(bags), atol=1e-5))
