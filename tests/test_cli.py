@@ -668,3 +668,23 @@ def test_heatmap_of_features_in_um_reads_the_slides_resolution(tiny_cohort, tmp_
     heatmap[heatmap.index(names[0])] = names[1]
     err = _error([*heatmap, "--out", str(tmp_path / "d.png")], capsys)
     assert "not in the index" in err and "--slide-mpp" in err
+
+
+def test_predict_refuses_features_of_another_encoder_of_the_same_width(
+    workspace, model_file, tmp_path, capsys
+):
+    """Issue 18: a model fitted on ResNet18 features predicted from ResNet34 features (both
+    512-d) with exit 0; now one line naming the encoder and the slide, and no output."""
+    slides = pd.read_csv(workspace / "slides.csv").iloc[:2]
+    slides.to_csv(tmp_path / "two.csv", index=False)
+    args = _featurize_args(tmp_path / "two.csv", tmp_path / "r34")
+    args[args.index("resnet18")] = "resnet34"
+    _ok(args, capsys)
+    out = tmp_path / "pred.csv"
+    err = _error(
+        ["predict", "--model", str(model_file), "--features", str(tmp_path / "r34"),
+         "--out", str(out)],
+        capsys,
+    )  # fmt: skip
+    assert "encoder 'resnet18'" in err and "'resnet34' features" in err
+    assert f"slide '{slides['sample_id'].iloc[0]}'" in err and not out.exists()

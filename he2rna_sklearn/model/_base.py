@@ -11,7 +11,7 @@ from skorch.callbacks import EpochScoring
 from skorch.helper import predefined_split
 
 from .._torch import module_state, rebuild_module, resolve_device
-from ..bags import check_bags
+from ..bags import check_fitted_bags, fitted_feature_spec
 from ._init_from import source_module
 from ._modules import HE2RNAModule
 from ._net import BagDataset, BagNet, collate_bags, iterate_batches
@@ -156,6 +156,7 @@ class BaseHE2RNA(BaseEstimator):
         a validation split, scored as epoch 0 and kept if no epoch beats it.
         """
         train, valid = split
+        self.feature_spec_ = fitted_feature_spec(bags)  # checked at predict (_run)
         self.validation_indices_ = None if valid is None else np.asarray(valid)
         module_params = self._module_params(bags, train, options, seeds)
         valid_ds = None
@@ -236,7 +237,7 @@ class BaseHE2RNA(BaseEstimator):
 
     def _run(self, X, fn):
         module = self._module()
-        bags, _ = check_bags(X, n_features=self.n_features_in_)
+        bags = check_fitted_bags(self, X)  # feature_spec_, n_features_in_
         device = next(module.parameters()).device
         outs = []
         with torch.inference_mode():
@@ -253,7 +254,7 @@ class BaseHE2RNA(BaseEstimator):
     def _tile_outputs(self, bag):
         """Raw per-tile module outputs of one bag, (n_tiles, n_outputs)."""
         module = self._module()
-        [bag], _ = check_bags([bag], n_features=self.n_features_in_, name="bag")
+        [bag] = check_fitted_bags(self, [bag], name="bag")
         device = next(module.parameters()).device
         x = torch.as_tensor(np.asarray(bag, dtype=np.float32), device=device)
         with torch.inference_mode():

@@ -116,6 +116,11 @@ class HE2RNAClassifier(
     history_ : pandas.DataFrame
         One row per epoch (``epoch``, ``train_loss``, ``valid_loss``, ``dur``, ``kept``).
     n_features_in_ : int
+    feature_spec_ : dict
+        The features it was fitted on (encoder, weights, dimension, µm/px, tile size, from
+        the bags' ``meta``: :func:`~he2rna_sklearn.bags.feature_spec`); ``predict`` and the
+        other methods that take bags refuse bags of other features. Plain arrays carry no
+        spec and are checked for their dimension only.
     best_epoch_ : int
     best_score_ : float or None
         Validation loss at ``best_epoch_``.

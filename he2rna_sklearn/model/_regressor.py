@@ -164,6 +164,11 @@ class HE2RNARegressor(
         the targets; below 0.1 ``fit`` warns that the model has learned little.
     n_features_in_ : int
         Tile feature dimension.
+    feature_spec_ : dict
+        The features it was fitted on (encoder, weights, dimension, µm/px, tile size, from
+        the bags' ``meta``: :func:`~he2rna_sklearn.bags.feature_spec`); ``predict`` and the
+        other methods that take bags refuse bags of other features. Plain arrays carry no
+        spec and are checked for their dimension only.
     gene_names_ : ndarray of str
         Names of the targets (DataFrame columns, else ``gene_0``, ``gene_1``...).
     n_outputs_ : int

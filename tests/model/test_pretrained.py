@@ -94,6 +94,10 @@ def test_regressor_round_trip_is_identical_and_pickle_free(regressor, tmp_path):
     with pytest.raises(ValueError, match="encoder 'resnet18' but bag 0") as err:
         check_feature_spec([Bag(np.zeros((2, 6)), meta={"backbone": "uni"})], loaded.feature_spec_)
     assert "\n" not in str(err.value)
+    # ... and so does predict itself (issue 18), naming the slide.
+    other = Bag(np.zeros((2, 6), np.float32), meta=dict(META, mpp=1.0), slide_id="X1")
+    with pytest.raises(ValueError, match="0.5 µm/px but bag 0 \\(slide 'X1'\\)"):
+        loaded.predict([other])
     # Saving again into the same folder replaces it; a folder of other files is refused.
     save_pretrained(loaded, folder)
     (tmp_path / "other").mkdir()
@@ -148,8 +152,14 @@ def test_refusals(regressor, tmp_path):
     model, bags = regressor
     with pytest.raises(ValueError, match="save_pretrained writes"):
         save_pretrained(object(), tmp_path / "x")
-    folder = save_pretrained(model, tmp_path / "m")
-    assert json.loads((folder / "config.json").read_text())["feature_spec"] == {"n_features": 6}
+    folder = save_pretrained(model, tmp_path / "m")  # the spec the model recorded in fit
+    assert json.loads((folder / "config.json").read_text())["feature_spec"] == {
+        "encoder": "resnet18",
+        "weights": "random-init(seed=0)",
+        "n_features": 6,
+        "mpp": 0.5,
+        "tile_size": 224,
+    }
     config = json.loads((folder / "config.json").read_text())
     (folder / "config.json").write_text(json.dumps({**config, "estimator": "os.system"}))
     with pytest.raises(ValueError, match="names estimator 'os.system'"):
