@@ -688,3 +688,43 @@ def test_predict_refuses_features_of_another_encoder_of_the_same_width(
     )  # fmt: skip
     assert "encoder 'resnet18'" in err and "'resnet34' features" in err
     assert f"slide '{slides['sample_id'].iloc[0]}'" in err and not out.exists()
+
+
+def _trident_cohort(tmp_path, n=6, d=8):
+    """TRIDENT-style feature files (no checksum), a manifest and expression, indexed."""
+    import h5py
+
+    folder = tmp_path / "trident"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    names = [f"TCGA-AA-{i:04d}-01Z-00-DX1" for i in range(n)]
+    for name in names:
+        with h5py.File(folder / f"{name}.h5", "w") as fh:
+            fh["features"] = rng.normal(size=(10, d)).astype(np.float32)
+            fh["coords"] = np.column_stack([np.arange(10) * 512, np.zeros(10, int)])
+            fh["coords"].attrs.update({"patch_size": 256, "patch_size_level0": 512})
+    slides = pd.DataFrame({"slide_path": [f"/elsewhere/{s}.svs" for s in names]})
+    slides.to_csv(tmp_path / "slides.csv", index=False)
+    expr = pd.DataFrame(rng.gamma(2.0, size=(n, 2)), index=names, columns=["CD3E", "EPCAM"])
+    expr.rename_axis("sample_id").to_csv(tmp_path / "expr.csv")
+    main(["index", "--features", str(folder), "--manifest", str(tmp_path / "slides.csv")])
+    return folder, names
+
+
+def test_predict_refuses_features_that_overflow_the_network(tmp_path, capsys):
+    """Issue 18: a finite feature of 1e38 gave a row of NaN predictions with exit 0."""
+    import h5py
+
+    folder, names = _trident_cohort(tmp_path)
+    fit = ["fit", "--features", str(folder), "--expression", str(tmp_path / "expr.csv"),
+           "--epochs", "2", "--hidden", "8", "--validation-fraction", "0", "--quiet"]  # fmt: skip
+    _ok([*fit, "--out", str(tmp_path / "m.skops")], capsys)
+    with h5py.File(folder / f"{names[2]}.h5", "r+") as fh:
+        fh["features"][3, 1] = 1e38
+    out = tmp_path / "pred.csv"
+    predict = ["predict", "--model", str(tmp_path / "m.skops"), "--features", str(folder)]
+    err = _error([*predict, "--out", str(out)], capsys)
+    assert f"slide '{names[2]}'" in err and "magnitude up to 1e+38 in 1 of 10 tiles" in err
+    assert not out.exists()
+    err = _error([*fit, "--out", str(tmp_path / "m2.skops")], capsys)
+    assert f"slide '{names[2]}'" in err and "overflow" in err

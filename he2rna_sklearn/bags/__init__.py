@@ -14,9 +14,17 @@ from ._spec import (
     spec_to_json,
 )
 from ._supertiles import SuperTiles
-from ._validation import bag_label, check_bags, check_finite_bag, is_lazy
+from ._validation import (
+    MAX_ABS_FEATURE,
+    bag_label,
+    check_bags,
+    check_finite_bag,
+    check_finite_outputs,
+    is_lazy,
+)
 
 __all__ = [
+    "MAX_ABS_FEATURE",
     "Bag",
     "BagPooling",
     "SuperTiles",
@@ -24,6 +32,7 @@ __all__ = [
     "check_bags",
     "check_feature_spec",
     "check_finite_bag",
+    "check_finite_outputs",
     "check_fitted_bags",
     "feature_spec",
     "fitted_feature_spec",

@@ -11,7 +11,7 @@ from skorch.callbacks import EpochScoring
 from skorch.helper import predefined_split
 
 from .._torch import module_state, rebuild_module, resolve_device
-from ..bags import check_fitted_bags, fitted_feature_spec
+from ..bags import check_finite_outputs, check_fitted_bags, fitted_feature_spec
 from ._init_from import source_module
 from ._modules import HE2RNAModule
 from ._net import BagDataset, BagNet, collate_bags, iterate_batches
@@ -249,7 +249,7 @@ class BaseHE2RNA(BaseEstimator):
                 max_tiles=self.max_batch_tiles,
             ):
                 outs.append(fn(module, xb, mask).float().cpu().numpy())
-        return np.concatenate(outs)
+        return check_finite_outputs(np.concatenate(outs), bags, type(self).__name__)
 
     def _tile_outputs(self, bag):
         """Raw per-tile module outputs of one bag, (n_tiles, n_outputs)."""
@@ -258,7 +258,8 @@ class BaseHE2RNA(BaseEstimator):
         device = next(module.parameters()).device
         x = torch.as_tensor(np.asarray(bag, dtype=np.float32), device=device)
         with torch.inference_mode():
-            return module.tile_scores(x.unsqueeze(0))[0].float().cpu().numpy()
+            scores = module.tile_scores(x.unsqueeze(0))[0].float().cpu().numpy()
+        return check_finite_outputs(scores[None], [bag], type(self).__name__)[0]
 
     def transform(self, X):
         """Slide embedding, (n_slides, hidden_layer_sizes[-1]).

@@ -19,7 +19,7 @@ from skorch.helper import predefined_split
 from torch import nn
 
 from .._torch import module_state, rebuild_module, resolve_device
-from ..bags import check_bags, check_fitted_bags, fitted_feature_spec
+from ..bags import check_bags, check_finite_outputs, check_fitted_bags, fitted_feature_spec
 from ._mean_features import ACTIVATIONS, MeanFeatureMLP, SeededPermutation, mean_tile_features
 from ._params import NETWORK_CONSTRAINTS, store_params
 from ._targets import check_targets, valid_mean_r
@@ -319,7 +319,7 @@ class MeanFeatureEmbedder(TransformerMixin, BaseEstimator):
             for start in range(0, len(means), 4096):
                 x = torch.as_tensor(means[start : start + 4096], device=device)
                 outs.append(fn(x).float().cpu().numpy())
-        return np.concatenate(outs)
+        return check_finite_outputs(np.concatenate(outs), bags, type(self).__name__)
 
     def transform(self, X):
         """The slide embedding (last hidden layer) or the predicted expression.
