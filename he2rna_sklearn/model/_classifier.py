@@ -12,6 +12,7 @@ from sklearn.base import ClassifierMixin, ClassNamePrefixFeaturesOutMixin, Trans
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.class_weight import compute_class_weight
+from sklearn.utils.multiclass import check_classification_targets, type_of_target
 
 from ..bags import check_bags
 from ._base import BaseHE2RNA
@@ -32,8 +33,20 @@ CLASSIFIER_OVERRIDES = MappingProxyType(
 _D = {**SHARED_DEFAULTS, **CLASSIFIER_OVERRIDES}
 
 
+def _label_kind(value):
+    if isinstance(value, (str, bytes)):
+        return "string"
+    if isinstance(value, (bool, np.bool_)):
+        return "boolean"
+    if isinstance(value, numbers.Number):
+        return "number"
+    return type(value).__name__
+
+
 def _check_labels(y, n_bags):
-    """1-D class labels with no missing value (NaN or None), one per bag."""
+    """1-D class labels, one per bag: no missing value (NaN or None), no empty or blank
+    string, and discrete (scikit-learn's ``check_classification_targets``: continuous
+    floats are a regression target)."""
     y = np.asarray(y)
     if y.ndim != 1:
         raise ValueError(f"y must be 1-D class labels, got shape {y.shape}.")
@@ -46,6 +59,33 @@ def _check_labels(y, n_bags):
             f"y has {int(missing.sum())} missing labels (NaN or None) at rows {rows}; drop "
             "those slides or label them before fitting."
         )
+    if y.dtype.kind in "OUS":
+        blank = np.array([isinstance(v, (str, bytes)) and not v.strip() for v in y], dtype=bool)
+        if blank.any():
+            rows = np.flatnonzero(blank)[:10].tolist()
+            raise ValueError(
+                f"y has {int(blank.sum())} empty or blank labels at rows {rows}; label those "
+                "slides or drop them before fitting."
+            )
+    if y.dtype.kind == "O":
+        kinds = {_label_kind(v) for v in y}
+        if len(kinds) > 1:
+            raise ValueError(
+                f"y mixes labels of kinds {sorted(kinds)} (e.g. {y[:3].tolist()}); give labels "
+                "of one kind (all strings, or all integers)."
+            )
+        if kinds == {"number"}:  # e.g. a pandas object column of ints
+            y = np.asarray(y.tolist())
+    try:
+        check_classification_targets(y)
+    except ValueError as exc:
+        hint = ""
+        if y.dtype.kind in "fc" and type_of_target(y) == "continuous":
+            hint = " For expression or another continuous target, use HE2RNARegressor."
+        reason = " ".join(str(exc).split())
+        raise ValueError(
+            f"y must hold class labels (e.g. {y[:3].tolist()}): {reason}{hint}"
+        ) from None
     return y
 
 
