@@ -19,6 +19,7 @@ from ._base import BaseHE2RNA
 from ._init_from import copy_hidden_layers
 from ._modules import KS_SUPER_TILES
 from ._params import NETWORK_CONSTRAINTS, SHARED_DEFAULTS, store_params
+from ._targets import check_row_order
 from ._training import TrainingOptions, validation_split
 
 __all__ = ["CLASSIFIER_OVERRIDES", "HE2RNAClassifier"]
@@ -249,7 +250,8 @@ class HE2RNAClassifier(
         ----------
         X : sequence of bags
         y : array-like of shape (n_slides,)
-            Class labels (two or more classes).
+            Class labels (two or more classes; no empty string; not continuous). A
+            Series indexed by the bags' ``slide_id`` must list them in the bags' order.
         groups : array-like of shape (n_slides,), optional
             Patient ids, for the early-stopping split. Routed under metadata routing.
 
@@ -259,6 +261,7 @@ class HE2RNAClassifier(
         """
         self._validate_params()
         bags, n_features = check_bags(X)
+        check_row_order(y, bags)
         y = _check_labels(y, len(bags))
         encoder = LabelEncoder().fit(y)
         if len(encoder.classes_) < 2:

@@ -218,7 +218,7 @@ class MeanFeatureEmbedder(TransformerMixin, BaseEstimator):
         bags, _ = check_bags(X, check_finite=False)
         spec = fitted_feature_spec(bags)
         means = mean_tile_features(bags)
-        Y, names, _ = check_targets(expression, len(means), name="expression")
+        Y, names, _ = check_targets(expression, len(means), name="expression", bags=bags)
         rng = check_random_state(self.random_state)
         seed_torch, seed_split, seed_shuffle = (int(s) for s in rng.randint(2**31 - 1, size=3))
         train, valid = validation_split(len(means), groups, self.validation_fraction, seed_split)

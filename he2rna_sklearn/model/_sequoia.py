@@ -473,7 +473,7 @@ class SequoiaRegressor(
         bags, n_features = check_bags(X)
         spec = feature_spec(bags)
         self._check_tokens(bags)
-        Y, names, was_1d = check_targets(y, len(bags))
+        Y, names, was_1d = check_targets(y, len(bags), bags=bags)
         rng = check_random_state(self.random_state)
         seed_torch, seed_split, seed_shuffle = (int(s) for s in rng.randint(2**31 - 1, size=3))
         train, valid = self._split(len(bags), groups, seed_split)
@@ -671,7 +671,7 @@ class SequoiaRegressor(
         if sample_weight is not None:
             raise ValueError("SequoiaRegressor.score does not support sample_weight.")
         check_is_fitted(self, "module_")
-        Y, _, _ = check_targets(y, len(X))
+        Y, _, _ = check_targets(y, len(X), bags=X)
         return mean_gene_correlation(Y, self.predict(X).reshape(len(Y), -1))
 
     # -- state --------------------------------------------------------------------------
