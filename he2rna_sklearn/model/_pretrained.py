@@ -37,6 +37,7 @@ import numpy as np
 
 from .._hub import resolve_snapshot
 from .._io import atomic_write
+from .._torch import build_checked, safetensors_shapes
 from .._version import __version__
 from ..bags import feature_spec as bags_feature_spec
 from ..bags import spec_to_json
@@ -428,7 +429,7 @@ def from_pretrained(source, *, revision=None, cache_dir=None, genes=None, device
     from safetensors.numpy import load_file
 
     arrays = load_file(os.fspath(snapshot.file("estimator.safetensors")))
-    weights = load_file(os.fspath(snapshot.file("model.safetensors")))
+    weights_path = snapshot.file("model.safetensors")
     params = {k: _decode(v, arrays) for k, v in config["params"].items()}
     try:
         estimator = cls(**params)
@@ -449,7 +450,7 @@ def from_pretrained(source, *, revision=None, cache_dir=None, genes=None, device
         else:
             attributes[key] = _decode(value, arrays)
     module_config = _decode(config["module"], {})
-    module = _build_module(module_cls, module_config, weights, snapshot.source)
+    module = _build_module(module_cls, module_config, weights_path, snapshot.source)
     state = {**estimator.__dict__, **attributes, "module_": module}
     estimator.__setstate__(state)
     n_out = getattr(estimator, "n_outputs_", None)
@@ -463,23 +464,18 @@ def from_pretrained(source, *, revision=None, cache_dir=None, genes=None, device
     return estimator
 
 
-def _build_module(module_cls, config, weights, source):
-    """The module of ``config`` with ``weights`` loaded strictly (one-line errors)."""
-    import torch
+def _build_module(module_cls, config, weights_path, source):
+    """The module of ``config`` with the weights of ``weights_path`` loaded strictly.
 
-    try:
-        module = module_cls(**config)
-    except TypeError as exc:
-        raise ValueError(f"{source}: the module config does not fit ({exc}).") from None
-    own = module.state_dict()
-    missing = sorted(set(own) - set(weights))
-    unexpected = sorted(set(weights) - set(own))
-    wrong = [k for k in sorted(set(own) & set(weights)) if tuple(own[k].shape) != weights[k].shape]
-    if missing or unexpected or wrong:
-        raise ValueError(
-            f"The weights at {source} do not fit its config: {len(missing)} missing tensors "
-            f"(e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]}), "
-            f"{len(wrong)} of the wrong shape (e.g. {wrong[:2]})."
-        )
+    The config is checked against the tensor shapes in the file's header before anything
+    is built or read (:func:`~he2rna_sklearn._torch.build_checked`): a config that asks
+    for more than its weights hold is refused in one line.
+    """
+    import torch
+    from safetensors.numpy import load_file
+
+    shapes = safetensors_shapes(weights_path)
+    module = build_checked(lambda c: module_cls(**c), config, shapes, source)
+    weights = load_file(os.fspath(weights_path))
     module.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in weights.items()})
     return module.eval()

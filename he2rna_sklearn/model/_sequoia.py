@@ -29,7 +29,13 @@ from skorch.callbacks import EarlyStopping
 from skorch.helper import predefined_split
 
 from .._hub import resolve_snapshot
-from .._torch import module_state, rebuild_module, resolve_device
+from .._torch import (
+    build_checked,
+    module_state,
+    rebuild_module,
+    resolve_device,
+    safetensors_shapes,
+)
 from ..bags import check_bags, check_feature_spec, feature_spec, spec_to_json
 from ..metrics import mean_gene_correlation
 from ._base import feature_stats
@@ -386,7 +392,10 @@ class SequoiaRegressor(
                 "it with he2rna_sklearn.model.from_pretrained, which builds the class it holds."
             )
         args = config_from_sequoia(config, source=f"'{config_path}'")
-        module = load_state_strict(SequoiaModule(**args), _weights_file(snapshot), snapshot.source)
+        path = _weights_file(snapshot)  # the config checked against its shapes, then built
+        shapes = safetensors_shapes(path)
+        module = build_checked(lambda c: SequoiaModule(**c), args, shapes, snapshot.source)
+        module = load_state_strict(module, path, snapshot.source)
         if genes is None:
             gene_file = snapshot.find(*GENE_FILES)
             if gene_file is None:

@@ -171,3 +171,36 @@ def test_refusals(regressor, tmp_path):
     (folder / "genes.txt").write_text("A\nB\n")
     with pytest.raises(ValueError, match="lists 2 genes but the model has 3 outputs"):
         from_pretrained(folder)
+
+
+def test_a_config_beyond_its_weights_is_refused_before_building(regressor, tmp_path, monkeypatch):
+    """Issue 18: a config asking for 10**6 hidden units was built (2.7 GB) before the
+    weights were compared with it; now nothing that size is allocated, in both formats."""
+    from he2rna_sklearn.model._modules import HE2RNAModule
+    from he2rna_sklearn.model._sequoia_modules import SequoiaModule
+    from tests.model.test_sequoia import write_checkpoint
+    from tests.test_torch import record_full_builds
+
+    model, bags = regressor
+    folder = save_pretrained(model, tmp_path / "m", bags=bags)
+    config = json.loads((folder / "config.json").read_text())
+    config["module"]["__dict__"]["hidden_layer_sizes"] = {"__tuple__": [10**6]}
+    (folder / "config.json").write_text(json.dumps(config))
+    built = record_full_builds(monkeypatch, HE2RNAModule)
+    with pytest.raises(ValueError, match=r"hidden\.0\.weight \(8, 6\) \(the config makes "
+                       r"\(1000000, 6\)\).*nothing was built") as err:  # fmt: skip
+        from_pretrained(folder)
+    assert "\n" not in str(err.value) and built == []
+    config["module"]["__dict__"]["hidden_layer_sizes"] = {"__tuple__": [-3]}
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="the module config does not fit"):
+        from_pretrained(folder)
+    # A SEQUOIA checkpoint whose config.json asks for 10**6 genes beside 5-gene weights.
+    write_checkpoint(tmp_path / "seq", genes=False)
+    seq = json.loads((tmp_path / "seq" / "config.json").read_text())
+    (tmp_path / "seq" / "config.json").write_text(json.dumps({**seq, "num_outputs": 10**6}))
+    built = record_full_builds(monkeypatch, SequoiaModule)
+    with pytest.raises(ValueError, match=r"linear_head\.1\.bias \(5,\) \(the config makes "
+                       r"\(1000000,\)\).*nothing was built"):  # fmt: skip
+        from_pretrained(tmp_path / "seq", genes=[f"G{i}" for i in range(10**6)])
+    assert built == []
