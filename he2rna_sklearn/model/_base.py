@@ -16,12 +16,13 @@ from ._init_from import source_module
 from ._modules import HE2RNAModule
 from ._net import BagDataset, BagNet, collate_bags, iterate_batches
 from ._params import NETWORK_CONSTRAINTS
+from ._pretrained import PretrainedMixin  # save_pretrained, from_pretrained
 from ._training import WarmEarlyStopping, draw_seeds, feature_stats
 
 __all__ = ["BaseHE2RNA"]
 
 
-class BaseHE2RNA(BaseEstimator):
+class BaseHE2RNA(PretrainedMixin, BaseEstimator):
     """Parameters, fitting and inference shared by HE2RNARegressor and HE2RNAClassifier.
 
     As scikit-learn's ``_BaseRidge``: the shared parameter constraints and the training

@@ -204,3 +204,53 @@ def test_a_config_beyond_its_weights_is_refused_before_building(regressor, tmp_p
                        r"\(1000000,\)\).*nothing was built"):  # fmt: skip
         from_pretrained(tmp_path / "seq", genes=[f"G{i}" for i in range(10**6)])
     assert built == []
+
+
+def test_methods_of_the_estimators_and_pipelines_of_super_tiles(regressor, tmp_path):
+    """Issue 19 part 3: save_pretrained / from_pretrained as methods; a Pipeline of
+    SuperTiles and a model is saved whole, so it is never fed tiles it was not fitted on."""
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from he2rna_sklearn import SuperTiles
+
+    model, bags = regressor
+    folder = model.save_pretrained(tmp_path / "m", metrics={"mean r": 0.3})
+    config = json.loads((folder / "config.json").read_text())
+    assert config["module_class"] == "HE2RNAModule" and config["steps"] == []
+    loaded = HE2RNARegressor.from_pretrained(folder, device="cpu")
+    np.testing.assert_array_equal(loaded.predict(bags), model.predict(bags))
+    with pytest.raises(ValueError, match="holds HE2RNARegressor, not a HE2RNAClassifier"):
+        HE2RNAClassifier.from_pretrained(folder)
+    assert_no_pickle(folder)
+
+    tiled = [Bag(np.asarray(b), coords=np.arange(2 * b.shape[0]).reshape(-1, 2) * 100,
+                 meta=META, slide_id=b.slide_id) for b in bags]  # fmt: skip
+    y = np.array([np.asarray(b)[:, 0].mean() for b in bags])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        pipe = make_pipeline(
+            SuperTiles(n_clusters=3, random_state=0),
+            HE2RNARegressor(hidden_layer_sizes=(4,), max_epochs=2, init="random", random_state=0),
+        ).fit(tiled, y)
+    again = from_pretrained(save_pretrained(pipe, tmp_path / "p"))
+    assert [name for name, _ in again.steps] == ["supertiles", "he2rnaregressor"]
+    np.testing.assert_array_equal(again.predict(tiled), pipe.predict(tiled))
+    card = (tmp_path / "p" / "README.md").read_text()
+    assert "`SuperTiles(cluster_on='coords'" in card and "n_clusters=3" in card
+    with pytest.raises(ValueError, match="another|encoder 'resnet18'"):
+        again.predict([Bag(np.zeros((4, 6), np.float32), coords=np.zeros((4, 2)),
+                           meta=dict(META, backbone="resnet34"))])  # fmt: skip
+    with pytest.raises(ValueError, match=r"holds a Pipeline \(SuperTiles, HE2RNARegressor\)"):
+        HE2RNARegressor.from_pretrained(tmp_path / "p")
+    with pytest.raises(ValueError, match="step 'standardscaler' is a StandardScaler"):
+        save_pretrained(make_pipeline(StandardScaler(), model), tmp_path / "s")
+    # Only registered networks and steps are built.
+    config = json.loads((folder / "config.json").read_text())
+    for key, value, match in [
+        ("module_class", "os.system", "names network 'os.system'"),
+        ("steps", [{"class": "Popen", "params": {}}], "names a pipeline step 'Popen'"),
+    ]:
+        (folder / "config.json").write_text(json.dumps({**config, key: value}))
+        with pytest.raises(ValueError, match=match):
+            from_pretrained(folder)
