@@ -728,3 +728,45 @@ def test_predict_refuses_features_that_overflow_the_network(tmp_path, capsys):
     assert not out.exists()
     err = _error([*fit, "--out", str(tmp_path / "m2.skops")], capsys)
     assert f"slide '{names[2]}'" in err and "overflow" in err
+
+
+def test_fit_save_pretrained_then_predict_from_the_folder_or_the_hf_cache(
+    workspace, features, tmp_path, capsys, monkeypatch
+):
+    """Issue 19 part 3: `fit --save-pretrained DIR` writes a pickle-free folder (with its
+    super-tiles step) that `predict --model` reads, as a folder or a cached repository."""
+    import json
+
+    from tests.model.test_pretrained import assert_no_pickle
+    from tests.test_hub import make_cached_repo
+
+    folder = tmp_path / "he2rna-demo"
+    common = [*_common(workspace, features), "--super-tiles", "4"]
+    args = [*common, "--out", str(tmp_path / "m.skops"), "--save-pretrained", str(folder)]
+    out = _ok(["fit", *[a for a in args if a != "--quiet"]], capsys)
+    assert f"Saved {folder}/" in out and f"--model {folder}" in out
+    assert_no_pickle(folder)
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "README.md", "config.json", "estimator.safetensors", "genes.txt", "model.safetensors",
+    ]  # fmt: skip
+    assert json.loads((folder / "config.json").read_text())["steps"][0]["class"] == "SuperTiles"
+    predict = ["predict", "--features", str(features), "--quiet"]
+    _ok([*predict, "--model", str(tmp_path / "m.skops"), "--out", str(tmp_path / "a.csv")], capsys)
+    _ok([*predict, "--model", str(folder), "--out", str(tmp_path / "b.csv")], capsys)
+    a, b = (pd.read_csv(tmp_path / f, index_col=0) for f in ("a.csv", "b.csv"))
+    pd.testing.assert_frame_equal(a, b)
+    assert list(b.columns) == ["CD3E", "EPCAM", "COL1A1", "NOISE01"]
+    # The same folder as a repository in the Hugging Face cache.
+    files = {p.name: p.read_bytes() for p in folder.iterdir()}
+    make_cached_repo(tmp_path / "hub", "models--lab--he2rna-demo", files, ref="main")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    _ok([*predict, "--model", "lab/he2rna-demo", "--out", str(tmp_path / "c.csv")], capsys)
+    pd.testing.assert_frame_equal(a, pd.read_csv(tmp_path / "c.csv", index_col=0))
+    # One-line errors, before any work for fit.
+    err = _error([*predict, "--model", "lab/other", "--out", str(tmp_path / "d.csv")], capsys)
+    assert "hf download lab/other" in err
+    err = _error([*predict, "--model", str(tmp_path / "none"), "--out", "d.csv"], capsys)
+    assert "Model not found" in err and "--save-pretrained" in err
+    err = _error(["fit", *common, "--out", str(tmp_path / "n.skops"),
+                  "--save-pretrained", str(features)], capsys)  # fmt: skip
+    assert "not a model saved by he2rna-sklearn" in err and not (tmp_path / "n.skops").exists()

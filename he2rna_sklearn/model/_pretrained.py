@@ -46,6 +46,7 @@ __all__ = [
     "FORMAT",
     "PRETRAINED_CLASSES",
     "PretrainedMixin",
+    "check_pretrained_folder",
     "from_pretrained",
     "save_pretrained",
 ]
@@ -224,6 +225,20 @@ def _model_card(name, config, n_genes, metrics, description):
 
 
 # -- save -----------------------------------------------------------------------------------
+def check_pretrained_folder(folder):
+    """Check, before any work, that :func:`save_pretrained` may write ``folder``: a new or
+    empty folder, or one it wrote before.
+
+    Raises
+    ------
+    NotADirectoryError
+        If ``folder`` is a file.
+    FileExistsError
+        If it holds files that are not a model saved by he2rna-sklearn.
+    """
+    _check_folder(Path(folder))
+
+
 def _check_folder(folder):
     if folder.exists() and not folder.is_dir():
         raise NotADirectoryError(f"'{folder}' is a file; save_pretrained writes a folder.")
