@@ -62,15 +62,12 @@ _FILES = ("config.json", "model.safetensors", "estimator.safetensors", "genes.tx
 # step is one line in the matching function (and its name in PRETRAINED_CLASSES for an
 # estimator).
 def _estimator_classes():
-    from ._classifier import HE2RNAClassifier
-    from ._regressor import HE2RNARegressor
+    """The estimators of :data:`PRETRAINED_CLASSES`: those that inherit
+    :class:`PretrainedMixin` register themselves (they import this module, so it does not
+    import them), and SequoiaRegressor."""
     from ._sequoia import SequoiaRegressor
 
-    return {
-        "HE2RNARegressor": HE2RNARegressor,
-        "HE2RNAClassifier": HE2RNAClassifier,
-        "SequoiaRegressor": SequoiaRegressor,
-    }
+    return {**_REGISTERED, "SequoiaRegressor": SequoiaRegressor}
 
 
 def _module_classes():
@@ -96,6 +93,7 @@ _DEFAULT_MODULE = {
 
 #: The estimator classes :func:`save_pretrained` writes and :func:`from_pretrained` builds.
 PRETRAINED_CLASSES = ("HE2RNARegressor", "HE2RNAClassifier", "SequoiaRegressor")
+_REGISTERED = {}  # filled by PretrainedMixin.__init_subclass__
 
 
 # -- JSON encoding of estimator state -------------------------------------------------------
@@ -598,8 +596,14 @@ class PretrainedMixin:
     """``save_pretrained`` and ``from_pretrained`` as methods of the HE2RNA estimators.
 
     They delegate to :func:`save_pretrained` and :func:`from_pretrained` of
-    ``he2rna_sklearn.model``.
+    ``he2rna_sklearn.model``. A class of this package named in :data:`PRETRAINED_CLASSES`
+    that inherits this mixin is registered, by name, as one :func:`from_pretrained` builds.
     """
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.__name__ in PRETRAINED_CLASSES and cls.__module__.startswith(__package__ + "."):
+            _REGISTERED.setdefault(cls.__name__, cls)
 
     def save_pretrained(
         self, folder, *, bags=None, feature_spec=None, metrics=None, name=None, description=None

@@ -38,11 +38,11 @@ from .._torch import (
 )
 from ..bags import check_bags, check_feature_spec, feature_spec, spec_to_json
 from ..metrics import mean_gene_correlation
-from ._base import feature_stats
 from ._ensemble import FoldEnsembleRegressor
 from ._net import BagDataset, BagNet, collate_bags, iterate_batches
-from ._regressor import check_targets
 from ._sequoia_modules import SequoiaModule, config_from_sequoia
+from ._targets import check_targets
+from ._training import feature_stats
 
 __all__ = ["SEQUOIA_CANCERS", "SEQUOIA_FEATURE_SPEC", "SequoiaRegressor", "load_sequoia"]
 
