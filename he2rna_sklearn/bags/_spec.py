@@ -32,6 +32,11 @@ __all__ = [
     "spec_to_json",
 ]
 
+#: How far apart the µm/px of training bags may be and still make one training set: a
+#: slide within 10% of the requested resolution is read at its own (slides/_tiling.py's
+#: MPP_TOLERANCE), and an index mixes no features further apart (features/_index.py).
+_TRAINING_RTOL = 0.1
+
 #: The facts of a feature spec: encoder name, weights id, feature dimension, resolution of
 #: the pixels the encoder saw (µm/px) and tile side in those pixels.
 FEATURE_SPEC_KEYS = ("encoder", "weights", "n_features", "mpp", "tile_size")
@@ -104,8 +109,8 @@ def feature_spec(bags):
     Raises
     ------
     ValueError
-        If the bags disagree among themselves (features of two encoders, or two
-        resolutions, in one training set).
+        If the bags disagree among themselves (features of two encoders, or resolutions
+        more than 10% apart, in one training set). The spec keeps the first bag's µm/px.
 
     Examples
     --------
@@ -124,7 +129,7 @@ def feature_spec(bags):
                 continue
             if spec[key] is None:
                 spec[key], seen[key] = value, i
-            elif not _agrees(key, spec[key], value, rtol=1e-3):
+            elif not _agrees(key, spec[key], value, rtol=_TRAINING_RTOL):
                 raise ValueError(
                     f"The bags disagree on their features: {bag_label(bag, i)} has {key}="
                     f"{value!r} but bag {seen[key]} has {spec[key]!r}; train on features of "

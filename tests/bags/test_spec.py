@@ -178,6 +178,17 @@ def test_fit_refuses_bags_of_two_encoders():
         BagPooling().fit(_cohort(n=2) + _cohort(n=1, backbone="resnet34"))
 
 
+def test_training_bags_of_slides_scanned_at_slightly_different_resolutions_agree():
+    """A slide read at its own 0.503 µm/px (within the tiler's 10%) and one downsampled to
+    0.5 are one training set; 0.5 and 1.0 are not."""
+    from he2rna_sklearn import BagPooling
+
+    pool = BagPooling().fit(_cohort(n=2) + _cohort(n=2, mpp=0.503))
+    assert pool.feature_spec_["mpp"] == 0.5
+    with pytest.raises(ValueError, match="disagree on their features.*mpp=1.0"):
+        BagPooling().fit(_cohort(n=2) + _cohort(n=1, mpp=1.0))
+
+
 def test_unfitted_super_tiles_check_nothing():
     from he2rna_sklearn import SuperTiles
 
