@@ -6,11 +6,25 @@ them to super-tiles or to one pooled vector per slide.
 
 from ._bag import Bag
 from ._pooling import BagPooling
-from ._spec import check_feature_spec, feature_spec, spec_to_json
+from ._spec import (
+    check_feature_spec,
+    check_fitted_bags,
+    feature_spec,
+    fitted_feature_spec,
+    spec_to_json,
+)
 from ._supertiles import SuperTiles
-from ._validation import bag_label, check_bags, check_finite_bag, is_lazy
+from ._validation import (
+    MAX_ABS_FEATURE,
+    bag_label,
+    check_bags,
+    check_finite_bag,
+    check_finite_outputs,
+    is_lazy,
+)
 
 __all__ = [
+    "MAX_ABS_FEATURE",
     "Bag",
     "BagPooling",
     "SuperTiles",
@@ -18,7 +32,10 @@ __all__ = [
     "check_bags",
     "check_feature_spec",
     "check_finite_bag",
+    "check_finite_outputs",
+    "check_fitted_bags",
     "feature_spec",
+    "fitted_feature_spec",
     "spec_to_json",
     "is_lazy",
 ]
