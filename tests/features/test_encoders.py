@@ -8,6 +8,7 @@ STAMP's strict loads). Numerical behaviour is checked on tiny networks of the sa
 
 import functools
 import urllib.error
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -26,6 +27,7 @@ from he2rna_sklearn.features import (
 )
 from he2rna_sklearn.features._checkpoints import load_encoder_state
 from he2rna_sklearn.features._encoder_modules import _AttentionalPool, build_encoder_module
+from tests.test_hub import make_cached_repo
 
 pytest.importorskip("timm")
 
@@ -222,24 +224,22 @@ def _published_state(name):
     return dict(_published(name))
 
 
+COMMIT = ("0123456789abcdef" * 3)[:40]
+
+
 @pytest.fixture
 def hf_cache(tmp_path, monkeypatch):
-    """An empty Hugging Face cache; ``add(repo, file, data)`` puts a file in it."""
-    from huggingface_hub import constants
-
+    """An empty Hugging Face cache (HF_HUB_CACHE); ``add(repo, file, data)`` puts a file in
+    it as ``hf download`` does: a blob, a snapshot symlink and ``refs/main``."""
     root = tmp_path / "hf-cache"
     root.mkdir()
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(root))
+    monkeypatch.setenv("HF_HUB_CACHE", str(root))
 
-    def add(repo_id, filename, data=b"placeholder"):
-        repo = root / f"models--{repo_id.replace('/', '--')}"
-        snap = repo / "snapshots" / ("0123456789abcdef" * 3)[:40]
-        snap.mkdir(parents=True, exist_ok=True)
-        (snap / filename).write_bytes(data)
-        (repo / "refs").mkdir(exist_ok=True)
-        (repo / "refs" / "main").write_text(snap.name)
-        return snap / filename
+    def add(repo_id, filename, data=b"placeholder", *, folder=None, commit=COMMIT, ref="main"):
+        name = folder or f"models--{repo_id.replace('/', '--')}"
+        return make_cached_repo(root, name, {filename: data}, commit=commit, ref=ref) / filename
 
+    add.root = root
     return add
 
 
@@ -326,6 +326,70 @@ def test_missing_weights_say_how_to_get_them(name, hf_cache, tmp_path, monkeypat
     if enc.repo_id:
         assert enc.repo_id in message and "hf download" in message
         assert ("accept the conditions" in message) == enc.gated
+
+
+def _uni_loads_from(monkeypatch):
+    """build_backbone reads UNI's published key names and shapes (on meta) from any file."""
+    state = _published_state("uni")
+    read = []
+
+    def fake_read(path, **kwargs):
+        read.append(path)
+        return dict(state)
+
+    monkeypatch.setattr(_backbones, "_read_state_dict", fake_read)
+    return read
+
+
+def test_uni_cache_made_by_timm_is_found(hf_cache, monkeypatch):
+    """``timm.create_model("hf-hub:MahmoodLab/uni", pretrained=True)`` (the UNI card's call,
+    TRIDENT's and STAMP's) caches the repository as ``models--MahmoodLab--uni``: config.json,
+    pytorch_model.bin, and a ``.no_exist`` marker for the model.safetensors it tried first.
+    The lookup matches the folder case-insensitively, and the weights id keeps the registry's
+    spelling, as the cache lookup of earlier versions wrote it."""
+    read = _uni_loads_from(monkeypatch)
+    path = hf_cache("MahmoodLab/UNI", "pytorch_model.bin", folder="models--MahmoodLab--uni")
+    hf_cache("MahmoodLab/UNI", "config.json", b"{}", folder="models--MahmoodLab--uni")
+    no_exist = hf_cache.root / "models--MahmoodLab--uni" / ".no_exist" / COMMIT
+    no_exist.mkdir(parents=True)
+    (no_exist / "model.safetensors").touch()
+    want = f"hf-hub:MahmoodLab/UNI@{COMMIT[:12]}/pytorch_model.bin"
+    for name in ("uni", "hf-hub:MahmoodLab/uni", "hf-hub:MahmoodLab/UNI"):
+        bb = build_backbone(name, "pretrained")
+        assert bb.weights_id == want and bb.name == "encoder:uni"
+        assert read[-1] == path
+    # The id is the one huggingface_hub's own lookup gives for the Hub's spelling.
+    from huggingface_hub import try_to_load_from_cache
+
+    (hf_cache.root / "models--MahmoodLab--uni").rename(hf_cache.root / "models--MahmoodLab--UNI")
+    found = try_to_load_from_cache("MahmoodLab/UNI", "pytorch_model.bin", cache_dir=hf_cache.root)
+    assert want == f"hf-hub:MahmoodLab/UNI@{Path(found).parent.name[:12]}/pytorch_model.bin"
+    assert build_backbone("uni", "pretrained").weights_id == want
+
+
+STAMP_UNI = "77ffbca1ee1cdcee6e87f6deebd2db8a5888c721"  # STAMP's pinned UNI revision
+
+
+def test_pinned_revision_without_refs_main_is_found(hf_cache, monkeypatch):
+    """STAMP loads ``hf-hub:MahmoodLab/uni@<commit>``: ``hf_hub_download`` with a commit
+    writes the snapshot and no ``refs/main``. That snapshot is used; timm's ``@revision``
+    in the backbone name picks one among several, and a revision not cached is an error."""
+    _uni_loads_from(monkeypatch)
+    folder = "models--MahmoodLab--uni"
+    hf_cache("MahmoodLab/UNI", "pytorch_model.bin", folder=folder, commit=STAMP_UNI, ref=None)
+    assert not (hf_cache.root / folder / "refs").exists()
+    pinned = f"hf-hub:MahmoodLab/UNI@{STAMP_UNI[:12]}/pytorch_model.bin"
+    assert build_backbone("uni", "pretrained").weights_id == pinned
+    assert build_backbone(f"hf-hub:MahmoodLab/uni@{STAMP_UNI}", "pretrained").weights_id == pinned
+    # Later `hf download MahmoodLab/UNI` adds the Hub's spelling with refs/main: the default.
+    hf_cache("MahmoodLab/UNI", "pytorch_model.bin")
+    assert build_backbone("uni", "pretrained").weights_id.startswith("hf-hub:MahmoodLab/UNI@0123")
+    bb = build_backbone(f"hf-hub:MahmoodLab/uni@{STAMP_UNI[:8]}", "pretrained")
+    assert bb.weights_id == pinned
+    with pytest.raises(WeightsNotFoundError, match="Revision 'fedcba98'.*77ffbca1ee1c"):
+        build_backbone("hf-hub:MahmoodLab/UNI@fedcba98", "pretrained")
+    with pytest.raises(ValueError, match="revision 'fedcba98'.*weights=None"):
+        build_backbone("hf-hub:MahmoodLab/UNI@fedcba98", None)
 
 
 def test_missing_weights_file_and_imagenet_are_refused(tmp_path):
