@@ -92,6 +92,11 @@ def _looks_like_path(weights):
 
 def _read_state_dict(path, *, strip_prefixes=True):
     path = Path(path)
+    if path.is_dir():
+        raise WeightsNotFoundError(
+            f"Weights '{path}' is a folder: pass the checkpoint file in it (a folder is "
+            "accepted as weights= of the registered encoders, see list_encoders())."
+        )
     if not path.is_file():
         raise WeightsNotFoundError(f"Weights file not found: '{path}'.")
     if path.suffix == ".safetensors":
@@ -349,7 +354,10 @@ def build_backbone(backbone="resnet50", weights="imagenet", *, random_state=None
         features; wrap it in :class:`TileEncoder` to state its normalisation and pooling.
     weights : {"imagenet", "pretrained", None} or str or path
         ``"pretrained"``: the backbone's published weights; for a registered encoder they
-        are read from the Hugging Face cache, offline (never downloaded). ``"imagenet"``
+        are read from the Hugging Face cache, offline (never downloaded). A registered
+        encoder also takes a folder that holds its checkpoint (``hf download REPO
+        --local-dir DIR``), a repository's cache folder (``models--org--name``) or a hub
+        cache, and a repository id (``"org/name"``). ``"imagenet"``
         loads ImageNet weights (torchvision: ``IMAGENET1K_V1``, as in the paper) from
         torchvision's cache, downloading them when online; a torchvision weights name
         (``"IMAGENET1K_V2"``); a path to a checkpoint (``torch.load(weights_only=True)``

@@ -203,6 +203,11 @@ def _how_to_get(encoder):
     )
 
 
+def _is_hub_cache(folder):
+    """Whether ``folder`` is a Hugging Face hub cache (holds ``models--*`` folders)."""
+    return any(p.name.startswith("models--") and p.is_dir() for p in folder.iterdir())
+
+
 def find_encoder_weights(encoder, source=None, *, revision=None, cache_dir=None):
     """The checkpoint file of a registered encoder, found offline, and its weights id.
 
@@ -212,8 +217,10 @@ def find_encoder_weights(encoder, source=None, *, revision=None, cache_dir=None)
     source : str or Path, optional
         None: the encoder's repository in the Hugging Face cache (any spelling of its
         name, ``refs/main`` or a single pinned snapshot, see :mod:`he2rna_sklearn._hub`).
-        Else a checkpoint file, or a repository id (``"org/name"``,
-        ``"hf-hub:org/name@rev"``).
+        Else a checkpoint file; a folder holding one of ``encoder.weight_files`` (e.g.
+        made with ``hf download REPO --local-dir DIR``); a repository's cache folder
+        (``models--org--name``); a Hugging Face hub cache holding the encoder's
+        repository; or a repository id (``"org/name"``, ``"hf-hub:org/name@rev"``).
     revision : str, optional
         Branch, tag or commit of a cached repository.
     cache_dir : str or Path, optional
@@ -244,8 +251,6 @@ def find_encoder_weights(encoder, source=None, *, revision=None, cache_dir=None)
     path = Path(os.path.expanduser(os.fspath(source)))
     if not path.exists() and path.suffix in WEIGHT_SUFFIXES:
         raise WeightsNotFoundError(f"Weights file of encoder '{encoder.name}' not found: '{path}'.")
-    if path.is_dir():
-        raise WeightsNotFoundError(f"Weights file of encoder '{encoder.name}' not found: '{path}'.")
     if path.is_file():
         if revision is not None:
             raise ValueError(
@@ -253,6 +258,8 @@ def find_encoder_weights(encoder, source=None, *, revision=None, cache_dir=None)
             )
         return path, file_weights_id(path)
     try:
+        if path.is_dir() and _is_hub_cache(path) and encoder.repo_id is not None:
+            source, cache_dir = encoder.repo_id, path
         found, weights_id = find_file(
             source, encoder.weight_files, revision=revision, cache_dir=cache_dir
         )
@@ -265,6 +272,8 @@ def find_encoder_weights(encoder, source=None, *, revision=None, cache_dir=None)
         raise WeightsNotFoundError(
             f"Weights of encoder '{encoder.name}' not found: '{source}' ({exc})"
         ) from None
+    if not weights_id.startswith("hf-hub:"):  # a local folder: named by the file's content
+        return found, file_weights_id(found)
     repo = weights_id[len("hf-hub:") :].split("@", 1)[0]
     if encoder.repo_id is not None and repo.lower() == encoder.repo_id.lower():
         # One id per repository whatever the cache folder's spelling, as before (cached

@@ -477,6 +477,42 @@ def test_pretrained_weights_from_the_hf_cache_end_to_end(hf_cache, tmp_path):
     np.testing.assert_allclose(FeatureRunner(bb2, "cpu", "fp32")(tiles), got, rtol=1e-5)
 
 
+def test_a_folder_is_accepted_as_weights(hf_cache, tmp_path):
+    """``hf download REPO --local-dir DIR`` writes the files and ``.cache/huggingface/``
+    metadata; DIR as weights= loads the checkpoint in it, named by its content as the file
+    itself would be. A repository's cache folder (``models--org--name``, copied out of a
+    cache) and a whole hub cache are read as the cache is."""
+    import timm
+    from safetensors.torch import save_file
+
+    enc = _tiny_vit()
+    torch.manual_seed(5)
+    ref = timm.create_model(enc.architecture, **enc.timm_kwargs).eval()
+    local = tmp_path / "tiny-vit"
+    meta = local / ".cache" / "huggingface" / "download"
+    meta.mkdir(parents=True)
+    save_file(ref.state_dict(), local / "model.safetensors")
+    (local / "config.json").write_text("{}")
+    (local / ".cache" / "huggingface" / ".gitignore").write_text("*")
+    (meta / "model.safetensors.metadata").write_text(f"{COMMIT}\n{'e' * 64}\n1712656091.123\n")
+    by_file = build_backbone(enc, local / "model.safetensors")
+    by_folder = build_backbone(enc, local)
+    assert by_folder.weights_id == by_file.weights_id
+    assert by_folder.weights_id.startswith("file:model.safetensors:sha1=")
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(by_folder.module(x), by_file.module(x), rtol=0, atol=0)
+    hf_cache(enc.repo_id, "model.safetensors", (local / "model.safetensors").read_bytes())
+    cached = f"hf-hub:test/tiny-vit@{COMMIT[:12]}/model.safetensors"
+    assert build_backbone(enc, hf_cache.root / "models--test--tiny-vit").weights_id == cached
+    assert build_backbone(enc, str(hf_cache.root)).weights_id == cached
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(WeightsNotFoundError, match=r"'tiny-vit'.*empty' has no model.safetensors"):
+        build_backbone(enc, tmp_path / "empty")
+    with pytest.raises(WeightsNotFoundError, match="is a folder: pass the checkpoint file"):
+        build_backbone("resnet18", local)
+
+
 def test_random_weights_only_when_asked_and_seeded():
     enc = _tiny_vit()
     a = build_backbone(enc, None, random_state=1)
