@@ -25,7 +25,7 @@ from ._checkpoints import (
     find_encoder_weights,
     load_encoder_state,
 )
-from ._encoder_modules import TileEncoder, build_encoder_module
+from ._encoder_modules import InputTransform, TileEncoder, build_encoder_module
 from ._encoders import (
     ENCODERS,
     IMAGENET_MEAN,
@@ -64,6 +64,10 @@ class Backbone:
         Whether ``module`` was built for this backbone alone (from a model name), so that a
         :class:`FeatureRunner` may cast it in place. False for a user's module, which is
         never changed: the runner works on a copy where it must convert it.
+    input_transform : callable, optional
+        Maps uint8 ``(B, 3, H, W)`` tiles to the network's input size before
+        normalisation (an encoder card's resize and center crop); None: tiles go as read.
+        Its ``repr`` is part of the feature-cache key.
     """
 
     module: nn.Module
@@ -73,6 +77,7 @@ class Backbone:
     std: tuple = IMAGENET_STD
     encoder: Encoder | None = None
     owned: bool = False
+    input_transform: object = None
 
 
 def _seed_from(random_state):
@@ -336,7 +341,16 @@ def _encoder_backbone(encoder, weights, random_state, progress, revision=None):
         state = _read_state_dict(path, strip_prefixes=encoder.checkpoint_layout == "timm")
         module = build_encoder_module(encoder, device="meta")
         load_encoder_state(module, encoder, state, source=f"'{path}'")
-    return Backbone(module.eval(), name, weights_id, encoder.mean, encoder.std, encoder, owned=True)
+    return Backbone(
+        module.eval(),
+        name,
+        weights_id,
+        encoder.mean,
+        encoder.std,
+        encoder,
+        owned=True,
+        input_transform=InputTransform.of(encoder),
+    )
 
 
 def build_backbone(backbone="resnet50", weights="imagenet", *, random_state=None, progress=True):

@@ -116,7 +116,7 @@ _CONVERTERS = {
 }
 
 
-def _resample_pos_embed(state, target, key, n_prefix):
+def _resample_pos_embed(state, target, key, n_prefix, interpolation="bicubic"):
     """Resample a checkpoint's position embeddings to the model's grid when they differ."""
     if key not in state or tuple(state[key].shape) == tuple(target.shape):
         return state
@@ -131,7 +131,7 @@ def _resample_pos_embed(state, target, key, n_prefix):
         src,
         new_size=(side, side),
         num_prefix_tokens=n_prefix,
-        interpolation="bicubic",
+        interpolation=interpolation,
         antialias=False,
         verbose=False,
     )
@@ -154,7 +154,10 @@ def load_encoder_state(module, encoder, state, *, source="the checkpoint"):
     n_prefix = 0 if getattr(trunk, "no_embed_class", False) else trunk.num_prefix_tokens
     pos_key = prefix + "pos_embed"
     if pos_key in own:
-        state = _resample_pos_embed(state, own[pos_key], pos_key, n_prefix)
+        # CONCH v1.5: bilinear to the trunk's grid, as TRIDENT loads it (the forward pass
+        # then interpolates to the input's grid); timm's bicubic otherwise.
+        mode = "bilinear" if encoder.checkpoint_layout == "conch-v1.5" else "bicubic"
+        state = _resample_pos_embed(state, own[pos_key], pos_key, n_prefix, mode)
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
     wrong = [

@@ -30,6 +30,8 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 HOPTIMUS_MEAN = (0.707223, 0.578729, 0.703617)
 HOPTIMUS_STD = (0.211883, 0.230117, 0.177517)
 POOLINGS = ("cls", "mean", "cls+mean", "avg", "attentional", "none")
+#: Resampling of a card's ``Resize`` (torchvision's names).
+INTERPOLATIONS = ("bilinear", "bicubic")
 #: Key-name layouts of published checkpoints that the loader understands.
 LAYOUTS = ("timm", "hf-vit", "hf-dinov2", "conch-v1.5")
 
@@ -77,6 +79,12 @@ class Encoder:
         ``attn_pool_contrast.*``, ``ln_contrast.*``).
     url : str
         The model card.
+    resize : tuple (int, str), optional
+        The card's ``Resize(size, interpolation)`` between the tile and the network, e.g.
+        ``(448, "bilinear")``: the tile's shorter side becomes ``size`` pixels, resampled
+        with antialiasing as PIL does (None: the tile is used as it is).
+    center_crop : int, optional
+        The card's ``CenterCrop(size)`` after the resize.
     """
 
     name: str
@@ -95,12 +103,31 @@ class Encoder:
     n_prefix_tokens: int = 1
     checkpoint_layout: str = "timm"
     url: str = ""
+    resize: tuple | None = None
+    center_crop: int | None = None
 
     def __post_init__(self):
         if self.pooling not in POOLINGS:
             raise ValueError(f"Encoder '{self.name}': pooling must be one of {POOLINGS}.")
         if self.checkpoint_layout not in LAYOUTS:
             raise ValueError(f"Encoder '{self.name}': checkpoint_layout must be one of {LAYOUTS}.")
+        if self.resize is not None and (
+            len(self.resize) != 2 or int(self.resize[0]) < 1 or self.resize[1] not in INTERPOLATIONS
+        ):
+            raise ValueError(
+                f"Encoder '{self.name}': resize must be (size, interpolation) with interpolation "
+                f"one of {INTERPOLATIONS}, got {self.resize!r}."
+            )
+
+    @property
+    def input_size(self):
+        """The side in pixels of the network's input: the tile after :attr:`resize` and
+        :attr:`center_crop` (the tile size when there are neither)."""
+        if self.center_crop is not None:
+            return int(self.center_crop)
+        if self.resize is not None:
+            return int(self.resize[0])
+        return self.tile_size
 
     @property
     def imagenet(self):
@@ -302,6 +329,11 @@ ENCODERS = {
             ),
             n_features=1536,
             pooling="cls",
+            # The card's (and TRIDENT's, STAMP's) Resize(256, bicubic) + CenterCrop(224):
+            # 256-px tiles at 20x, of which the network sees the central 224 px.
+            tile_size=256,
+            resize=(256, "bicubic"),
+            center_crop=224,
             repo_id="prov-gigapath/prov-gigapath",
             weight_files=("pytorch_model.bin", "model.safetensors"),
             licence="Apache-2.0",
@@ -313,13 +345,15 @@ ENCODERS = {
             architecture="vit_large_patch16_224",
             # The vision tower of CONCH v1.5 (as shipped for TITAN): a ViT-L/16 trunk with
             # layer scale, then an attentional pooler (one query, 8 heads, 768-d) and a
-            # final LayerNorm. Native input 448 px.
-            timm_kwargs=_vit_l16(
-                init_values=1.0, img_size=448, num_classes=0, dynamic_img_size=True
-            ),
+            # final LayerNorm. As TRIDENT builds it: the trunk's position embeddings are on
+            # the 224-px grid and interpolated at each forward pass to the 448-px input;
+            # tiles of 512 px at 20x are resized to 448 (bilinear), as TITAN's features are.
+            timm_kwargs=_vit_l16(init_values=1.0, **_COMMON),
             n_features=768,
             pooling="attentional",
-            tile_size=448,
+            tile_size=512,
+            resize=(448, "bilinear"),
+            center_crop=448,
             repo_id="MahmoodLab/conchv1_5",
             weight_files=("pytorch_model_vision.bin",),
             licence="CC-BY-NC-ND-4.0",
@@ -400,8 +434,9 @@ def list_encoders():
     Returns
     -------
     table : pandas.DataFrame
-        Indexed by name: ``n_features``, ``pooling``, ``tile_size``, ``mpp``, ``licence``,
-        ``gated``, ``repo_id``, ``architecture``.
+        Indexed by name: ``n_features``, ``pooling``, ``tile_size``, ``mpp``,
+        ``input_size`` (the network's input, after the card's resize and crop),
+        ``licence``, ``gated``, ``repo_id``, ``architecture``.
 
     Examples
     --------
@@ -419,6 +454,7 @@ def list_encoders():
             "pooling": e.pooling,
             "tile_size": e.tile_size,
             "mpp": e.mpp,
+            "input_size": e.input_size,
             "licence": e.licence,
             "gated": e.gated,
             "repo_id": e.repo_id or "",

@@ -127,7 +127,8 @@ FACTS = {
     "prov-gigapath": dict(
         dim=1536,
         norm=IMAGENET,
-        tile=224,
+        tile=256,  # the card's Resize(256) + CenterCrop(224)
+        input=224,
         keys={
             "pos_embed": (1, 197, 1536),
             "patch_embed.proj.weight": (1536, 3, 16, 16),
@@ -140,9 +141,11 @@ FACTS = {
     "conch-v1.5": dict(
         dim=768,
         norm=IMAGENET,
-        tile=448,
+        tile=512,  # 512 px at 20x resized to 448, as TRIDENT and TITAN
+        input=448,
         keys={
             "trunk.cls_token": (1, 1, 1024),
+            "trunk.pos_embed": (1, 197, 1024),  # the trunk's 224-px grid, as in TRIDENT
             "trunk.patch_embed.proj.weight": (1024, 3, 16, 16),
             "trunk.blocks.23.ls1.gamma": (1024,),
             "attn_pool_contrast.query": (1, 768),
@@ -262,6 +265,7 @@ def test_registry_lists_every_encoder_of_the_issue():
     assert table.loc["resnet50", "n_features"] == 2048
     assert table.loc["resnet50", "architecture"] == "torchvision:resnet50"
     assert not table.loc["phikon", "gated"] and table.loc["uni", "gated"]
+    assert table.loc["conch-v1.5", "input_size"] == 448 and table.loc["uni", "input_size"] == 224
 
 
 @pytest.mark.parametrize("name", sorted(FACTS))
@@ -278,7 +282,8 @@ def test_encoder_loads_its_published_keys(name, hf_cache, monkeypatch):
     assert bb.weights_id.startswith(f"hf-hub:{enc.repo_id}@0123456789ab/")
     assert (bb.mean, bb.std) == facts["norm"]
     assert enc.tile_size == facts["tile"] and enc.n_features == facts["dim"]
-    x = torch.empty(2, 3, enc.tile_size, enc.tile_size, device="meta")
+    assert enc.input_size == facts.get("input", facts["tile"])
+    x = torch.empty(2, 3, enc.input_size, enc.input_size, device="meta")
     assert tuple(bb.module(x).shape) == (2, facts["dim"])
 
 
@@ -300,14 +305,20 @@ def test_strict_load_names_missing_unexpected_and_misshapen_keys(name):
 
 
 def test_position_embeddings_saved_at_another_grid_are_resampled():
-    """CONCH v1.5 is run at 448 px; a checkpoint saved on the 224-px grid still loads."""
+    """A CONCH v1.5 checkpoint saved on the 448-px grid loads into the trunk's 224-px grid,
+    resampled bilinearly as TRIDENT's loader does (the forward pass interpolates)."""
+    from timm.layers import resample_abs_pos_embed
+
     enc = ENCODERS["conch-v1.5"]
     state = _published_state("conch-v1.5")
-    state["trunk.pos_embed"] = torch.randn(1, 197, 1024)
+    saved = torch.randn(1, 785, 1024)
+    state["trunk.pos_embed"] = saved
     module = build_encoder_module(enc, device="meta")
     load_encoder_state(module, enc, state)
-    assert tuple(module.trunk.pos_embed.shape) == (1, 785, 1024)
-    assert not module.trunk.pos_embed.is_meta
+    want = resample_abs_pos_embed(
+        saved, (14, 14), num_prefix_tokens=1, interpolation="bilinear", antialias=False
+    )
+    torch.testing.assert_close(module.trunk.pos_embed.data, want)
 
 
 @pytest.mark.parametrize("name", sorted(ENCODERS))
@@ -574,6 +585,204 @@ def test_hf_checkpoints_match_transformers_numerically():
             torch.testing.assert_close(module.eval()(x), want, rtol=1e-4, atol=1e-5)
 
 
+#: owkin/phikon's config.json on main since owkin merged "Update `layer_norm_eps` to match
+#: timm" (PR #1, commit 1a3b784: iBOT's 1e-6; transformers' ViTConfig default is 1e-12).
+PHIKON_CONFIG = dict(hidden_size=768, num_hidden_layers=12, layer_norm_eps=1e-6, patch_size=16)
+
+
+def test_phikon_layer_norm_eps_is_the_published_configs():
+    """Phikon's LayerNorms use the eps of its published config (TRIDENT builds it with
+    ``ViTModel.from_pretrained("owkin/phikon")``, which reads that config)."""
+    module = build_encoder_module(ENCODERS["phikon"], device="meta")
+    eps = {m.eps for m in module.modules() if isinstance(m, torch.nn.LayerNorm)}
+    assert eps == {PHIKON_CONFIG["layer_norm_eps"]}
+
+
+def _trident_conch(ref_trunk, state, x, patch):
+    """CONCH v1.5's forward as TRIDENT builds it (facts from its conchv1_5.py): patch
+    embedding, class token, the trunk's position embeddings interpolated bicubically with
+    DINO's scale factor (rows + 0.1) / side, the blocks and norm of the trunk, then the
+    attentional pooler (scaled dot-product, one query) and a final LayerNorm."""
+    f = torch.nn.functional
+    tokens = f.conv2d(
+        x,
+        state["trunk.patch_embed.proj.weight"],
+        state["trunk.patch_embed.proj.bias"],
+        stride=patch,
+    )
+    rows, cols = tokens.shape[-2:]
+    tokens = tokens.flatten(2).transpose(1, 2)
+    pos = state["trunk.pos_embed"]
+    side = int((pos.shape[1] - 1) ** 0.5)
+    if (rows, cols) != (side, side):
+        grid = pos[:, 1:].reshape(1, side, side, -1).permute(0, 3, 1, 2)
+        grid = f.interpolate(
+            grid, scale_factor=((rows + 0.1) / side, (cols + 0.1) / side), mode="bicubic"
+        )
+        pos = torch.cat([pos[:, :1], grid.permute(0, 2, 3, 1).reshape(1, rows * cols, -1)], 1)
+    cls = state["trunk.cls_token"].expand(len(x), -1, -1)
+    tokens = ref_trunk.norm(ref_trunk.blocks(torch.cat([cls, tokens], 1) + pos))
+    p = "attn_pool_contrast."
+    d = state[p + "query"].shape[1]
+    k, v = f.linear(
+        f.layer_norm(tokens, (tokens.shape[-1],), state[p + "ln_k.weight"], state[p + "ln_k.bias"]),
+        state[p + "to_kv.weight"],
+    ).chunk(2, -1)
+    q = f.linear(
+        f.layer_norm(state[p + "query"], (d,), state[p + "ln_q.weight"], state[p + "ln_q.bias"]),
+        state[p + "to_q.weight"],
+    )
+    heads, out = 8, []
+    for h in range(heads):
+        s_ = slice(h * d // heads, (h + 1) * d // heads)
+        att = (q[:, s_] @ k[..., s_].transpose(1, 2) * (d // heads) ** -0.5).softmax(-1)
+        out.append(att @ v[..., s_])
+    pooled = f.linear(torch.cat(out, -1), state[p + "to_out.weight"])[:, 0]
+    return f.layer_norm(pooled, (d,), state["ln_contrast.weight"], state["ln_contrast.bias"])
+
+
+def _tiny_conch(**card):
+    """CONCH v1.5's vision tower with a tiny trunk (the pooler keeps its 768 dims)."""
+    kwargs = dict(img_size=32, patch_size=8, embed_dim=16, depth=2, num_heads=2, mlp_ratio=4.0)
+    return Encoder(
+        name="tiny-conch",
+        architecture="vit_large_patch16_224",
+        timm_kwargs=dict(kwargs, init_values=1.0, num_classes=0, dynamic_img_size=True),
+        n_features=768,
+        pooling="attentional",
+        checkpoint_layout="conch-v1.5",
+        **card,
+    )
+
+
+def _tiny_conch_checkpoint(enc, seed=0):
+    import timm
+
+    torch.manual_seed(seed)
+    state = {k: v.normal_(0, 0.2) for k, v in build_encoder_module(enc).state_dict().items()}
+    ref_trunk = timm.create_model(enc.architecture, **dict(enc.timm_kwargs, dynamic_img_size=False))
+    ref_trunk.load_state_dict({k[6:]: v for k, v in state.items() if k.startswith("trunk.")})
+    return state, ref_trunk.eval()
+
+
+def test_conch_position_embeddings_are_interpolated_as_trident_does():
+    """The trunk keeps the checkpoint's grid (224 px for CONCH v1.5) and interpolates its
+    position embeddings at each forward pass with DINO's scale factor, as TRIDENT does;
+    resampling them once to the input grid differs by about 1e-4."""
+    enc = _tiny_conch()
+    state, ref_trunk = _tiny_conch_checkpoint(enc)
+    module = build_encoder_module(enc, device="meta")
+    load_encoder_state(module, enc, state)
+    assert tuple(module.trunk.pos_embed.shape) == (1, 17, 16)  # the trunk's own 4 x 4 grid
+    torch.manual_seed(1)
+    for side in (56, 32):  # a 7 x 7 grid (interpolated), and the trunk's own
+        x = torch.randn(2, 3, side, side)
+        with torch.no_grad():
+            got, want = module.eval()(x), _trident_conch(ref_trunk, state, x, patch=8)
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    assert ENCODERS["conch-v1.5"].timm_kwargs["img_size"] == 224
+
+
+def _pil_reference(tiles, resize, interpolation, crop, mean, std):
+    """TRIDENT's and STAMP's preprocessing: PIL Resize, CenterCrop, ToTensor, Normalize."""
+    from PIL import Image
+    from torchvision import transforms as T
+
+    mode = {"bilinear": T.InterpolationMode.BILINEAR, "bicubic": T.InterpolationMode.BICUBIC}
+    transform = T.Compose(
+        [
+            T.Resize(resize, interpolation=mode[interpolation]),
+            T.CenterCrop(crop),
+            T.ToTensor(),
+            T.Normalize(mean, std),
+        ]
+    )
+    images = [Image.fromarray(t.permute(1, 2, 0).numpy()) for t in tiles]
+    return torch.stack([transform(im) for im in images])
+
+
+def _smooth_tiles(n, side, seed):
+    """uint8 tiles with tissue-like smooth structure (random noise makes resampling
+    kernels disagree most)."""
+    g = torch.Generator().manual_seed(seed)
+    low = torch.rand(n, 3, 6, 6, generator=g)
+    up = torch.nn.functional.interpolate(low, size=(side, side), mode="bilinear")
+    return (up * 200 + 30 + torch.rand(n, 3, side, side, generator=g) * 20).to(torch.uint8)
+
+
+def test_conch_tiles_of_512_px_are_resized_to_448_as_trident_does(tmp_path):
+    """TITAN/TRIDENT feed CONCH v1.5 512-px tiles at 20x, resized to 448 (PIL bilinear) and
+    center-cropped; the registry says so, and the runner gives TRIDENT's features from
+    the uint8 tiles (to PIL's rounding of a few pixels)."""
+    card = ENCODERS["conch-v1.5"]
+    assert (card.tile_size, card.mpp, card.resize, card.center_crop) == (
+        512,
+        0.5,
+        (448, "bilinear"),
+        448,
+    )
+    enc = _tiny_conch(tile_size=64, resize=(56, "bilinear"), center_crop=56)
+    state, ref_trunk = _tiny_conch_checkpoint(enc, seed=2)
+    torch.save(state, tmp_path / "pytorch_model_vision.bin")
+    bb = build_backbone(enc, tmp_path / "pytorch_model_vision.bin")
+    tiles = _smooth_tiles(3, 64, seed=3)
+    got = FeatureRunner(bb, device="cpu", precision="fp32")(tiles)
+    x = _pil_reference(tiles, 56, "bilinear", 56, enc.mean, enc.std)
+    with torch.no_grad():
+        want = _trident_conch(ref_trunk, state, x, patch=8).numpy()
+    np.testing.assert_allclose(got, want, rtol=0, atol=5e-4 * np.abs(want).max())
+
+
+def test_prov_gigapath_resize_and_center_crop_as_the_card(tmp_path):
+    """Prov-GigaPath's card (and TRIDENT, STAMP): Resize(256, bicubic) + CenterCrop(224)
+    of 256-px tiles. On 256-px tiles it is the central crop, exactly; other tiles are
+    resized as PIL does first."""
+    import timm
+    from safetensors.torch import save_file
+
+    card = ENCODERS["prov-gigapath"]
+    assert (card.tile_size, card.resize, card.center_crop) == (256, (256, "bicubic"), 224)
+    kwargs = dict(
+        img_size=28,
+        patch_size=4,
+        embed_dim=16,
+        depth=2,
+        num_heads=2,
+        mlp_ratio=4.0,
+        mlp_layer="swiglu_packed",
+        act_layer="silu",
+        init_values=1e-5,
+        num_classes=0,
+        dynamic_img_size=True,
+    )
+    enc = Encoder(
+        name="tiny-gigapath",
+        architecture="vit_giant_patch14_dinov2",
+        timm_kwargs=kwargs,
+        n_features=16,
+        tile_size=32,
+        resize=(32, "bicubic"),
+        center_crop=28,
+    )
+    torch.manual_seed(4)
+    ref = timm.create_model(
+        enc.architecture,
+        **dict(kwargs, mlp_layer=timm.layers.SwiGLUPacked, act_layer=torch.nn.SiLU),
+    ).eval()
+    with torch.no_grad():
+        for p_ in ref.parameters():
+            p_.normal_(0, 0.2)
+    save_file(ref.state_dict(), tmp_path / "model.safetensors")
+    runner = FeatureRunner(build_backbone(enc, tmp_path), device="cpu", precision="fp32")
+    for side, atol in ((32, 1e-5), (40, 5e-4)):
+        tiles = _smooth_tiles(3, side, seed=side)
+        x = _pil_reference(tiles, 32, "bicubic", 28, enc.mean, enc.std)
+        with torch.no_grad():
+            want = ref(x).numpy()  # timm's pooled class token, as the card's model(x)
+        got = runner(tiles)
+        np.testing.assert_allclose(got, want, rtol=0, atol=atol * np.abs(want).max())
+
+
 def test_attentional_pool_is_multihead_cross_attention():
     torch.manual_seed(0)
     pool = _AttentionalPool(dim=16, context_dim=12, n_heads=4, n_queries=1).eval()
@@ -638,21 +847,25 @@ def test_tile_encoder_checks_its_arguments(tiny_cnn):
 
 
 def test_docs_table_matches_the_registry():
-    """The "Choosing a backbone" page states each encoder's dim, tile, µm/px, licence and
-    gating as the registry does."""
+    """The "Choosing a backbone" page states each encoder's dim, tile, µm/px, licence,
+    gating and resize / crop as the registry does."""
     from pathlib import Path
 
     page = (Path(__file__).resolve().parents[2] / "docs" / "backbones.rst").read_text()
     lines = page.splitlines()
     for name, enc in ENCODERS.items():
         start = lines.index(f"   * - ``{name}``")
-        cells = [line.strip().removeprefix("- ") for line in lines[start + 1 : start + 6]]
-        assert cells == [
+        cells = [line.strip().removeprefix("- ") for line in lines[start + 1 : start + 9]]
+        to_network = "as read"
+        if enc.resize is not None:
+            to_network = f"Resize({enc.resize[0]}, {enc.resize[1]}), CenterCrop({enc.center_crop})"
+        assert cells[:5] + cells[7:] == [
             str(enc.n_features),
             str(enc.tile_size),
             str(enc.mpp),
             enc.licence,
             "yes" if enc.gated else "no",
+            to_network,
         ], name
 
 
@@ -678,3 +891,17 @@ def test_slide_featurizer_runs_an_encoder(tmp_path):
     assert bag.shape == (4, 32)
     assert bag.meta["backbone"] == "encoder:tiny-vit"
     assert bag.meta["weights"] == "random-init(seed=0)"
+    # A card's resize / crop changes the features, and the cache key: the first file is
+    # not served for it, and the existing key (no transform) is what it was.
+    from he2rna_sklearn.features._spec import SlideSpec
+
+    cropped = SlideFeaturizer(
+        **{**feat.get_params(), "backbone": _tiny_vit(resize=(48, "bicubic"), center_crop=32)}
+    )
+    [bag2] = cropped.fit_transform([CMU_SVS])
+    assert len(list(tmp_path.glob("*.h5"))) == 2
+    assert bag2.meta["input_transform"] == "resize=48:bicubic,center_crop=32"
+    assert not np.allclose(np.asarray(bag2), np.asarray(bag))
+    stored = SlideSpec.from_json(bag.meta["spec"])
+    assert stored.input_transform is None and "input_transform" not in stored.to_json()
+    assert stored.key() == bag.meta["spec_key"]
