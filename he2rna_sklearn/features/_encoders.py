@@ -22,7 +22,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-__all__ = ["ENCODERS", "Encoder", "get_encoder", "is_encoder_name", "list_encoders"]
+__all__ = [
+    "ENCODERS",
+    "TOOL_NAMES",
+    "Encoder",
+    "get_encoder",
+    "is_encoder_name",
+    "list_encoders",
+]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -253,6 +260,33 @@ ENCODERS = {
             n_prefix_tokens=5,
             url="https://huggingface.co/paige-ai/Virchow2",
         ),
+        # STAMP's "virchow" and "virchow2": the class token alone (1,280-d).
+        Encoder(
+            name="virchow-cls",
+            architecture="vit_huge_patch14_224",
+            timm_kwargs=_vit_h14_swiglu(**_COMMON),
+            n_features=1280,
+            pooling="cls",
+            repo_id="paige-ai/Virchow",
+            weight_files=("model.safetensors", "pytorch_model.bin"),
+            licence="Apache-2.0",
+            gated=True,
+            n_prefix_tokens=1,
+            url="https://huggingface.co/paige-ai/Virchow",
+        ),
+        Encoder(
+            name="virchow2-cls",
+            architecture="vit_huge_patch14_224",
+            timm_kwargs=_vit_h14_swiglu(reg_tokens=4, **_COMMON),
+            n_features=1280,
+            pooling="cls",
+            repo_id="paige-ai/Virchow2",
+            weight_files=("model.safetensors", "pytorch_model.bin"),
+            licence="CC-BY-NC-ND-4.0",
+            gated=True,
+            n_prefix_tokens=5,
+            url="https://huggingface.co/paige-ai/Virchow2",
+        ),
         Encoder(
             name="h-optimus-0",
             architecture="vit_giant_patch14_reg4_dinov2",
@@ -378,15 +412,73 @@ _ALIASES = {
     "conch_v15": "conch-v1.5",
     "conchv1_5": "conch-v1.5",
     "conch1_5": "conch-v1.5",
+    "virchow-full": "virchow",  # STAMP's name of the card's 2,560-d embedding
 }
+
+#: Other tools' encoder names, with their meaning there (``"stamp:virchow2"``). A name
+#: mapped to a string that is not a registered encoder is refused with that reason.
+TOOL_NAMES = {
+    # KatherLab/STAMP, preprocessing/config.py ExtractorName and extractor/*.py.
+    "stamp": {
+        "uni": "uni",
+        "uni2": "uni2-h",
+        "virchow": "virchow-cls",  # VirchowClsOnly: model(x)[:, 0]
+        "virchow2": "virchow2-cls",  # Virchow2ClsOnly
+        "virchow-full": "virchow",  # VirchowConcatenated: class token + mean of patches
+        "h-optimus-0": "h-optimus-0",
+        "h-optimus-1": "h-optimus-1",
+        "gigapath": "prov-gigapath",
+        "conch1_5": "conch-v1.5",
+        "conch": "CONCH v1 (512-d) is not registered here",
+        "ctranspath": "CTransPath is not registered here",
+        "chief-ctranspath": "CHIEF's CTransPath is not registered here",
+    },
+    # mahmoodlab/TRIDENT, patch_encoder_models/load.py encoder_registry.
+    "trident": {
+        "uni_v1": "uni",
+        "uni_v2": "uni2-h",
+        "conch_v15": "conch-v1.5",
+        "virchow": "virchow",  # class token + mean of patch tokens (return_cls=False)
+        "virchow2": "virchow2",
+        "hoptimus0": "h-optimus-0",
+        "hoptimus1": "h-optimus-1",
+        "phikon": "phikon",
+        "phikon_v2": "phikon-v2",
+        "gigapath": "prov-gigapath",
+        "resnet50": (
+            "TRIDENT's resnet50 is truncated after the third stage (1,024 features), not the "
+            "paper's 2,048-feature network registered here as 'resnet50'"
+        ),
+        "conch_v1": "CONCH v1 (512-d) is not registered here",
+    },
+}
+
+
+def _tool_encoder(tool, name, original):
+    names = TOOL_NAMES[tool]
+    key = name.lower()
+    if key not in names:
+        raise KeyError(
+            f"'{original}' is not one of {tool.upper()}'s encoder names known here: "
+            f"{sorted(names)}."
+        )
+    target = names[key]
+    if target not in ENCODERS:
+        raise KeyError(
+            f"'{original}': {target}. Registered encoders: {sorted(ENCODERS)}; pass another "
+            "model as a torch.nn.Module (wrapped in TileEncoder)."
+        )
+    return ENCODERS[target]
 
 
 def get_encoder(name):
     """The registered :class:`Encoder` called ``name``.
 
-    Accepts the short names of :data:`ENCODERS`, common aliases (TRIDENT's and STAMP's,
-    e.g. ``"uni_v1"``, ``"hoptimus0"``, ``"conch_v15"``), and Hugging Face names
-    (``"hf-hub:MahmoodLab/UNI"``), all case-insensitive.
+    Accepts the short names of :data:`ENCODERS`, common aliases (TRIDENT's and STAMP's
+    where they mean what they mean here, e.g. ``"uni_v1"``, ``"hoptimus0"``,
+    ``"conch_v15"``, ``"virchow-full"``), another tool's name with its meaning there
+    (``"stamp:virchow2"`` is STAMP's 1,280-d class token; see ``TOOL_NAMES``), and Hugging
+    Face names (``"hf-hub:MahmoodLab/UNI"``, the card's embedding), all case-insensitive.
 
     Examples
     --------
@@ -394,6 +486,8 @@ def get_encoder(name):
     >>> enc = get_encoder("hf-hub:MahmoodLab/UNI")
     >>> enc.name, enc.n_features, enc.pooling
     ('uni', 1024, 'cls')
+    >>> get_encoder("stamp:virchow2").n_features, get_encoder("virchow2").n_features
+    (1280, 2560)
     """
     if isinstance(name, Encoder):
         return name
@@ -401,15 +495,18 @@ def get_encoder(name):
     hub = re.match(r"^hf[-_]hub:(.+)$", key, flags=re.IGNORECASE)
     if hub:
         repo = hub.group(1).split("@")[0].lower()
-        for enc in ENCODERS.values():
+        for enc in ENCODERS.values():  # the first one: the card's embedding
             if enc.repo_id and enc.repo_id.lower() == repo:
                 return enc
         raise ValueError(
             f"'{name}' is not a registered encoder repository. Known: "
-            f"{sorted('hf-hub:' + e.repo_id for e in ENCODERS.values() if e.repo_id)}. For "
-            "another model, build it yourself and pass it as a torch.nn.Module (wrapped in "
-            "TileEncoder to state its normalisation and pooling)."
+            f"{sorted({'hf-hub:' + e.repo_id for e in ENCODERS.values() if e.repo_id})}. "
+            "For another model, build it yourself and pass it as a torch.nn.Module (wrapped "
+            "in TileEncoder to state its normalisation and pooling)."
         )
+    tool, sep, rest = key.partition(":")
+    if sep and tool.lower() in TOOL_NAMES:
+        return _tool_encoder(tool.lower(), rest.strip(), name)
     low = key.lower()
     low = _ALIASES.get(low, low)
     if low in ENCODERS:
@@ -424,6 +521,9 @@ def is_encoder_name(name):
     if not isinstance(name, str):
         return False
     if re.match(r"^hf[-_]hub:", name, flags=re.IGNORECASE):
+        return True
+    tool, sep, _ = name.partition(":")
+    if sep and tool.lower() in TOOL_NAMES:
         return True
     return _ALIASES.get(name.lower(), name.lower()) in ENCODERS
 

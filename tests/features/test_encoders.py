@@ -90,6 +90,20 @@ FACTS = {
         },
         absent=("blocks.32.norm1.weight",),
     ),
+    "virchow-cls": dict(  # STAMP's "virchow": Virchow's class token alone
+        dim=1280,
+        norm=IMAGENET,
+        tile=224,
+        keys={"pos_embed": (1, 257, 1280), "blocks.31.mlp.fc1.weight": (6832, 1280)},
+        absent=("reg_token",),
+    ),
+    "virchow2-cls": dict(  # STAMP's "virchow2"
+        dim=1280,
+        norm=IMAGENET,
+        tile=224,
+        keys={"reg_token": (1, 4, 1280), "pos_embed": (1, 261, 1280)},
+        absent=("blocks.32.norm1.weight",),
+    ),
     "h-optimus-0": dict(
         dim=1536,
         norm=HOPTIMUS,
@@ -422,6 +436,55 @@ def test_names_aliases_and_hub_names():
         build_backbone("hf-hub:someone/unknown-model", None)
     with pytest.raises(KeyError, match="No registered encoder"):
         get_encoder("uni3")
+
+
+def test_stamp_names_keep_stamps_meaning():
+    """STAMP's ``virchow`` and ``virchow2`` extractors return ``model(x)[:, 0]``, the
+    1,280-d class token; its ``virchow-full`` is the class token and the mean of the patch
+    tokens (2,560-d), which is what the cards, TRIDENT and plain names here give."""
+    assert get_encoder("stamp:virchow") is ENCODERS["virchow-cls"]
+    assert get_encoder("STAMP:virchow2") is ENCODERS["virchow2-cls"]
+    assert get_encoder("stamp:virchow-full") is ENCODERS["virchow"]
+    assert get_encoder("virchow-full") is ENCODERS["virchow"]
+    assert get_encoder("stamp:conch1_5") is ENCODERS["conch-v1.5"]
+    assert get_encoder("stamp:uni2") is ENCODERS["uni2-h"]
+    for name in ("virchow", "virchow2"):
+        assert get_encoder(name).n_features == 2560
+        assert get_encoder(f"trident:{name}") is get_encoder(name)
+        assert get_encoder(f"stamp:{name}").n_features == 1280
+        cls_only, full = ENCODERS[f"{name}-cls"], ENCODERS[name]
+        same = ("architecture", "timm_kwargs", "repo_id", "weight_files", "mean", "std")
+        assert all(getattr(cls_only, a) == getattr(full, a) for a in same)
+        assert (cls_only.pooling, full.pooling) == ("cls", "cls+mean")
+    assert get_encoder("hf-hub:paige-ai/Virchow2") is ENCODERS["virchow2"]  # the card's
+    bb = build_backbone("stamp:virchow2", None)
+    assert bb.name == "encoder:virchow2-cls"
+    with pytest.raises(KeyError, match="CONCH v1 \\(512-d\\) is not registered here"):
+        build_backbone("stamp:conch", None)
+    with pytest.raises(KeyError, match="truncated after the third stage"):
+        get_encoder("trident:resnet50")
+    with pytest.raises(KeyError, match="not one of STAMP's encoder names"):
+        get_encoder("stamp:virchow3")
+
+
+def test_stamp_virchow2_features_are_its_class_token():
+    """On a tiny network of Virchow2's kind (SwiGLU, 4 registers), ``stamp:virchow2``'s
+    features are STAMP's ``model(x)[:, 0]`` from timm with the hub config (no pooling)."""
+    import dataclasses
+
+    import timm
+
+    card = ENCODERS["virchow2-cls"]
+    tiny = dict(card.timm_kwargs, img_size=28, embed_dim=16, depth=2, num_heads=2, mlp_ratio=4.0)
+    enc = dataclasses.replace(card, name="tiny-virchow2-cls", timm_kwargs=tiny, n_features=16)
+    torch.manual_seed(6)
+    layers = dict(mlp_layer=timm.layers.SwiGLUPacked, act_layer=torch.nn.SiLU)
+    stamp = timm.create_model(card.architecture, **dict(tiny, **layers, global_pool="")).eval()
+    bb = build_backbone(enc, None, random_state=0)
+    bb.module.trunk.load_state_dict(stamp.state_dict())
+    x = torch.randn(2, 3, 28, 28)
+    with torch.no_grad():
+        torch.testing.assert_close(bb.module.eval()(x), stamp(x)[:, 0], rtol=1e-5, atol=1e-6)
 
 
 def _tiny_vit(**extra):
