@@ -31,6 +31,8 @@ from ._encoders import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     Encoder,
+    did_you_mean,
+    encoder_names,
     get_encoder,
     is_encoder_name,
 )
@@ -403,7 +405,11 @@ def build_backbone(backbone="resnet50", weights="imagenet", *, random_state=None
         isinstance(backbone, str) and not backbone.startswith("timm:") and is_encoder_name(backbone)
     ):
         revision = split_revision(backbone)[1] if isinstance(backbone, str) else None
-        return _encoder_backbone(get_encoder(backbone), weights, random_state, progress, revision)
+        try:
+            encoder = get_encoder(backbone)
+        except KeyError as exc:  # e.g. "stamp:<a name STAMP does not have>"
+            raise ValueError(exc.args[0]) from None
+        return _encoder_backbone(encoder, weights, random_state, progress, revision)
     if isinstance(backbone, nn.Module):
         if weights is not None and not _looks_like_path(weights):
             raise ValueError(
@@ -439,10 +445,12 @@ def build_backbone(backbone="resnet50", weights="imagenet", *, random_state=None
         timm = None
     if timm is not None and timm.is_model(backbone):
         return _timm_backbone(backbone, weights, random_state)
+    classifiers = models.list_models(module=models)  # not the detection/segmentation ones
+    hint = did_you_mean(backbone, {**encoder_names(), **{m: m for m in classifiers}})
     raise ValueError(
         f"Unknown backbone '{backbone}': not a torchvision model name"
         + (" nor a timm model name" if timm is not None else " (and timm is not installed)")
-        + f" nor a registered encoder ({', '.join(sorted(ENCODERS))}). Examples: "
+        + f" nor a registered encoder ({', '.join(sorted(ENCODERS))}).{hint} Examples: "
         "'resnet50', 'uni', 'hf-hub:MahmoodLab/UNI', 'timm:vit_small_patch16_224', or pass a "
         "torch.nn.Module."
     )

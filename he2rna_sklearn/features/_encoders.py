@@ -454,15 +454,60 @@ TOOL_NAMES = {
 }
 
 
+def normalize_name(name):
+    """A name without case, separators or spaces: ``"conch_v1_5"``, ``"conch-v1.5"`` and
+    ``"CONCH v1.5"`` are ``"conchv15"``; ``"h_optimus_0"`` and ``"hoptimus0"`` are one."""
+    return re.sub(r"[\s_.\-]+", "", str(name).lower())
+
+
+def _index(names):
+    """``{normalized: target}`` of ``{name: target}``, refusing two names that collide."""
+    out = {}
+    for name, target in names.items():
+        key = normalize_name(name)
+        if out.get(key, target) != target:  # pragma: no cover - guards the tables
+            raise RuntimeError(f"Encoder names {name!r} and another both normalize to {key!r}.")
+        out[key] = target
+    return out
+
+
+#: Registered names and aliases, normalized: the encoder's name.
+_NAMES = _index({**{n: n for n in ENCODERS}, **_ALIASES})
+_TOOL_INDEX = {tool: _index(names) for tool, names in TOOL_NAMES.items()}
+
+
+def did_you_mean(name, candidates, *, n=3):
+    """`` Did you mean 'a' or 'b'?`` for the candidates closest to ``name`` (difflib, on
+    normalized names), or an empty string. ``candidates``: names, or ``{name: shown}``
+    (aliases shown as the name they stand for)."""
+    import difflib
+
+    if not isinstance(candidates, dict):
+        candidates = {c: c for c in candidates}
+    by_key = {}
+    for candidate, shown in candidates.items():
+        by_key.setdefault(normalize_name(candidate), shown)
+    close = difflib.get_close_matches(normalize_name(name), list(by_key), n=2 * n, cutoff=0.6)
+    shown = list(dict.fromkeys(by_key[c] for c in close))[:n]
+    if not shown:
+        return ""
+    return " Did you mean " + " or ".join(f"'{c}'" for c in shown) + "?"
+
+
+def encoder_names():
+    """``{name or alias: registered name}``, for suggestions."""
+    return {**{n: n for n in ENCODERS}, **_ALIASES}
+
+
 def _tool_encoder(tool, name, original):
     names = TOOL_NAMES[tool]
-    key = name.lower()
-    if key not in names:
+    target = _TOOL_INDEX[tool].get(normalize_name(name))
+    if target is None:
+        hint = did_you_mean(name, [f"{tool}:{n}" for n in names])
         raise KeyError(
-            f"'{original}' is not one of {tool.upper()}'s encoder names known here: "
-            f"{sorted(names)}."
+            f"'{original}' is not one of {tool.upper()}'s encoder names known here.{hint} "
+            f"Known: {sorted(names)}."
         )
-    target = names[key]
     if target not in ENCODERS:
         raise KeyError(
             f"'{original}': {target}. Registered encoders: {sorted(ENCODERS)}; pass another "
@@ -478,7 +523,16 @@ def get_encoder(name):
     where they mean what they mean here, e.g. ``"uni_v1"``, ``"hoptimus0"``,
     ``"conch_v15"``, ``"virchow-full"``), another tool's name with its meaning there
     (``"stamp:virchow2"`` is STAMP's 1,280-d class token; see ``TOOL_NAMES``), and Hugging
-    Face names (``"hf-hub:MahmoodLab/UNI"``, the card's embedding), all case-insensitive.
+    Face names (``"hf-hub:MahmoodLab/UNI"``, the card's embedding). Names are compared
+    without case, spaces, ``-``, ``_`` or ``.`` (:func:`normalize_name`): ``"conch_v1_5"``
+    is ``"conch-v1.5"``.
+
+    Raises
+    ------
+    KeyError
+        For a name that is not registered, with the closest registered names.
+    ValueError
+        For a ``hf-hub:`` repository that is not registered.
 
     Examples
     --------
@@ -488,6 +542,8 @@ def get_encoder(name):
     ('uni', 1024, 'cls')
     >>> get_encoder("stamp:virchow2").n_features, get_encoder("virchow2").n_features
     (1280, 2560)
+    >>> get_encoder("conch_v1_5").name, get_encoder("H_Optimus_0").name
+    ('conch-v1.5', 'h-optimus-0')
     """
     if isinstance(name, Encoder):
         return name
@@ -495,27 +551,32 @@ def get_encoder(name):
     hub = re.match(r"^hf[-_]hub:(.+)$", key, flags=re.IGNORECASE)
     if hub:
         repo = hub.group(1).split("@")[0].lower()
+        repos = {}
         for enc in ENCODERS.values():  # the first one: the card's embedding
-            if enc.repo_id and enc.repo_id.lower() == repo:
-                return enc
+            if enc.repo_id:
+                repos.setdefault(enc.repo_id.lower(), enc)
+        if repo in repos:
+            return repos[repo]
+        known = sorted("hf-hub:" + e.repo_id for e in repos.values())
+        hint = did_you_mean(f"hf-hub:{repo}", known)
         raise ValueError(
-            f"'{name}' is not a registered encoder repository. Known: "
-            f"{sorted({'hf-hub:' + e.repo_id for e in ENCODERS.values() if e.repo_id})}. "
-            "For another model, build it yourself and pass it as a torch.nn.Module (wrapped "
-            "in TileEncoder to state its normalisation and pooling)."
+            f"'{name}' is not a registered encoder repository.{hint} Known: {known}. For "
+            "another model, build it yourself and pass it as a torch.nn.Module (wrapped in "
+            "TileEncoder to state its normalisation and pooling)."
         )
     tool, sep, rest = key.partition(":")
     if sep and tool.lower() in TOOL_NAMES:
         return _tool_encoder(tool.lower(), rest.strip(), name)
-    low = key.lower()
-    low = _ALIASES.get(low, low)
-    if low in ENCODERS:
-        return ENCODERS[low]
-    raise KeyError(f"No registered encoder '{name}'; known: {sorted(ENCODERS)}.")
+    target = _NAMES.get(normalize_name(key))
+    if target is not None:
+        return ENCODERS[target]
+    hint = did_you_mean(key, encoder_names())
+    raise KeyError(f"No registered encoder '{name}'.{hint} Known: {sorted(ENCODERS)}.")
 
 
 def is_encoder_name(name):
-    """Whether ``name`` names a registered encoder (short name, alias or ``hf-hub:``)."""
+    """Whether ``name`` names a registered encoder (short name, alias, ``hf-hub:`` or
+    ``stamp:``/``trident:`` name), compared as :func:`get_encoder` does."""
     if isinstance(name, Encoder):
         return True
     if not isinstance(name, str):
@@ -525,7 +586,7 @@ def is_encoder_name(name):
     tool, sep, _ = name.partition(":")
     if sep and tool.lower() in TOOL_NAMES:
         return True
-    return _ALIASES.get(name.lower(), name.lower()) in ENCODERS
+    return normalize_name(name.strip()) in _NAMES
 
 
 def list_encoders():

@@ -27,6 +27,7 @@ from he2rna_sklearn.features import (
 )
 from he2rna_sklearn.features._checkpoints import load_encoder_state
 from he2rna_sklearn.features._encoder_modules import _AttentionalPool, build_encoder_module
+from he2rna_sklearn.features._encoders import is_encoder_name
 from tests.test_hub import make_cached_repo
 
 pytest.importorskip("timm")
@@ -459,7 +460,7 @@ def test_stamp_names_keep_stamps_meaning():
     assert get_encoder("hf-hub:paige-ai/Virchow2") is ENCODERS["virchow2"]  # the card's
     bb = build_backbone("stamp:virchow2", None)
     assert bb.name == "encoder:virchow2-cls"
-    with pytest.raises(KeyError, match="CONCH v1 \\(512-d\\) is not registered here"):
+    with pytest.raises(ValueError, match="CONCH v1 \\(512-d\\) is not registered here"):
         build_backbone("stamp:conch", None)
     with pytest.raises(KeyError, match="truncated after the third stage"):
         get_encoder("trident:resnet50")
@@ -485,6 +486,34 @@ def test_stamp_virchow2_features_are_its_class_token():
     x = torch.randn(2, 3, 28, 28)
     with torch.no_grad():
         torch.testing.assert_close(bb.module.eval()(x), stamp(x)[:, 0], rtol=1e-5, atol=1e-6)
+
+
+def test_names_are_normalized_and_misspellings_get_suggestions():
+    """Case, spaces, ``-``, ``_`` and ``.`` do not matter (``conch_v1_5`` was refused while
+    ``h_optimus_0`` was accepted); an unknown name gets the closest registered ones."""
+    for name in ("conch_v1_5", "CONCH v1.5", "Conch-V15", "conchv1_5", "conch_v15"):
+        assert is_encoder_name(name) and get_encoder(name).name == "conch-v1.5", name
+    for name in ("h_optimus_0", "H-Optimus-0", "hoptimus0", "h optimus 0"):
+        assert get_encoder(name).name == "h-optimus-0", name
+    assert (
+        get_encoder("UNI2_H").name == "uni2-h"
+        and get_encoder("stamp:Conch1.5").name == "conch-v1.5"
+    )
+    with pytest.raises(KeyError, match="No registered encoder 'virchow3'. Did you mean 'virchow'"):
+        get_encoder("virchow3")
+    with pytest.raises(
+        ValueError, match="Unknown backbone 'uni3'.*Did you mean 'uni' or 'uni2-h'\\?"
+    ):
+        build_backbone("uni3", None)
+    with pytest.raises(ValueError, match="Did you mean 'resnet50'"):
+        build_backbone("resnet5000", None)
+    with pytest.raises(ValueError, match="Did you mean 'conch-v1.5'"):
+        build_backbone("conch-v2", None)
+    # A tool's unknown name: a ValueError (one line at the command line), with suggestions.
+    with pytest.raises(ValueError, match="Did you mean 'stamp:virchow' or 'stamp:virchow2'"):
+        build_backbone("stamp:virchow3", None)
+    with pytest.raises(ValueError, match="Did you mean 'hf-hub:MahmoodLab/UNI'"):
+        get_encoder("hf-hub:MahmoodLab/UNI3")
 
 
 def _tiny_vit(**extra):
