@@ -439,7 +439,7 @@ def test_names_aliases_and_hub_names():
         get_encoder("uni3")
 
 
-def test_stamp_names_keep_stamps_meaning():
+def test_stamp_names_keep_stamps_meaning(hf_cache, monkeypatch):
     """STAMP's ``virchow`` and ``virchow2`` extractors return ``model(x)[:, 0]``, the
     1,280-d class token; its ``virchow-full`` is the class token and the mean of the patch
     tokens (2,560-d), which is what the cards, TRIDENT and plain names here give."""
@@ -458,8 +458,12 @@ def test_stamp_names_keep_stamps_meaning():
         assert all(getattr(cls_only, a) == getattr(full, a) for a in same)
         assert (cls_only.pooling, full.pooling) == ("cls", "cls+mean")
     assert get_encoder("hf-hub:paige-ai/Virchow2") is ENCODERS["virchow2"]  # the card's
-    bb = build_backbone("stamp:virchow2", None)
+    state = _published_state("virchow2-cls")  # built on meta: no 2.5 GB of random weights
+    monkeypatch.setattr(_backbones, "_read_state_dict", lambda path, **kw: dict(state))
+    hf_cache("paige-ai/Virchow2", "model.safetensors")
+    bb = build_backbone("stamp:virchow2", "pretrained")
     assert bb.name == "encoder:virchow2-cls"
+    assert tuple(bb.module(torch.empty(1, 3, 224, 224, device="meta")).shape) == (1, 1280)
     with pytest.raises(ValueError, match="CONCH v1 \\(512-d\\) is not registered here"):
         build_backbone("stamp:conch", None)
     with pytest.raises(KeyError, match="truncated after the third stage"):
