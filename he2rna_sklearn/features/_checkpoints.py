@@ -275,6 +275,11 @@ def find_encoder_weights(encoder, source=None, *, revision=None, cache_dir=None)
         raise WeightsNotFoundError(
             f"Weights of encoder '{encoder.name}' not found: '{source}' ({exc})"
         ) from None
+    except ValueError as exc:  # several snapshots and no refs/main: say how to pick one
+        raise ValueError(
+            f"{exc} For encoder '{encoder.name}', name the revision in the backbone: "
+            f"backbone='hf-hub:{encoder.repo_id}@<commit>'."
+        ) from None
     if not weights_id.startswith("hf-hub:"):  # a local folder: named by the file's content
         return found, file_weights_id(found)
     repo = weights_id[len("hf-hub:") :].split("@", 1)[0]

@@ -416,6 +416,10 @@ def test_pinned_revision_without_refs_main_is_found(hf_cache, monkeypatch):
         build_backbone("hf-hub:MahmoodLab/UNI@fedcba98", "pretrained")
     with pytest.raises(ValueError, match="revision 'fedcba98'.*weights=None"):
         build_backbone("hf-hub:MahmoodLab/UNI@fedcba98", None)
+    # Two pinned snapshots and no refs/main: refused, saying how to name one.
+    (hf_cache.root / "models--MahmoodLab--UNI" / "refs" / "main").unlink()
+    with pytest.raises(ValueError, match="2 snapshots.*backbone='hf-hub:MahmoodLab/UNI@<commit>'"):
+        build_backbone("uni", "pretrained")
 
 
 def test_missing_weights_file_and_imagenet_are_refused(tmp_path):
