@@ -17,6 +17,7 @@ dimension only.
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 
@@ -55,14 +56,23 @@ _ALIASES = {
 }
 
 
+def _normal(text):
+    """Case, spaces and the separators ``_ - .`` aside (as ``features.normalize_name``)."""
+    return re.sub(r"[\s_.\-]+", "", str(text).lower())
+
+
+_NORMAL_ALIASES = {_normal(k): _normal(v) for k, v in _ALIASES.items()}
+
+
 def _encoder_name(name):
     if name is None:
         return None
     text = str(name).strip().lower()
-    for prefix in ("hf-hub:", "hf_hub:", "timm:"):
+    for prefix in ("encoder:", "hf-hub:", "hf_hub:", "timm:"):
         if text.startswith(prefix):
             text = text[len(prefix) :]
-    return _ALIASES.get(text, text)
+    text = _normal(text)
+    return _NORMAL_ALIASES.get(text, text)
 
 
 def same_encoder(a, b):

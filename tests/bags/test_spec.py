@@ -194,3 +194,13 @@ def test_unfitted_super_tiles_check_nothing():
 
     out = SuperTiles(n_clusters=2, cluster_on="features").transform(_cohort(n=2, mpp=2.0))
     assert len(out) == 2 and out[0].meta["mpp"] == 2.0
+
+
+def test_encoder_names_of_this_package_and_other_tools_agree():
+    from he2rna_sklearn.bags._spec import same_encoder
+
+    # the featurizer records "encoder:uni"; SEQUOIA's spec says "uni"; TRIDENT "uni_v1"
+    assert same_encoder("encoder:uni", "uni")
+    assert same_encoder("uni_v1", "hf-hub:MahmoodLab/uni")
+    assert same_encoder("encoder:conch_v1_5", "CONCH v1.5")
+    assert not same_encoder("encoder:uni", "uni2-h")
