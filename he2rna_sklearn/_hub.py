@@ -4,13 +4,17 @@ Shared by the stages that load published weights (encoders in ``features/``, pre
 expression models in ``model/``); it imports neither, and it never downloads. A source is:
 
 * a local folder (e.g. made with ``hf download REPO --local-dir DIR``), used as it is;
-* a repository id ``org/name`` (or ``hf-hub:org/name``), looked up in the Hugging Face
-  cache as ``huggingface_hub`` lays it out: ``models--{org}--{name}/snapshots/<commit>/``
-  with branch names in ``refs/<branch>`` files holding a commit. The repository folder is
-  matched case-insensitively (timm's ``hf-hub:MahmoodLab/uni`` and the Hub's
-  ``MahmoodLab/UNI`` are one repository). Without ``revision``, ``refs/main`` names the
-  snapshot; a cache with no ``refs/main`` and a single snapshot (a pinned revision, as
-  STAMP downloads them) uses that snapshot; several unnamed snapshots are refused.
+* a repository's own cache folder ``models--{org}--{name}`` (copied from a cache), resolved
+  as below;
+* a repository id ``org/name`` (or ``hf-hub:org/name``, or timm's
+  ``hf-hub:org/name@revision``), looked up in the Hugging Face cache as ``huggingface_hub``
+  lays it out: ``models--{org}--{name}/snapshots/<commit>/`` with branch names in
+  ``refs/<branch>`` files holding a commit. The repository folder is matched
+  case-insensitively (timm's ``hf-hub:MahmoodLab/uni`` and the Hub's ``MahmoodLab/UNI``
+  are one repository, and the folders of several spellings are read as one). Without
+  ``revision``, ``refs/main`` names the snapshot; a cache with no ``refs/main`` and a
+  single snapshot (a pinned revision, as STAMP downloads them: ``hf_hub_download`` with a
+  commit writes no ref) uses that snapshot; several unnamed snapshots are refused.
 
 The cache folder is, as ``huggingface_hub`` resolves it: the ``cache_dir`` argument, else
 ``HF_HUB_CACHE``, else the legacy ``HUGGINGFACE_HUB_CACHE``, else ``$HF_HOME/hub``, else
@@ -31,7 +35,14 @@ from pathlib import Path
 
 from .exceptions import WeightsNotFoundError
 
-__all__ = ["Snapshot", "find_file", "hub_cache_dir", "parse_repo_id", "resolve_snapshot"]
+__all__ = [
+    "Snapshot",
+    "find_file",
+    "hub_cache_dir",
+    "parse_repo_id",
+    "resolve_snapshot",
+    "split_revision",
+]
 
 _HUB_PREFIXES = ("hf-hub:", "hf_hub:", "hf:")
 _REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -62,14 +73,46 @@ def hub_cache_dir(cache_dir=None):
     return Path(os.path.expandvars(os.path.expanduser(home))) / "hub"
 
 
-def parse_repo_id(source):
-    """``org/name`` from ``"org/name"`` or ``"hf-hub:org/name"``; None if not a repo id."""
+def _strip_prefix(source):
     text = os.fspath(source) if isinstance(source, os.PathLike) else str(source)
     for prefix in _HUB_PREFIXES:
         if text.lower().startswith(prefix):
-            text = text[len(prefix) :]
-            break
+            return text[len(prefix) :], True
+    return text, False
+
+
+def parse_repo_id(source):
+    """``org/name`` from ``"org/name"`` or ``"hf-hub:org/name"``; None if not a repo id."""
+    text, _ = _strip_prefix(source)
     return text if _REPO_ID.match(text) else None
+
+
+def split_revision(source):
+    """``(org/name, revision)`` from timm's ``"hf-hub:org/name@revision"`` (revision None
+    without ``@``); ``(None, None)`` if ``source`` is not a repository id.
+
+    Examples
+    --------
+    >>> split_revision("hf-hub:MahmoodLab/uni@77ffbca1ee1c")
+    ('MahmoodLab/uni', '77ffbca1ee1c')
+    >>> split_revision("MahmoodLab/UNI")
+    ('MahmoodLab/UNI', None)
+    """
+    text, _ = _strip_prefix(source)
+    repo, sep, revision = text.partition("@")
+    if not _REPO_ID.match(repo) or (sep and not revision) or "@" in revision:
+        return None, None
+    return repo, (revision or None)
+
+
+def _cache_folder_repo(path):
+    """``org/name`` if ``path`` is a repository's cache folder ``models--org--name`` (with
+    ``snapshots/``), else None."""
+    parts = path.name.split("--")
+    if len(parts) == 3 and parts[0] == "models" and (path / "snapshots").is_dir():
+        repo = f"{parts[1]}/{parts[2]}"
+        return repo if _REPO_ID.match(repo) else None
+    return None
 
 
 def download_hint(repo_id, revision=None, *, filenames=None):
@@ -135,22 +178,19 @@ class Snapshot:
         )
 
 
-def _repo_folder(cache, repo_id):
-    """The cache folder of ``repo_id``, matched case-insensitively; None if absent."""
+def _repo_folders(cache, repo_id):
+    """The cache folders of ``repo_id``, matched case-insensitively (the exact spelling
+    first); empty if none."""
     wanted = "models--" + repo_id.replace("/", "--")
     exact = cache / wanted
-    if exact.is_dir():
-        return exact
-    if not cache.is_dir():
-        return None
-    matches = sorted(p for p in cache.iterdir() if p.is_dir() and p.name.lower() == wanted.lower())
-    if len(matches) > 1:
-        raise WeightsNotFoundError(
-            f"The Hugging Face cache '{cache}' holds {repo_id} under several spellings "
-            f"({', '.join(p.name for p in matches)}); pass the one to use as a folder "
-            f"(e.g. '{matches[0] / 'snapshots' / '<commit>'}')."
+    folders = [exact] if exact.is_dir() else []
+    if cache.is_dir():
+        folders += sorted(
+            p
+            for p in cache.iterdir()
+            if p.is_dir() and p.name.lower() == wanted.lower() and p.name != wanted
         )
-    return matches[0] if matches else None
+    return folders
 
 
 def _refs(repo_folder):
@@ -159,7 +199,7 @@ def _refs(repo_folder):
         return {}
     refs = {}
     for path in refs_dir.rglob("*"):
-        if path.is_file():
+        if path.is_file() and not path.name.endswith((".tmp", ".lock")):
             refs[path.relative_to(refs_dir).as_posix()] = path.read_text().strip()
     return refs
 
@@ -169,6 +209,24 @@ def _snapshots(repo_folder):
     if not snaps.is_dir():
         return []
     return sorted(p.name for p in snaps.iterdir() if p.is_dir())
+
+
+def _merged(folders, repo_id):
+    """Refs and snapshots of a repository cached under one or several folders (spellings):
+    ``refs`` maps a ref to its commit, ``where`` a snapshot to the folder holding it."""
+    refs, where, origin = {}, {}, {}
+    for folder in folders:
+        for name, commit in _refs(folder).items():
+            if name in refs and refs[name] != commit:
+                raise WeightsNotFoundError(
+                    f"The Hugging Face cache holds {repo_id} under several spellings whose "
+                    f"refs/{name} differ ({origin[name].name}: {refs[name]}, {folder.name}: "
+                    f"{commit}); pass revision='<commit>' (or the snapshot folder) to choose."
+                )
+            refs[name], origin[name] = commit, folder
+        for snap in _snapshots(folder):
+            where.setdefault(snap, folder)
+    return refs, where
 
 
 def _describe(snapshots, refs):
@@ -182,7 +240,8 @@ def resolve_snapshot(source, *, revision=None, cache_dir=None):
     Parameters
     ----------
     source : str or Path
-        A folder, or a repository id ``org/name`` (``hf-hub:org/name``). An existing
+        A folder, a repository's cache folder (``models--org--name``), or a repository id
+        ``org/name`` (``hf-hub:org/name``, ``hf-hub:org/name@revision``). An existing
         folder wins over a repository id of the same spelling.
     revision : str, optional
         A branch or tag (a ``refs/`` name), or a commit (in full, or a unique prefix of
@@ -205,31 +264,50 @@ def resolve_snapshot(source, *, revision=None, cache_dir=None):
     """
     path = Path(os.path.expanduser(os.fspath(source)))
     if path.is_dir():
+        repo_id = _cache_folder_repo(path)
+        if repo_id is not None:  # a repository's folder copied out of a cache
+            return _resolve_cached([path], repo_id, revision, f"'{path}'")
         if revision is not None:
             raise ValueError(
                 f"revision={revision!r} applies to a cached repository; '{path}' is a folder."
             )
         return Snapshot(path)
-    repo_id = parse_repo_id(source)
+    repo_id, pinned = split_revision(source)
     if repo_id is None:
         if path.exists():
             raise NotADirectoryError(f"'{path}' is a file; pass the folder that holds it.")
         raise FileNotFoundError(
             f"'{source}' is neither a folder nor a Hugging Face repository id (org/name)."
         )
+    if pinned is not None and revision is not None and pinned != revision:
+        raise ValueError(
+            f"'{source}' names revision {pinned!r} and revision={revision!r} another; give one."
+        )
+    revision = revision if revision is not None else pinned
     cache = hub_cache_dir(cache_dir)
-    folder = _repo_folder(cache, repo_id)
-    if folder is None:
+    folders = _repo_folders(cache, repo_id)
+    if not folders:
         raise WeightsNotFoundError(
             f"'{repo_id}' is not a folder here nor in the Hugging Face cache '{cache}'. "
             + download_hint(repo_id, revision)
         )
-    refs, snapshots = _refs(folder), _snapshots(folder)
+    return _resolve_cached(folders, repo_id, revision, f"the Hugging Face cache '{cache}'")
+
+
+def _resolve_cached(folders, repo_id, revision, where):
+    """The snapshot of ``repo_id`` that ``revision`` (or refs/main, or the only one) names
+    among the cache folders of its spellings."""
+    refs, held = _merged(folders, repo_id)
+    snapshots = sorted(held)
     if not snapshots:
         raise WeightsNotFoundError(
-            f"The Hugging Face cache '{folder}' holds no snapshot of {repo_id} (an "
-            "interrupted download?). " + download_hint(repo_id, revision)
+            f"{where} holds no snapshot of {repo_id} ('{folders[0]}': an interrupted "
+            "download?). " + download_hint(repo_id, revision)
         )
+
+    def snapshot(commit):
+        return Snapshot(held[commit] / "snapshots" / commit, repo_id, commit)
+
     if revision is not None:
         commit = refs.get(revision, revision)
         chosen = [s for s in snapshots if s == commit]
@@ -237,26 +315,26 @@ def resolve_snapshot(source, *, revision=None, cache_dir=None):
             chosen = [s for s in snapshots if s.startswith(commit)]
         if len(chosen) != 1:
             raise WeightsNotFoundError(
-                f"Revision {revision!r} of {repo_id} is not in the Hugging Face cache "
-                f"'{folder}' ({'ambiguous' if chosen else 'cached'}: "
-                f"{_describe(snapshots, refs)}). " + download_hint(repo_id, revision)
+                f"Revision {revision!r} of {repo_id} is not in {where} "
+                f"({'ambiguous' if chosen else 'cached'}: {_describe(snapshots, refs)}). "
+                + download_hint(repo_id, revision)
             )
-        return Snapshot(folder / "snapshots" / chosen[0], repo_id, chosen[0])
+        return snapshot(chosen[0])
     if "main" in refs:
         commit = refs["main"]
-        if commit not in snapshots:
+        if commit not in held:
             raise WeightsNotFoundError(
-                f"refs/main of {repo_id} names snapshot {commit}, which is not in the "
-                f"Hugging Face cache '{folder}' (cached: {_describe(snapshots, refs)}); pass "
-                f"revision= to use a cached one. " + download_hint(repo_id)
+                f"refs/main of {repo_id} names snapshot {commit}, which is not in {where} "
+                f"(cached: {_describe(snapshots, refs)}); pass revision= to use a cached one. "
+                + download_hint(repo_id)
             )
-        return Snapshot(folder / "snapshots" / commit, repo_id, commit)
+        return snapshot(commit)
     if len(snapshots) == 1:  # a pinned download: no branch recorded
-        return Snapshot(folder / "snapshots" / snapshots[0], repo_id, snapshots[0])
+        return snapshot(snapshots[0])
     raise ValueError(
-        f"The Hugging Face cache holds {len(snapshots)} snapshots of {repo_id} and none is "
-        f"refs/main: {_describe(snapshots, refs)}. Pick one with revision='<commit>' "
-        "(the first 7 or more characters suffice)."
+        f"{where} holds {len(snapshots)} snapshots of {repo_id} and none is refs/main: "
+        f"{_describe(snapshots, refs)}. Pick one with revision='<commit>' (the first 7 or "
+        "more characters suffice)."
     )
 
 

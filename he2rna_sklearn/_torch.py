@@ -10,11 +10,14 @@ import numpy as np
 import torch
 
 __all__ = [
+    "ModuleConfigError",
+    "build_checked",
     "cpu_supports_bf16",
     "module_state",
     "rebuild_module",
     "resolve_device",
     "resolve_precision",
+    "safetensors_shapes",
 ]
 
 
@@ -71,10 +74,82 @@ def module_state(module):
     }
 
 
-def rebuild_module(build, saved):
-    """The module saved by :func:`module_state`: ``build(config)``, then its weights loaded
-    strictly; in eval mode."""
-    module = build(saved["config"])
-    tensors = {k: torch.as_tensor(np.asarray(v)) for k, v in saved["state_dict"].items()}
+class ModuleConfigError(ValueError):
+    """A saved module's config cannot be built, or does not fit its saved weights."""
+
+
+def build_checked(build, config, shapes, source="the saved model"):
+    """``build(config)``, once its tensors are known to have the saved ``shapes``.
+
+    The module is first built on PyTorch's ``meta`` device, which allocates no memory, and
+    its state-dict shapes are compared with ``shapes`` (name -> shape of the saved
+    arrays). A config that does not fit the saved weights (e.g. a file whose config asks
+    for 10**6 hidden units beside small arrays: 2.7 GB before any check) is refused in one
+    line before anything is allocated.
+
+    Parameters
+    ----------
+    build : callable
+        ``config -> nn.Module``.
+    config : dict
+    shapes : dict of str to tuple of int
+    source : str
+        The file or folder, named in errors.
+
+    Returns
+    -------
+    module : nn.Module
+        Built for real (weights not loaded yet).
+
+    Raises
+    ------
+    ModuleConfigError
+        A ValueError: the config cannot be built, or its tensors differ from ``shapes``
+        (missing, unexpected, or of another shape).
+    """
+    if not isinstance(config, dict):
+        raise ModuleConfigError(
+            f"{source}: the module config is not a mapping ({type(config).__name__})."
+        )
+    try:
+        with torch.device("meta"):
+            skeleton = build(config)
+    except (TypeError, ValueError, KeyError, IndexError, RuntimeError) as exc:
+        reason = " ".join(str(exc).split())[:200]
+        raise ModuleConfigError(f"{source}: the module config does not fit ({reason}).") from None
+    own = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
+    shapes = {k: tuple(int(n) for n in v) for k, v in shapes.items()}
+    missing = sorted(set(own) - set(shapes))
+    unexpected = sorted(set(shapes) - set(own))
+    wrong = [
+        f"{k} {shapes[k]} (the config makes {own[k]})"
+        for k in sorted(set(own) & set(shapes))
+        if shapes[k] != own[k]
+    ]
+    if missing or unexpected or wrong:
+        raise ModuleConfigError(
+            f"The weights at {source} do not fit its config: {len(missing)} missing tensors "
+            f"(e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]}), "
+            f"{len(wrong)} of the wrong shape (e.g. {wrong[:2]}); nothing was built."
+        )
+    return build(config)
+
+
+def safetensors_shapes(path):
+    """Name -> shape of the tensors of a safetensors file, read from its header only."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="np") as fh:
+        return {k: tuple(fh.get_slice(k).get_shape()) for k in fh.keys()}
+
+
+def rebuild_module(build, saved, source="the saved model"):
+    """The module saved by :func:`module_state`: ``build(config)``, checked first against
+    the saved arrays' shapes (:func:`build_checked`), then its weights loaded strictly; in
+    eval mode."""
+    state_dict = saved["state_dict"]
+    shapes = {k: np.shape(v) for k, v in state_dict.items()}
+    module = build_checked(build, saved["config"], shapes, source)
+    tensors = {k: torch.as_tensor(np.asarray(v)) for k, v in state_dict.items()}
     module.load_state_dict(tensors, strict=True)
     return module.eval()

@@ -26,6 +26,7 @@ import zipfile
 from pathlib import Path
 
 from ._io import atomic_write
+from ._torch import ModuleConfigError
 from ._version import __version__
 
 __all__ = ["TRUSTED_TYPES", "UntrustedModelError", "load_model", "save_model"]
@@ -170,6 +171,11 @@ def load_model(path, *, return_metadata=False):
         )
     try:
         payload = sio.load(path, trusted=list(untrusted))
+    except ModuleConfigError as exc:  # checked before the network is built
+        raise UntrustedModelError(
+            f"'{path}' was not loaded: {exc} The file is damaged or was crafted; only load "
+            "models saved by he2rna-sklearn."
+        ) from None
     except Exception as exc:
         message = " ".join(str(exc).split())[:200]
         raise _not_a_model(path, f"{type(exc).__name__}: {message}") from None

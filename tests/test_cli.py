@@ -668,3 +668,105 @@ def test_heatmap_of_features_in_um_reads_the_slides_resolution(tiny_cohort, tmp_
     heatmap[heatmap.index(names[0])] = names[1]
     err = _error([*heatmap, "--out", str(tmp_path / "d.png")], capsys)
     assert "not in the index" in err and "--slide-mpp" in err
+
+
+def test_predict_refuses_features_of_another_encoder_of_the_same_width(
+    workspace, model_file, tmp_path, capsys
+):
+    """Issue 18: a model fitted on ResNet18 features predicted from ResNet34 features (both
+    512-d) with exit 0; now one line naming the encoder and the slide, and no output."""
+    slides = pd.read_csv(workspace / "slides.csv").iloc[:2]
+    slides.to_csv(tmp_path / "two.csv", index=False)
+    args = _featurize_args(tmp_path / "two.csv", tmp_path / "r34")
+    args[args.index("resnet18")] = "resnet34"
+    _ok(args, capsys)
+    out = tmp_path / "pred.csv"
+    err = _error(
+        ["predict", "--model", str(model_file), "--features", str(tmp_path / "r34"),
+         "--out", str(out)],
+        capsys,
+    )  # fmt: skip
+    assert "encoder 'resnet18'" in err and "'resnet34' features" in err
+    assert f"slide '{slides['sample_id'].iloc[0]}'" in err and not out.exists()
+
+
+def _trident_cohort(tmp_path, n=6, d=8):
+    """TRIDENT-style feature files (no checksum), a manifest and expression, indexed."""
+    import h5py
+
+    folder = tmp_path / "trident"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    names = [f"TCGA-AA-{i:04d}-01Z-00-DX1" for i in range(n)]
+    for name in names:
+        with h5py.File(folder / f"{name}.h5", "w") as fh:
+            fh["features"] = rng.normal(size=(10, d)).astype(np.float32)
+            fh["coords"] = np.column_stack([np.arange(10) * 512, np.zeros(10, int)])
+            fh["coords"].attrs.update({"patch_size": 256, "patch_size_level0": 512})
+    slides = pd.DataFrame({"slide_path": [f"/elsewhere/{s}.svs" for s in names]})
+    slides.to_csv(tmp_path / "slides.csv", index=False)
+    expr = pd.DataFrame(rng.gamma(2.0, size=(n, 2)), index=names, columns=["CD3E", "EPCAM"])
+    expr.rename_axis("sample_id").to_csv(tmp_path / "expr.csv")
+    main(["index", "--features", str(folder), "--manifest", str(tmp_path / "slides.csv")])
+    return folder, names
+
+
+def test_predict_refuses_features_that_overflow_the_network(tmp_path, capsys):
+    """Issue 18: a finite feature of 1e38 gave a row of NaN predictions with exit 0."""
+    import h5py
+
+    folder, names = _trident_cohort(tmp_path)
+    fit = ["fit", "--features", str(folder), "--expression", str(tmp_path / "expr.csv"),
+           "--epochs", "2", "--hidden", "8", "--validation-fraction", "0", "--quiet"]  # fmt: skip
+    _ok([*fit, "--out", str(tmp_path / "m.skops")], capsys)
+    with h5py.File(folder / f"{names[2]}.h5", "r+") as fh:
+        fh["features"][3, 1] = 1e38
+    out = tmp_path / "pred.csv"
+    predict = ["predict", "--model", str(tmp_path / "m.skops"), "--features", str(folder)]
+    err = _error([*predict, "--out", str(out)], capsys)
+    assert f"slide '{names[2]}'" in err and "magnitude up to 1e+38 in 1 of 10 tiles" in err
+    assert not out.exists()
+    err = _error([*fit, "--out", str(tmp_path / "m2.skops")], capsys)
+    assert f"slide '{names[2]}'" in err and "overflow" in err
+
+
+def test_fit_save_pretrained_then_predict_from_the_folder_or_the_hf_cache(
+    workspace, features, tmp_path, capsys, monkeypatch
+):
+    """Issue 19 part 3: `fit --save-pretrained DIR` writes a pickle-free folder (with its
+    super-tiles step) that `predict --model` reads, as a folder or a cached repository."""
+    import json
+
+    from tests.model.test_pretrained import assert_no_pickle
+    from tests.test_hub import make_cached_repo
+
+    folder = tmp_path / "he2rna-demo"
+    common = [*_common(workspace, features), "--super-tiles", "4"]
+    args = [*common, "--out", str(tmp_path / "m.skops"), "--save-pretrained", str(folder)]
+    out = _ok(["fit", *[a for a in args if a != "--quiet"]], capsys)
+    assert f"Saved {folder}/" in out and f"--model {folder}" in out
+    assert_no_pickle(folder)
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "README.md", "config.json", "estimator.safetensors", "genes.txt", "model.safetensors",
+    ]  # fmt: skip
+    assert json.loads((folder / "config.json").read_text())["steps"][0]["class"] == "SuperTiles"
+    predict = ["predict", "--features", str(features), "--quiet"]
+    _ok([*predict, "--model", str(tmp_path / "m.skops"), "--out", str(tmp_path / "a.csv")], capsys)
+    _ok([*predict, "--model", str(folder), "--out", str(tmp_path / "b.csv")], capsys)
+    a, b = (pd.read_csv(tmp_path / f, index_col=0) for f in ("a.csv", "b.csv"))
+    pd.testing.assert_frame_equal(a, b)
+    assert list(b.columns) == ["CD3E", "EPCAM", "COL1A1", "NOISE01"]
+    # The same folder as a repository in the Hugging Face cache.
+    files = {p.name: p.read_bytes() for p in folder.iterdir()}
+    make_cached_repo(tmp_path / "hub", "models--lab--he2rna-demo", files, ref="main")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    _ok([*predict, "--model", "lab/he2rna-demo", "--out", str(tmp_path / "c.csv")], capsys)
+    pd.testing.assert_frame_equal(a, pd.read_csv(tmp_path / "c.csv", index_col=0))
+    # One-line errors, before any work for fit.
+    err = _error([*predict, "--model", "lab/other", "--out", str(tmp_path / "d.csv")], capsys)
+    assert "hf download lab/other" in err
+    err = _error([*predict, "--model", str(tmp_path / "none"), "--out", "d.csv"], capsys)
+    assert "Model not found" in err and "--save-pretrained" in err
+    err = _error(["fit", *common, "--out", str(tmp_path / "n.skops"),
+                  "--save-pretrained", str(features)], capsys)  # fmt: skip
+    assert "not a model saved by he2rna-sklearn" in err and not (tmp_path / "n.skops").exists()

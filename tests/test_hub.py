@@ -6,7 +6,13 @@ import sys
 
 import pytest
 
-from he2rna_sklearn._hub import find_file, hub_cache_dir, parse_repo_id, resolve_snapshot
+from he2rna_sklearn._hub import (
+    find_file,
+    hub_cache_dir,
+    parse_repo_id,
+    resolve_snapshot,
+    split_revision,
+)
 from he2rna_sklearn.exceptions import WeightsNotFoundError
 
 COMMIT_A = "a" * 40
@@ -124,3 +130,43 @@ def test_local_folder_wins_and_missing_things_say_how_to_get_them(env, tmp_path)
     (snap / "config.json").unlink()  # a dangling symlink is a missing file
     (snap / "config.json").symlink_to("../../blobs/gone")
     assert resolve_snapshot("org/x", cache_dir=tmp_path / "c").find("config.json") is None
+
+
+def test_spellings_of_one_repository_are_read_together(tmp_path):
+    """timm's ``hf-hub:MahmoodLab/uni@<commit>`` (STAMP) and ``hf download MahmoodLab/UNI``
+    cache one repository in two folders: their snapshots and refs are read as one."""
+    make_cached_repo(tmp_path, "models--MahmoodLab--UNI", {"w.bin": "a"}, ref="main")
+    make_cached_repo(tmp_path, "models--MahmoodLab--uni", {"w.bin": "b"}, commit=COMMIT_B)
+    assert resolve_snapshot("MahmoodLab/uni", cache_dir=tmp_path).revision == COMMIT_A
+    pinned = resolve_snapshot("hf-hub:MahmoodLab/UNI@bbbbbbbb", cache_dir=tmp_path)
+    assert pinned.folder.parent.parent.name == "models--MahmoodLab--uni"
+    assert pinned.file("w.bin").read_text() == "b"
+    # Both folders naming another refs/main: refused, not picked by folder order.
+    (tmp_path / "models--MahmoodLab--uni" / "refs").mkdir()
+    (tmp_path / "models--MahmoodLab--uni" / "refs" / "main").write_text(COMMIT_B)
+    with pytest.raises(WeightsNotFoundError, match="several spellings whose refs/main differ"):
+        resolve_snapshot("MahmoodLab/UNI", cache_dir=tmp_path)
+
+
+def test_timm_revision_syntax(tmp_path):
+    make_cached_repo(tmp_path, "models--org--m", {"config.json": "{}"}, ref="main")
+    make_cached_repo(tmp_path, "models--org--m", {"config.json": "{}"}, commit=COMMIT_B)
+    assert split_revision("hf-hub:org/m@v1.0") == ("org/m", "v1.0")
+    assert split_revision("org/m@") == (None, None) and split_revision("a@b") == (None, None)
+    assert resolve_snapshot("hf-hub:org/m@bbbbbbb", cache_dir=tmp_path).revision == COMMIT_B
+    path, weights_id = find_file("hf-hub:org/m@" + COMMIT_B, "config.json", cache_dir=tmp_path)
+    assert weights_id == f"hf-hub:org/m@{COMMIT_B[:12]}/config.json"
+    with pytest.raises(ValueError, match="names revision 'bbbbbbb' and revision='main'"):
+        resolve_snapshot("org/m@bbbbbbb", revision="main", cache_dir=tmp_path)
+
+
+def test_a_repository_cache_folder_is_resolved_as_cached(tmp_path):
+    """``models--org--m`` copied out of a cache (as the docs suggest) is a repository, not a
+    folder of files: its refs/main (or single snapshot) is used."""
+    make_cached_repo(tmp_path, "models--org--m", {"config.json": "{}"}, ref="main")
+    make_cached_repo(tmp_path, "models--org--m", {"config.json": "{}"}, commit=COMMIT_B)
+    found = resolve_snapshot(tmp_path / "models--org--m")
+    assert (found.repo_id, found.revision) == ("org/m", COMMIT_A)
+    assert resolve_snapshot(tmp_path / "models--org--m", revision="bbbbbbb").revision == COMMIT_B
+    with pytest.raises(ValueError, match="applies to a cached repository"):
+        resolve_snapshot(tmp_path, revision="main")

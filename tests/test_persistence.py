@@ -176,3 +176,49 @@ def test_every_saved_model_of_the_package_loads(bags_and_targets, tmp_path, kind
     loaded = load_model(save_model(model, tmp_path / "m.skops"))
     method = "transform" if kind == "embedder" else "predict"
     np.testing.assert_allclose(getattr(loaded, method)(bags), getattr(model, method)(bags))
+
+
+def _set_hidden(path, size):
+    """Rewrite a saved model's module config to ask for ``size`` hidden units, as a
+    crafted file would (the weights stay small)."""
+    import json
+    import zipfile
+
+    with zipfile.ZipFile(path) as zf:
+        members = {name: zf.read(name) for name in zf.namelist()}
+    schema = json.loads(members["schema.json"])
+
+    def walk(node):
+        if isinstance(node, dict):
+            if "hidden_layer_sizes" in node and "n_features" in node:
+                unit = node["hidden_layer_sizes"]["content"][0]
+                unit["content"], unit["__id__"] = str(size), 1  # skops memoizes by __id__
+                return True
+            return any(walk(v) for v in node.values())
+        return isinstance(node, list) and any(walk(v) for v in node)
+
+    assert walk(schema)
+    members["schema.json"] = json.dumps(schema).encode()
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+
+
+@pytest.mark.filterwarnings("ignore:HE2RNA")
+def test_a_config_beyond_its_weights_is_refused_before_building(
+    bags_and_targets, tmp_path, monkeypatch
+):
+    """Issue 18: a file whose config asked for 10**6 hidden units used 2.7 GB before it was
+    refused; now the config is checked against the arrays first (nothing is allocated)."""
+    from he2rna_sklearn import HE2RNARegressor
+    from he2rna_sklearn.model._modules import HE2RNAModule
+    from tests.test_torch import record_full_builds
+
+    bags, Y = bags_and_targets
+    path = save_model(HE2RNARegressor(**FAST).fit(bags, Y), tmp_path / "m.skops")
+    _set_hidden(path, 10**6)
+    built = record_full_builds(monkeypatch, HE2RNAModule)
+    match = r"not loaded: .*hidden\.0\.bias \(4,\) \(the config makes \(1000000,\)\).*nothing"
+    with pytest.raises(UntrustedModelError, match=match) as err:
+        load_model(path)
+    assert "\n" not in str(err.value) and built == []

@@ -23,3 +23,44 @@ def test_precision_resolution():
 def test_unknown_device_is_a_value_error(device):
     with pytest.raises(ValueError, match=f"device={device!r} is not"):
         resolve_device(device)
+
+
+def record_full_builds(monkeypatch, cls, limit=10**5):
+    """Record every ``cls`` built off the meta device with a tensor of over ``limit``
+    elements (memory really allocated); returns the list it fills."""
+    built = []
+    original = cls.__init__
+
+    def init(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        big = [t for t in self.state_dict().values() if t.numel() > limit]
+        if any(t.device.type != "meta" for t in big):
+            built.append(type(self).__name__)
+
+    monkeypatch.setattr(cls, "__init__", init)
+    return built
+
+
+def test_build_checked_refuses_a_config_beyond_its_weights_before_allocating(monkeypatch):
+    from he2rna_sklearn._torch import (
+        ModuleConfigError,
+        build_checked,
+        module_state,
+        rebuild_module,
+    )
+
+    lin = torch.nn.Linear(3, 4)
+    lin.config = {"in_features": 3, "out_features": 4}
+    saved = module_state(lin)
+    build = lambda c: torch.nn.Linear(**c)  # noqa: E731
+    assert rebuild_module(build, saved).weight.shape == (4, 3)
+    built = record_full_builds(monkeypatch, torch.nn.Linear)
+    saved["config"] = {"in_features": 3, "out_features": 10**6}
+    match = r"m.skops do not fit its config: .*weight \(4, 3\) \(the config makes \(10+, 3\)\)"
+    with pytest.raises(ModuleConfigError, match=match + ".*nothing was built") as err:
+        rebuild_module(build, saved, source="m.skops")
+    assert "\n" not in str(err.value) and built == []
+    with pytest.raises(ValueError, match="config does not fit"):
+        build_checked(build, {"in_features": -1, "out_features": 2}, {}, "x")
+    with pytest.raises(ValueError, match="not a mapping"):
+        build_checked(build, [3, 4], {}, "x")

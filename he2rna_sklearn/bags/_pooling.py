@@ -8,6 +8,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
+from ._spec import check_fitted_bags, fitted_feature_spec
 from ._validation import check_bags, check_finite_bag, is_lazy
 
 __all__ = ["BagPooling"]
@@ -40,6 +41,11 @@ class BagPooling(TransformerMixin, BaseEstimator):
     ----------
     n_features_in_ : int
         Tile feature dimension.
+    feature_spec_ : dict
+        The features it was fitted on (:func:`~he2rna_sklearn.bags.feature_spec`: encoder,
+        weights, dimension, µm/px, tile size, from the bags' ``meta``); ``transform``
+        refuses bags of other features. Plain arrays carry no spec and are checked for
+        their dimension only.
 
     Examples
     --------
@@ -82,17 +88,19 @@ class BagPooling(TransformerMixin, BaseEstimator):
         return stats
 
     def fit(self, X, y=None):
-        """Check the parameters and record the feature count; pooling learns nothing."""
+        """Check the parameters and record the features (count and spec); pooling learns
+        nothing else."""
         self._validate_params()
         self._check_stats()
-        _, self.n_features_in_ = check_bags(X)
+        bags, self.n_features_in_ = check_bags(X)
+        self.feature_spec_ = fitted_feature_spec(bags)
         return self
 
     def transform(self, X):
         """Pooled features, (n_slides, n_features * len(stats)), float64."""
         check_is_fitted(self, "n_features_in_")
         stats = self._check_stats()
-        bags, _ = check_bags(X, n_features=self.n_features_in_)
+        bags = check_fitted_bags(self, X)
         out = np.empty((len(bags), self.n_features_in_ * len(stats)), dtype=np.float64)
         for i, bag in enumerate(bags):
             arr = np.asarray(bag, dtype=np.float64)

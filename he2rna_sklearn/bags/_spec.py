@@ -6,23 +6,37 @@ and :func:`~he2rna_sklearn.features.read_bag` record them) into a small JSON-abl
 :func:`check_feature_spec` compares bags with a stored spec, with a one-line error naming
 the bag and the fact that differs. Facts a bag does not carry (plain arrays, other tools'
 files) are not checked; the feature dimension always is.
+
+Every estimator of this package that learns from bags records the spec of its training bags
+as ``feature_spec_`` (:func:`fitted_feature_spec`) and checks the bags it is given after
+fitting against it (:func:`check_fitted_bags`). Plain arrays carry no spec: a model fitted
+on them records only the dimension, and arrays given to a fitted model are checked for their
+dimension only.
 """
 
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 
-from ._validation import bag_label
+from ._validation import bag_label, check_bags
 
 __all__ = [
     "FEATURE_SPEC_KEYS",
     "check_feature_spec",
+    "check_fitted_bags",
     "feature_spec",
+    "fitted_feature_spec",
     "same_encoder",
     "spec_to_json",
 ]
+
+#: How far apart the µm/px of training bags may be and still make one training set: a
+#: slide within 10% of the requested resolution is read at its own (slides/_tiling.py's
+#: MPP_TOLERANCE), and an index mixes no features further apart (features/_index.py).
+_TRAINING_RTOL = 0.1
 
 #: The facts of a feature spec: encoder name, weights id, feature dimension, resolution of
 #: the pixels the encoder saw (µm/px) and tile side in those pixels.
@@ -42,14 +56,23 @@ _ALIASES = {
 }
 
 
+def _normal(text):
+    """Case, spaces and the separators ``_ - .`` aside (as ``features.normalize_name``)."""
+    return re.sub(r"[\s_.\-]+", "", str(text).lower())
+
+
+_NORMAL_ALIASES = {_normal(k): _normal(v) for k, v in _ALIASES.items()}
+
+
 def _encoder_name(name):
     if name is None:
         return None
     text = str(name).strip().lower()
-    for prefix in ("hf-hub:", "hf_hub:", "timm:"):
+    for prefix in ("encoder:", "hf-hub:", "hf_hub:", "timm:"):
         if text.startswith(prefix):
             text = text[len(prefix) :]
-    return _ALIASES.get(text, text)
+    text = _normal(text)
+    return _NORMAL_ALIASES.get(text, text)
 
 
 def same_encoder(a, b):
@@ -96,8 +119,8 @@ def feature_spec(bags):
     Raises
     ------
     ValueError
-        If the bags disagree among themselves (features of two encoders, or two
-        resolutions, in one training set).
+        If the bags disagree among themselves (features of two encoders, or resolutions
+        more than 10% apart, in one training set). The spec keeps the first bag's µm/px.
 
     Examples
     --------
@@ -116,7 +139,7 @@ def feature_spec(bags):
                 continue
             if spec[key] is None:
                 spec[key], seen[key] = value, i
-            elif not _agrees(key, spec[key], value, rtol=1e-3):
+            elif not _agrees(key, spec[key], value, rtol=_TRAINING_RTOL):
                 raise ValueError(
                     f"The bags disagree on their features: {bag_label(bag, i)} has {key}="
                     f"{value!r} but bag {seen[key]} has {spec[key]!r}; train on features of "
@@ -219,3 +242,72 @@ def spec_to_json(spec):
     if spec is None:
         return None
     return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in spec.items()}
+
+
+def fitted_feature_spec(bags):
+    """The spec an estimator records as ``feature_spec_`` when it is fitted on ``bags``.
+
+    :func:`feature_spec` in JSON-able form. ``bags`` are checked bags (see
+    :func:`~he2rna_sklearn.bags.check_bags`); bags of two encoders or resolutions are an
+    error, before any training.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from he2rna_sklearn import Bag
+    >>> from he2rna_sklearn.bags import fitted_feature_spec
+    >>> fitted_feature_spec([Bag(np.zeros((3, 4)), meta={"backbone": "resnet18"})])["encoder"]
+    'resnet18'
+    """
+    return spec_to_json(feature_spec(bags))
+
+
+def check_fitted_bags(estimator, X, *, name="X", check_finite=True):
+    """Bags given to a fitted estimator, checked against the features it was fitted on.
+
+    First the estimator's ``feature_spec_`` (encoder, weights, µm/px, tile size: see
+    :func:`check_feature_spec`), so that features of another encoder are named as such even
+    when their dimension is the same; then its ``n_features_in_`` and the values
+    (:func:`~he2rna_sklearn.bags.check_bags`). An estimator without ``feature_spec_`` (one
+    saved by an older version) is checked for its dimension only, and so are plain arrays,
+    which carry no spec.
+
+    Parameters
+    ----------
+    estimator : estimator
+        Fitted; its ``feature_spec_`` and ``n_features_in_`` are read when present.
+    X : sequence of bags
+    name : str
+        The parameter name used in messages.
+    check_finite : bool
+        Reject non-finite (or overflowing) features in in-memory bags.
+
+    Returns
+    -------
+    bags : list
+
+    Raises
+    ------
+    ValueError
+        A one-line error naming the first bag (and slide) that differs, the fact and what
+        to do.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from he2rna_sklearn import Bag, BagPooling
+    >>> from he2rna_sklearn.bags import check_fitted_bags
+    >>> pool = BagPooling().fit([Bag(np.zeros((3, 4)), meta={"backbone": "resnet18"})])
+    >>> new = [Bag(np.zeros((2, 4)), meta={"backbone": "resnet34"})]
+    >>> check_fitted_bags(pool, new)  # doctest: +IGNORE_EXCEPTION_DETAIL
+    Traceback (most recent call last):
+    ...
+    ValueError: BagPooling takes features of encoder 'resnet18' but bag 0 has 'resnet34'
+    """
+    bags, _ = check_bags(X, name=name, check_finite=False)
+    spec = dict(getattr(estimator, "feature_spec_", None) or {})
+    spec.pop("n_features", None)  # the dimension: check_bags' message, below
+    check_feature_spec(bags, spec, what=type(estimator).__name__)
+    n_features = getattr(estimator, "n_features_in_", None)
+    bags, _ = check_bags(bags, n_features=n_features, name=name, check_finite=check_finite)
+    return bags

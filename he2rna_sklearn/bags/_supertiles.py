@@ -12,6 +12,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from ._bag import Bag
+from ._spec import check_fitted_bags, fitted_feature_spec
 from ._validation import bag_label, check_bags, check_finite_bag
 
 __all__ = ["SuperTiles"]
@@ -61,6 +62,15 @@ class SuperTiles(TransformerMixin, BaseEstimator):
     random_state : int, RandomState instance or None, default=None
         Seeds k-means.
 
+    Attributes
+    ----------
+    n_features_in_ : int
+        Tile feature dimension (after ``fit``).
+    feature_spec_ : dict
+        The features seen in ``fit`` (:func:`~he2rna_sklearn.bags.feature_spec`); after
+        ``fit``, ``transform`` refuses bags of another encoder or resolution. Plain arrays
+        carry no spec.
+
     Examples
     --------
     >>> import numpy as np
@@ -109,19 +119,22 @@ class SuperTiles(TransformerMixin, BaseEstimator):
         return self
 
     def fit(self, X, y=None):
-        """Check parameters and the bags' feature count. Super-tiles learn nothing."""
+        """Check parameters and record the bags' features (count and spec, which
+        ``transform`` then checks). Super-tiles learn nothing else."""
         self._validate_params()
-        _, self.n_features_in_ = check_bags(X, check_finite=False)
+        bags, self.n_features_in_ = check_bags(X, check_finite=False)
+        self.feature_spec_ = fitted_feature_spec(bags)
         return self
 
     def transform(self, X):
         """Return one bag of super-tiles per input bag, in input order.
 
-        Super-tiles learn nothing, so ``transform`` works without ``fit``.
+        Super-tiles learn nothing, so ``transform`` works without ``fit``; after ``fit``
+        the bags must have the features it saw (dimension, and the encoder and resolution
+        their ``meta`` records: ``feature_spec_``).
         """
         self._validate_params()
-        n_features = getattr(self, "n_features_in_", None)
-        bags, _ = check_bags(X, n_features=n_features, check_finite=False)
+        bags = check_fitted_bags(self, X, check_finite=False)
         rng = check_random_state(self.random_state)
         seeds = rng.randint(np.iinfo(np.int32).max, size=len(bags))
         return [self._reduce(bag, i, seed) for i, (bag, seed) in enumerate(zip(bags, seeds))]

@@ -8,7 +8,12 @@ import numpy as np
 
 from ._bag import Bag
 
-__all__ = ["bag_label", "check_bags", "is_lazy"]
+__all__ = ["MAX_ABS_FEATURE", "bag_label", "check_bags", "check_finite_outputs", "is_lazy"]
+
+#: The largest tile feature magnitude accepted. Encoders give features of order 1 to 100;
+#: values near float32's limit (3.4e38) overflow the networks' float32 arithmetic into
+#: infinite or NaN predictions, so a bag holding any above this is refused by name.
+MAX_ABS_FEATURE = 1e30
 
 
 def bag_label(bag, index):
@@ -117,11 +122,53 @@ def check_bags(X, *, n_features=None, name="X", check_finite=True, min_bags=1):
 
 
 def check_finite_bag(arr, index, bag=None, name="X"):
-    """Raise a ValueError naming the bag if ``arr`` holds NaN or infinite values."""
+    """Raise a ValueError naming the bag if ``arr`` holds NaN or infinite values, or values
+    whose magnitude exceeds :data:`MAX_ABS_FEATURE` (they overflow float32 networks)."""
+    arr = np.asarray(arr)
+    if arr.size == 0 or (-MAX_ABS_FEATURE <= arr.min() and arr.max() <= MAX_ABS_FEATURE):
+        return  # NaN fails both comparisons
+    label = bag_label(bag if bag is not None else arr, index)
+    rows = arr.reshape(arr.shape[0], -1)
     if not np.isfinite(arr).all():
-        n_bad = int((~np.isfinite(arr)).any(axis=1).sum())
+        n_bad = int((~np.isfinite(rows)).any(axis=1).sum())
         raise ValueError(
-            f"{bag_label(bag if bag is not None else arr, index)} of {name} has NaN or "
-            f"infinite features in {n_bad} of {arr.shape[0]} tiles. Re-featurize the slide "
-            "or drop those tiles."
+            f"{label} of {name} has NaN or infinite features in {n_bad} of {arr.shape[0]} "
+            "tiles. Re-featurize the slide or drop those tiles."
         )
+    big = np.abs(rows.astype(np.float64)) > MAX_ABS_FEATURE
+    raise ValueError(
+        f"{label} of {name} has features of magnitude up to {np.abs(rows).max():.3g} in "
+        f"{int(big.any(axis=1).sum())} of {arr.shape[0]} tiles; values above "
+        f"{MAX_ABS_FEATURE:.0e} overflow the network's float32 arithmetic. Re-featurize the "
+        "slide or drop those tiles."
+    )
+
+
+def check_finite_outputs(values, bags, what="The model"):
+    """Raise a ValueError naming the bags whose rows of ``values`` (one per bag, e.g. a
+    model's predictions) are not finite: a silent row of NaN is never returned.
+
+    Parameters
+    ----------
+    values : ndarray of shape (n_bags, ...)
+    bags : sequence of bags
+        The bags the rows come from, for their names.
+    what : str
+        The model, named in the error.
+
+    Returns
+    -------
+    values : ndarray
+        Unchanged.
+    """
+    values = np.asarray(values)
+    bad = ~np.isfinite(values.reshape(len(values), -1)).all(axis=1)
+    if bad.any():
+        names = [bag_label(bags[i], i) for i in np.flatnonzero(bad)[:5]]
+        more = f" and {int(bad.sum()) - 5} more" if bad.sum() > 5 else ""
+        raise ValueError(
+            f"{what} gave NaN or infinite outputs for {', '.join(names)}{more}: their "
+            "features overflow the network (check their scale against the training bags'), "
+            "or the model's weights are not finite."
+        )
+    return values

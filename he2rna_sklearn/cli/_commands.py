@@ -220,6 +220,8 @@ def _make_model(args):
 # -- fit ---------------------------------------------------------------------------------
 def cmd_fit(args):
     _check_outputs((args.out, "--out"))
+    if args.save_pretrained:
+        _check_pretrained_output(args)
     index, bags, Y = _load_training(args, "training")
     model = _make_model(args)
     _echo(
@@ -234,9 +236,38 @@ def cmd_fit(args):
     reg = model[-1]
     best = f", validation mean r {reg.best_score_:.3f}" if reg.best_score_ is not None else ""
     _echo(args, f"Saved {out} (best epoch {reg.best_epoch_}{best}).")
+    if args.save_pretrained:
+        _save_pretrained(args, model, index, Y)
     if reg.best_score_ is not None and reg.validation_indices_ is not None:
         _echo(args, _baseline_line(reg, bags, Y))
     return 0
+
+
+def _check_pretrained_output(args):
+    """``--save-pretrained DIR``, checked before any work."""
+    from ..model import check_pretrained_folder
+
+    folder = Path(args.save_pretrained)
+    if folder.resolve() == Path(args.out).resolve():
+        raise CLIError("--save-pretrained names the --out file; give a folder of its own.")
+    check_pretrained_folder(folder)
+
+
+def _save_pretrained(args, model, index, Y):
+    """The fitted model (its SuperTiles step too) as a Hugging Face-style folder."""
+    from ..model import save_pretrained
+
+    description = (
+        f"Fitted by `he2rna fit` on {len(index)} slides ({index['patient_id'].nunique()} "
+        f"patients) and {Y.shape[1]} genes of `{Path(args.expression).name}`."
+    )
+    folder = save_pretrained(
+        model if len(model) > 1 else model[-1], args.save_pretrained, description=description
+    )
+    _echo(
+        args,
+        f"Saved {folder}/ (safetensors and JSON, no pickle; he2rna predict --model {folder}).",
+    )
 
 
 def _baseline_line(reg, bags, Y):
@@ -256,9 +287,40 @@ def _baseline_line(reg, bags, Y):
     )
 
 
+def _load_pretrained(source):
+    """A folder of ``save_pretrained`` (or a cached repository id), as ``_load_model``
+    returns models: a Pipeline, the genes and the feature dimension."""
+    from sklearn.pipeline import Pipeline, make_pipeline
+
+    from ..exceptions import WeightsNotFoundError
+    from ..model import from_pretrained
+
+    try:
+        model = from_pretrained(source)
+    except WeightsNotFoundError:
+        raise
+    except FileNotFoundError:
+        raise CLIError(
+            f"Model not found: '{source}' is neither a model file (.skops), a folder written "
+            "by --save-pretrained, nor a Hugging Face repository id (org/name) in the cache."
+        ) from None
+    model = model if isinstance(model, Pipeline) else make_pipeline(model)
+    final = model[-1]
+    if getattr(final, "gene_names_", None) is None:
+        raise CLIError(
+            f"'{source}' holds a {type(final).__name__}, which predicts no expression; give "
+            "an expression model (HE2RNARegressor)."
+        )
+    genes = [str(g) for g in final.gene_names_]
+    return {"model": model, "genes": genes, "n_features": int(final.n_features_in_)}
+
+
 def _load_model(path):
     """A model saved by ``he2rna fit``: loaded with skops and the trusted-type list of
-    :mod:`he2rna_sklearn.persistence`; a pickle or any other type is refused unread."""
+    :mod:`he2rna_sklearn.persistence`; a pickle or any other type is refused unread. A
+    folder (or a repository id in the Hugging Face cache) is read by ``from_pretrained``."""
+    if not Path(path).is_file() and Path(path).suffix.lower() != ".skops":
+        return _load_pretrained(path)
     model, metadata = load_model(path, return_metadata=True)
     missing = {"genes", "n_features"} - set(metadata)
     if missing:

@@ -39,7 +39,9 @@ A manifest is a CSV with a slide_path column and optional sample_id and patient_
 """
 
 _MODEL_HELP = (
-    "a model saved by 'he2rna fit' (skops); files holding other types, and pickle or joblib "
+    "a model saved by 'he2rna fit' (skops), or a folder written by 'he2rna fit "
+    "--save-pretrained' (or save_pretrained), or the repository id (org/name) of such a "
+    "folder in the Hugging Face cache; files holding other types, and pickle or joblib "
     "files, are refused without being run"
 )
 
@@ -244,13 +246,21 @@ def _add_fit_parser(sub):
         "  he2rna fit --features features/ --expression expr.csv.gz --log-transform "
         "--out model.skops\n"
         "  he2rna fit --features features/ --expression expr.tsv --genes CD3E,EPCAM "
-        "--super-tiles 100 --match tcga-sample --out model.skops",
+        "--super-tiles 100 --match tcga-sample --out model.skops\n"
+        "  he2rna fit --features features/ --expression expr.csv.gz --out model.skops "
+        "--save-pretrained he2rna-coad/",
     )
     _add_expression_options(p)
     p.add_argument(
         "--out",
         required=True,
         help="model file (.skops: loads without running code, unlike pickle/joblib)",
+    )
+    p.add_argument(
+        "--save-pretrained",
+        metavar="DIR",
+        help="also write the model to folder DIR in the Hugging Face layout (safetensors, "
+        "JSON, gene list, model card; no pickle), to share it or 'he2rna predict --model DIR'",
     )
     p.add_argument("--quiet", action="store_true")
     _add_model_options(p)
@@ -261,8 +271,9 @@ def _add_predict_parser(sub):
         "predict",
         help="predict expression for featurized slides",
         formatter_class=_RAW,
-        epilog="example:\n  he2rna predict --model model.skops --features features/ "
-        "--out predictions.csv",
+        epilog="examples:\n  he2rna predict --model model.skops --features features/ "
+        "--out predictions.csv\n"
+        "  he2rna predict --model he2rna-coad/ --features features/ --out predictions.csv",
     )
     p.add_argument("--model", required=True, help=_MODEL_HELP)
     p.add_argument("--features", required=True)

@@ -9,7 +9,7 @@ file holds which sample of which patient) that the ``he2rna`` command reads.
 from .._torch import resolve_device
 from ._backbones import Backbone, build_backbone
 from ._encoder_modules import TileEncoder
-from ._encoders import ENCODERS, Encoder, get_encoder, list_encoders
+from ._encoders import ENCODERS, TOOL_NAMES, Encoder, get_encoder, list_encoders
 from ._extract import FeatureRunner, TileDataset, extract_features
 from ._featurizer import DEFAULT_MPP, SlideFeaturizer
 from ._index import (
@@ -29,6 +29,7 @@ __all__ = [
     "DEFAULT_MPP",
     "ENCODERS",
     "INDEX_NAME",
+    "TOOL_NAMES",
     "Backbone",
     "Encoder",
     "FeatureRunner",

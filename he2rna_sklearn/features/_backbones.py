@@ -17,14 +17,22 @@ import numpy as np
 import torch
 from torch import nn
 
+from .._hub import split_revision
 from ..exceptions import WeightsNotFoundError
-from ._checkpoints import hf_cached_weights, load_encoder_state
-from ._encoder_modules import TileEncoder, build_encoder_module
+from ._checkpoints import (
+    WEIGHT_SUFFIXES,
+    file_weights_id,
+    find_encoder_weights,
+    load_encoder_state,
+)
+from ._encoder_modules import InputTransform, TileEncoder, build_encoder_module
 from ._encoders import (
     ENCODERS,
     IMAGENET_MEAN,
     IMAGENET_STD,
     Encoder,
+    did_you_mean,
+    encoder_names,
     get_encoder,
     is_encoder_name,
 )
@@ -34,7 +42,6 @@ __all__ = ["Backbone", "build_backbone", "IMAGENET_MEAN", "IMAGENET_STD"]
 #: ``weights`` values that ask for a backbone's published pretrained weights.
 _PRETRAINED = ("pretrained", "hf-hub")
 _HEAD_ATTRS = ("fc", "classifier", "head", "heads")
-_WEIGHT_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt", ".safetensors")
 
 
 @dataclass
@@ -59,6 +66,10 @@ class Backbone:
         Whether ``module`` was built for this backbone alone (from a model name), so that a
         :class:`FeatureRunner` may cast it in place. False for a user's module, which is
         never changed: the runner works on a copy where it must convert it.
+    input_transform : callable, optional
+        Maps uint8 ``(B, 3, H, W)`` tiles to the network's input size before
+        normalisation (an encoder card's resize and center crop); None: tiles go as read.
+        Its ``repr`` is part of the feature-cache key.
     """
 
     module: nn.Module
@@ -68,6 +79,7 @@ class Backbone:
     std: tuple = IMAGENET_STD
     encoder: Encoder | None = None
     owned: bool = False
+    input_transform: object = None
 
 
 def _seed_from(random_state):
@@ -78,23 +90,20 @@ def _seed_from(random_state):
     return int(np.random.RandomState(random_state.randint(2**31 - 1)).randint(2**31 - 1))
 
 
-def _file_sha1(path, chunk=1 << 22):
-    h = hashlib.sha1()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _looks_like_path(weights):
     return isinstance(weights, (os.PathLike, Path)) or (
         isinstance(weights, str)
-        and (weights.endswith(_WEIGHT_SUFFIXES) or os.sep in weights or os.path.exists(weights))
+        and (weights.endswith(WEIGHT_SUFFIXES) or os.sep in weights or os.path.exists(weights))
     )
 
 
 def _read_state_dict(path, *, strip_prefixes=True):
     path = Path(path)
+    if path.is_dir():
+        raise WeightsNotFoundError(
+            f"Weights '{path}' is a folder: pass the checkpoint file in it (a folder is "
+            "accepted as weights= of the registered encoders, see list_encoders())."
+        )
     if not path.is_file():
         raise WeightsNotFoundError(f"Weights file not found: '{path}'.")
     if path.suffix == ".safetensors":
@@ -223,7 +232,7 @@ def _torchvision_backbone(name, weights, random_state, progress):
         weights_id = f"random-init(seed={seed})"
     elif _looks_like_path(weights):
         _load_into(model, _read_state_dict(weights), f"'{weights}'", name, head)
-        weights_id = f"file:{Path(weights).name}:sha1={_file_sha1(weights)[:12]}"
+        weights_id = file_weights_id(weights)
     else:
         enum = models.get_model_weights(name)
         key = str(weights)
@@ -277,7 +286,7 @@ def _timm_backbone(name, weights, random_state):
         weights_id = f"timm:{model.pretrained_cfg.get('tag') or 'pretrained'}"
     else:
         _load_into(model, _read_state_dict(weights), f"'{weights}'", name, _head_attr(model))
-        weights_id = f"file:{Path(weights).name}:sha1={_file_sha1(weights)[:12]}"
+        weights_id = file_weights_id(weights)
     cfg = getattr(model, "pretrained_cfg", {}) or {}
     mean = tuple(cfg.get("mean", IMAGENET_MEAN))
     std = tuple(cfg.get("std", IMAGENET_STD))
@@ -295,7 +304,7 @@ def _module_weights_id(module):
     return f"module:{type(module).__name__}:sha1={h.hexdigest()[:12]}"
 
 
-def _encoder_backbone(encoder, weights, random_state, progress):
+def _encoder_backbone(encoder, weights, random_state, progress, revision=None):
     """A registered pathology encoder with its published weights (or seeded random ones)."""
     if encoder.imagenet:
         bb = _torchvision_backbone(
@@ -318,25 +327,32 @@ def _encoder_backbone(encoder, weights, random_state, progress):
             )
     name = f"encoder:{encoder.name}"
     if weights is None:
+        if revision is not None:
+            raise ValueError(
+                f"The backbone names revision {revision!r}, which applies to published weights "
+                "(weights='pretrained'), not to weights=None."
+            )
         with torch.random.fork_rng(devices=[]):
             seed = _seed_from(random_state)
             torch.manual_seed(seed)
             module = build_encoder_module(encoder)
         weights_id = f"random-init(seed={seed})"
     else:
-        if _looks_like_path(weights):
-            path = Path(weights)
-            if not path.is_file():
-                raise WeightsNotFoundError(
-                    f"Weights file of encoder '{encoder.name}' not found: '{path}'."
-                )
-            weights_id = f"file:{path.name}:sha1={_file_sha1(path)[:12]}"
-        else:
-            path, weights_id = hf_cached_weights(encoder)
+        source = weights if _looks_like_path(weights) else None
+        path, weights_id = find_encoder_weights(encoder, source, revision=revision)
         state = _read_state_dict(path, strip_prefixes=encoder.checkpoint_layout == "timm")
         module = build_encoder_module(encoder, device="meta")
         load_encoder_state(module, encoder, state, source=f"'{path}'")
-    return Backbone(module.eval(), name, weights_id, encoder.mean, encoder.std, encoder, owned=True)
+    return Backbone(
+        module.eval(),
+        name,
+        weights_id,
+        encoder.mean,
+        encoder.std,
+        encoder,
+        owned=True,
+        input_transform=InputTransform.of(encoder),
+    )
 
 
 def build_backbone(backbone="resnet50", weights="imagenet", *, random_state=None, progress=True):
@@ -347,13 +363,17 @@ def build_backbone(backbone="resnet50", weights="imagenet", *, random_state=None
     backbone : str, Encoder or torch.nn.Module
         A registered pathology encoder (``"uni"``, ``"uni2-h"``, ``"virchow2"``,
         ``"h-optimus-1"``, ``"conch-v1.5"``... see :func:`list_encoders`, or its Hugging
-        Face name ``"hf-hub:MahmoodLab/UNI"``), a torchvision model name (``"resnet50"``,
+        Face name ``"hf-hub:MahmoodLab/UNI"``, which may pin a revision as timm does:
+        ``"hf-hub:MahmoodLab/uni@<commit>"``), a torchvision model name (``"resnet50"``,
         the paper's), a timm model name (``"timm:<name>"``, or a bare name that torchvision
         does not know), or any ``torch.nn.Module`` that maps (B, 3, H, W) tiles to
         features; wrap it in :class:`TileEncoder` to state its normalisation and pooling.
     weights : {"imagenet", "pretrained", None} or str or path
         ``"pretrained"``: the backbone's published weights; for a registered encoder they
-        are read from the Hugging Face cache, offline (never downloaded). ``"imagenet"``
+        are read from the Hugging Face cache, offline (never downloaded). A registered
+        encoder also takes a folder that holds its checkpoint (``hf download REPO
+        --local-dir DIR``), a repository's cache folder (``models--org--name``) or a hub
+        cache, and a repository id (``"org/name"``). ``"imagenet"``
         loads ImageNet weights (torchvision: ``IMAGENET1K_V1``, as in the paper) from
         torchvision's cache, downloading them when online; a torchvision weights name
         (``"IMAGENET1K_V2"``); a path to a checkpoint (``torch.load(weights_only=True)``
@@ -379,12 +399,17 @@ def build_backbone(backbone="resnet50", weights="imagenet", *, random_state=None
     ('resnet18', 'random-init(seed=0)')
     >>> build_backbone("uni", "pretrained")  # doctest: +SKIP
     Traceback (most recent call last):
-    WeightsNotFoundError: The weights of encoder 'uni' (MahmoodLab/UNI: ...) are not in ...
+    WeightsNotFoundError: The weights of encoder 'uni' are not available offline: ...
     """
     if isinstance(backbone, Encoder) or (
         isinstance(backbone, str) and not backbone.startswith("timm:") and is_encoder_name(backbone)
     ):
-        return _encoder_backbone(get_encoder(backbone), weights, random_state, progress)
+        revision = split_revision(backbone)[1] if isinstance(backbone, str) else None
+        try:
+            encoder = get_encoder(backbone)
+        except KeyError as exc:  # e.g. "stamp:<a name STAMP does not have>"
+            raise ValueError(exc.args[0]) from None
+        return _encoder_backbone(encoder, weights, random_state, progress, revision)
     if isinstance(backbone, nn.Module):
         if weights is not None and not _looks_like_path(weights):
             raise ValueError(
@@ -420,10 +445,12 @@ def build_backbone(backbone="resnet50", weights="imagenet", *, random_state=None
         timm = None
     if timm is not None and timm.is_model(backbone):
         return _timm_backbone(backbone, weights, random_state)
+    classifiers = models.list_models(module=models)  # not the detection/segmentation ones
+    hint = did_you_mean(backbone, {**encoder_names(), **{m: m for m in classifiers}})
     raise ValueError(
         f"Unknown backbone '{backbone}': not a torchvision model name"
         + (" nor a timm model name" if timm is not None else " (and timm is not installed)")
-        + f" nor a registered encoder ({', '.join(sorted(ENCODERS))}). Examples: "
+        + f" nor a registered encoder ({', '.join(sorted(ENCODERS))}).{hint} Examples: "
         "'resnet50', 'uni', 'hf-hub:MahmoodLab/UNI', 'timm:vit_small_patch16_224', or pass a "
         "torch.nn.Module."
     )

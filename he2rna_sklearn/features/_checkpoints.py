@@ -8,6 +8,7 @@ needs a converter in :data:`_CONVERTERS`.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from pathlib import Path
@@ -17,7 +18,10 @@ import torch
 from ..exceptions import WeightsNotFoundError
 from ._encoder_modules import loadable_part
 
-__all__ = ["hf_cached_weights", "load_encoder_state"]
+#: Suffixes of weight files (a path with one names a file, not a repository id).
+WEIGHT_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt", ".safetensors")
+
+__all__ = ["file_sha1", "file_weights_id", "find_encoder_weights", "load_encoder_state"]
 
 
 def _merge_qkv_hf(state, prefix, out_prefix):
@@ -112,7 +116,7 @@ _CONVERTERS = {
 }
 
 
-def _resample_pos_embed(state, target, key, n_prefix):
+def _resample_pos_embed(state, target, key, n_prefix, interpolation="bicubic"):
     """Resample a checkpoint's position embeddings to the model's grid when they differ."""
     if key not in state or tuple(state[key].shape) == tuple(target.shape):
         return state
@@ -127,7 +131,7 @@ def _resample_pos_embed(state, target, key, n_prefix):
         src,
         new_size=(side, side),
         num_prefix_tokens=n_prefix,
-        interpolation="bicubic",
+        interpolation=interpolation,
         antialias=False,
         verbose=False,
     )
@@ -150,7 +154,10 @@ def load_encoder_state(module, encoder, state, *, source="the checkpoint"):
     n_prefix = 0 if getattr(trunk, "no_embed_class", False) else trunk.num_prefix_tokens
     pos_key = prefix + "pos_embed"
     if pos_key in own:
-        state = _resample_pos_embed(state, own[pos_key], pos_key, n_prefix)
+        # CONCH v1.5: bilinear to the trunk's grid, as TRIDENT loads it (the forward pass
+        # then interpolates to the input's grid); timm's bicubic otherwise.
+        mode = "bilinear" if encoder.checkpoint_layout == "conch-v1.5" else "bicubic"
+        state = _resample_pos_embed(state, own[pos_key], pos_key, n_prefix, mode)
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
     wrong = [
@@ -175,52 +182,109 @@ def load_encoder_state(module, encoder, state, *, source="the checkpoint"):
     return module
 
 
+def file_sha1(path, chunk=1 << 22):
+    """The SHA-1 of a file's content (hex)."""
+    h = hashlib.sha1()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def file_weights_id(path):
+    """``file:<name>:sha1=<12 hex>``: weights given as a file are named by their content."""
+    path = Path(path)
+    return f"file:{path.name}:sha1={file_sha1(path)[:12]}"
+
+
 def _how_to_get(encoder):
-    files = " or ".join(encoder.weight_files)
-    gated = (
-        f"It is gated: log in at https://huggingface.co and accept the conditions on "
-        f"{encoder.url} first, then create an access token. "
-        if encoder.gated
-        else ""
-    )
+    gated = f"It is gated: accept the conditions on {encoder.url} first. " if encoder.gated else ""
     return (
-        f"{gated}On a machine with internet run `hf download {encoder.repo_id}` (or "
-        f"huggingface_hub.snapshot_download('{encoder.repo_id}')) and copy the Hugging Face "
-        f"cache (HF_HOME, default ~/.cache/huggingface) here, or pass the checkpoint file "
-        f"({files}) as weights='/path/to/{encoder.weight_files[0]}'. Nothing is downloaded "
-        "at run time, and only weights=None gives random weights."
+        f"{gated}Or pass the checkpoint ({' or '.join(encoder.weight_files)}) or the folder "
+        f"that holds it as weights='/path/to/{encoder.weight_files[0]}'. Only weights=None "
+        "gives random weights."
     )
 
 
-def hf_cached_weights(encoder, *, cache_dir=None):
-    """The encoder's checkpoint in the Hugging Face cache, found without any network access.
+def _is_hub_cache(folder):
+    """Whether ``folder`` is a Hugging Face hub cache (holds ``models--*`` folders)."""
+    return any(p.name.startswith("models--") and p.is_dir() for p in folder.iterdir())
+
+
+def find_encoder_weights(encoder, source=None, *, revision=None, cache_dir=None):
+    """The checkpoint file of a registered encoder, found offline, and its weights id.
+
+    Parameters
+    ----------
+    encoder : Encoder
+    source : str or Path, optional
+        None: the encoder's repository in the Hugging Face cache (any spelling of its
+        name, ``refs/main`` or a single pinned snapshot, see :mod:`he2rna_sklearn._hub`).
+        Else a checkpoint file; a folder holding one of ``encoder.weight_files`` (e.g.
+        made with ``hf download REPO --local-dir DIR``); a repository's cache folder
+        (``models--org--name``); a Hugging Face hub cache holding the encoder's
+        repository; or a repository id (``"org/name"``, ``"hf-hub:org/name@rev"``).
+    revision : str, optional
+        Branch, tag or commit of a cached repository.
+    cache_dir : str or Path, optional
+        The hub cache (default: the environment's).
 
     Returns
     -------
     path : pathlib.Path
     weights_id : str
-        ``hf-hub:<repo>@<snapshot>/<file>``, recorded in feature files.
+        Recorded in feature files: ``hf-hub:<repo>@<commit[:12]>/<file>`` for a cached
+        repository (the registry's spelling of the encoder's own repository), and
+        ``file:<name>:sha1=<12 hex>`` for a file, given or found in a folder.
 
     Raises
     ------
     WeightsNotFoundError
-        If no weight file of the encoder is in the cache, saying how to get it.
+        If the weights are not there, saying how to get them.
     """
-    if encoder.repo_id is None:
-        raise WeightsNotFoundError(f"Encoder '{encoder.name}' has no Hugging Face repository.")
-    from huggingface_hub import try_to_load_from_cache
+    from .._hub import find_file
 
-    for filename in encoder.weight_files:
-        found = try_to_load_from_cache(encoder.repo_id, filename, cache_dir=cache_dir)
-        if isinstance(found, (str, os.PathLike)) and Path(found).is_file():
-            path = Path(found)
-            snapshot = path.parent.name
-            return path, f"hf-hub:{encoder.repo_id}@{snapshot[:12]}/{filename}"
-    from huggingface_hub import constants
-
-    where = cache_dir or constants.HF_HUB_CACHE
-    raise WeightsNotFoundError(
-        f"The weights of encoder '{encoder.name}' ({encoder.repo_id}: "
-        f"{', '.join(encoder.weight_files)}) are not in the Hugging Face cache '{where}'. "
-        + _how_to_get(encoder)
-    )
+    if source is None:
+        if encoder.repo_id is None:
+            raise WeightsNotFoundError(
+                f"Encoder '{encoder.name}' has no Hugging Face repository: pass its weights "
+                "file as weights=."
+            )
+        source = encoder.repo_id
+    path = Path(os.path.expanduser(os.fspath(source)))
+    if not path.exists() and path.suffix in WEIGHT_SUFFIXES:
+        raise WeightsNotFoundError(f"Weights file of encoder '{encoder.name}' not found: '{path}'.")
+    if path.is_file():
+        if revision is not None:
+            raise ValueError(
+                f"A revision ({revision!r}) applies to a cached repository; '{path}' is a file."
+            )
+        return path, file_weights_id(path)
+    try:
+        if path.is_dir() and _is_hub_cache(path) and encoder.repo_id is not None:
+            source, cache_dir = encoder.repo_id, path
+        found, weights_id = find_file(
+            source, encoder.weight_files, revision=revision, cache_dir=cache_dir
+        )
+    except WeightsNotFoundError as exc:
+        raise WeightsNotFoundError(
+            f"The weights of encoder '{encoder.name}' are not available offline: {exc} "
+            + _how_to_get(encoder)
+        ) from None
+    except FileNotFoundError as exc:  # a path that does not exist (not a repository id)
+        raise WeightsNotFoundError(
+            f"Weights of encoder '{encoder.name}' not found: '{source}' ({exc})"
+        ) from None
+    except ValueError as exc:  # several snapshots and no refs/main: say how to pick one
+        raise ValueError(
+            f"{exc} For encoder '{encoder.name}', name the revision in the backbone: "
+            f"backbone='hf-hub:{encoder.repo_id}@<commit>'."
+        ) from None
+    if not weights_id.startswith("hf-hub:"):  # a local folder: named by the file's content
+        return found, file_weights_id(found)
+    repo = weights_id[len("hf-hub:") :].split("@", 1)[0]
+    if encoder.repo_id is not None and repo.lower() == encoder.repo_id.lower():
+        # One id per repository whatever the cache folder's spelling, as before (cached
+        # features stay valid).
+        weights_id = f"hf-hub:{encoder.repo_id}@" + weights_id.split("@", 1)[1]
+    return found, weights_id

@@ -14,7 +14,13 @@ from torch import nn
 
 from ._encoders import IMAGENET_MEAN, IMAGENET_STD
 
-__all__ = ["TileEncoder", "build_encoder_module", "pool_output"]
+__all__ = [
+    "InputTransform",
+    "TileEncoder",
+    "build_encoder_module",
+    "interpolate_pos_embed",
+    "pool_output",
+]
 
 
 class TileEncoder(nn.Module):
@@ -170,18 +176,108 @@ class _PooledViT(nn.Module):
         return pool_output(self.trunk.forward_features(x), self.pooling, self.n_prefix_tokens)
 
 
-class _ConchVisionTower(nn.Module):
-    """CONCH v1.5's vision tower: ViT-L/16 trunk, attentional pooler, LayerNorm (768-d)."""
+def interpolate_pos_embed(pos_embed, rows, cols):
+    """Position embeddings (one class token, then a square grid) for a ``rows x cols`` grid
+    of patches, as DINO and iBOT interpolate them at each forward pass (and CONCH v1.5 in
+    TRIDENT and TITAN): bicubic, with a scale factor of ``(rows + 0.1) / side``, unchanged
+    on a square grid of the same side."""
+    n = pos_embed.shape[1] - 1
+    side = int(round(n**0.5))
+    if side * side != n:
+        raise ValueError(f"{n} position embeddings do not make a square grid.")
+    if rows == cols == side:
+        return pos_embed
+    grid = pos_embed[:, 1:].float().reshape(1, side, side, -1).permute(0, 3, 1, 2)
+    grid = nn.functional.interpolate(
+        grid, scale_factor=((rows + 0.1) / side, (cols + 0.1) / side), mode="bicubic"
+    )
+    if tuple(grid.shape[-2:]) != (rows, cols):  # pragma: no cover - guards rounding
+        raise RuntimeError(f"Interpolated a {tuple(grid.shape[-2:])} grid, not {(rows, cols)}.")
+    grid = grid.permute(0, 2, 3, 1).reshape(1, rows * cols, -1).to(pos_embed.dtype)
+    return torch.cat([pos_embed[:, :1], grid], dim=1)
 
-    def __init__(self, trunk):
+
+class _ConchVisionTower(nn.Module):
+    """CONCH v1.5's vision tower: ViT-L/16 trunk, attentional pooler, LayerNorm (768-d).
+
+    As TRIDENT builds it: the trunk keeps its position embeddings on its own grid (224 px)
+    and interpolates them to the input's grid at each forward pass
+    (:func:`interpolate_pos_embed`), instead of timm's resampling.
+    """
+
+    def __init__(self, trunk, dim=768, n_heads=8):
         super().__init__()
         self.trunk = trunk
-        self.attn_pool_contrast = _AttentionalPool(768, trunk.embed_dim, n_heads=8, n_queries=1)
-        self.ln_contrast = nn.LayerNorm(768)
+        self.attn_pool_contrast = _AttentionalPool(dim, trunk.embed_dim, n_heads, n_queries=1)
+        self.ln_contrast = nn.LayerNorm(dim)
+
+    def forward_features(self, x):
+        t = self.trunk
+        tokens = t.patch_embed(x)
+        if tokens.ndim == 4:  # (B, rows, cols, D): timm's dynamic_img_size layout
+            b, rows, cols, d = tokens.shape
+            tokens = tokens.reshape(b, rows * cols, d)
+        else:
+            rows, cols = t.patch_embed.grid_size
+        pos = interpolate_pos_embed(t.pos_embed, rows, cols)
+        tokens = torch.cat([t.cls_token.expand(len(tokens), -1, -1), tokens], dim=1) + pos
+        tokens = t.norm_pre(t.patch_drop(t.pos_drop(tokens)))
+        return t.norm(t.blocks(tokens))
 
     def forward(self, x):
-        tokens = self.trunk.forward_features(x)
-        return self.ln_contrast(self.attn_pool_contrast(tokens)[:, 0])
+        return self.ln_contrast(self.attn_pool_contrast(self.forward_features(x))[:, 0])
+
+
+class InputTransform:
+    """The card's ``Resize`` and ``CenterCrop`` between a tile and the network, on uint8
+    ``(B, 3, H, W)`` tiles before normalisation, antialiased as PIL resizes images.
+
+    Parameters
+    ----------
+    resize : int, optional
+        The shorter side after resizing (unchanged tiles already of that side).
+    interpolation : {"bilinear", "bicubic"}
+    center_crop : int, optional
+        The side of the central crop after the resize.
+    """
+
+    def __init__(self, resize=None, interpolation="bilinear", center_crop=None):
+        self.resize = None if resize is None else int(resize)
+        self.interpolation = interpolation
+        self.center_crop = None if center_crop is None else int(center_crop)
+
+    @classmethod
+    def of(cls, encoder):
+        """The encoder's input transform, or None if its tiles go to the network as read."""
+        if encoder.resize is None and encoder.center_crop is None:
+            return None
+        size, interpolation = encoder.resize if encoder.resize is not None else (None, "bilinear")
+        return cls(size, interpolation, encoder.center_crop)
+
+    def __repr__(self):
+        steps = []
+        if self.resize is not None:
+            steps.append(f"resize={self.resize}:{self.interpolation}")
+        if self.center_crop is not None:
+            steps.append(f"center_crop={self.center_crop}")
+        return ",".join(steps)
+
+    def __call__(self, tiles):
+        from torchvision.transforms import InterpolationMode
+        from torchvision.transforms.v2 import functional as F
+
+        h, w = tiles.shape[-2:]
+        if self.resize is not None and min(h, w) != self.resize:
+            mode = InterpolationMode(self.interpolation)
+            tiles = F.resize(tiles, [self.resize], interpolation=mode, antialias=True)
+        if self.center_crop is not None and tuple(tiles.shape[-2:]) != (self.center_crop,) * 2:
+            if min(tiles.shape[-2:]) < self.center_crop:
+                raise ValueError(
+                    f"Tiles of {tuple(tiles.shape[-2:])} px are smaller than the encoder's "
+                    f"{self.center_crop}-px center crop."
+                )
+            tiles = F.center_crop(tiles, [self.center_crop, self.center_crop])
+        return tiles
 
 
 def _timm_kwargs(encoder):
@@ -216,7 +312,7 @@ def build_encoder_module(encoder, *, device=None):
     with torch.device(device) if device is not None else nullcontext():
         trunk = timm.create_model(encoder.architecture, pretrained=False, **_timm_kwargs(encoder))
         if encoder.pooling == "attentional":
-            return _ConchVisionTower(trunk)
+            return _ConchVisionTower(trunk, dim=encoder.n_features)
         return _PooledViT(trunk, encoder.pooling, encoder.n_prefix_tokens)
 
 

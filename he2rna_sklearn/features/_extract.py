@@ -52,6 +52,7 @@ class FeatureRunner:
                 f"{self.device.type}, {self.precision}",
             )
         self.module = module
+        self.input_transform = getattr(backbone, "input_transform", None)
         self.mean = torch.tensor(backbone.mean, device=self.device).view(1, 3, 1, 1) * 255
         self.std = torch.tensor(backbone.std, device=self.device).view(1, 3, 1, 1) * 255
         self._n_features = None
@@ -59,7 +60,10 @@ class FeatureRunner:
     @torch.inference_mode()
     def __call__(self, tiles):
         """Features of a (B, 3, H, W) uint8 batch, as a (B, D) float32 array."""
-        x = tiles.to(self.device, non_blocking=True).float()
+        x = tiles.to(self.device, non_blocking=True)
+        if self.input_transform is not None:  # the encoder card's resize / crop, on uint8
+            x = self.input_transform(x)
+        x = x.float()
         x = (x - self.mean) / self.std
         if self._channels_last:
             x = x.contiguous(memory_format=torch.channels_last)

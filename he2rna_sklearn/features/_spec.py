@@ -57,6 +57,10 @@ class SlideSpec:
         The network, its weights and its numeric precision.
     format_version : int
         The feature-file layout.
+    input_transform : str or None
+        The encoder card's resize and crop between tile and network (e.g.
+        ``"resize=448:bilinear,center_crop=448"``); None, and absent from the JSON (so
+        that keys written before it existed stay), when tiles go to the network as read.
     """
 
     slide_id: str
@@ -73,9 +77,13 @@ class SlideSpec:
     weights: str
     precision: str
     format_version: int = FORMAT_VERSION
+    input_transform: str | None = None
 
     def to_json(self):
-        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+        values = dataclasses.asdict(self)
+        if values["input_transform"] is None:
+            del values["input_transform"]
+        return json.dumps(values, sort_keys=True)
 
     @classmethod
     def from_json(cls, text):
@@ -114,6 +122,11 @@ def _transform_digest(transform):
         return hashlib.sha1(pickle.dumps(transform)).hexdigest()[:16]
     except Exception:
         return repr(transform)
+
+
+def _input_transform(backbone):
+    transform = getattr(backbone, "input_transform", None)
+    return None if transform is None else repr(transform)
 
 
 @dataclass(frozen=True, eq=False)
@@ -173,4 +186,5 @@ class FeatureSpec:
             backbone=runner.backbone.name,
             weights=runner.backbone.weights_id,
             precision=runner.precision,
+            input_transform=_input_transform(runner.backbone),
         )

@@ -36,7 +36,7 @@ from ._modules import (
 )
 from ._net import BagDataset, BagNet, collate_bags
 from ._paper_transfer import MeanFeatureEmbedder, mean_tile_features
-from ._pretrained import from_pretrained, save_pretrained
+from ._pretrained import check_pretrained_folder, from_pretrained, save_pretrained
 from ._regressor import HE2RNARegressor
 from ._sequoia import SEQUOIA_CANCERS, SEQUOIA_FEATURE_SPEC, SequoiaRegressor, load_sequoia
 from ._sequoia_modules import SequoiaModule
@@ -65,6 +65,7 @@ __all__ = [
     "TileTypeModule",
     "TunedLinearRegressor",
     "collate_bags",
+    "check_pretrained_folder",
     "from_pretrained",
     "load_sequoia",
     "masked_mean",

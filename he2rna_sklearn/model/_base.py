@@ -11,11 +11,12 @@ from skorch.callbacks import EpochScoring
 from skorch.helper import predefined_split
 
 from .._torch import module_state, rebuild_module, resolve_device
-from ..bags import check_bags
+from ..bags import check_finite_outputs, check_fitted_bags, fitted_feature_spec
 from ._init_from import source_module
 from ._modules import HE2RNAModule
 from ._net import BagDataset, BagNet, collate_bags, iterate_batches
 from ._params import NETWORK_CONSTRAINTS
+from ._pretrained import PretrainedMixin  # save_pretrained, from_pretrained
 from ._tile_types import TileTypeModule
 from ._training import WarmEarlyStopping, draw_seeds, feature_stats
 
@@ -25,7 +26,7 @@ __all__ = ["NETWORK_CLASSES", "BaseHE2RNA"]
 NETWORK_CLASSES = {"HE2RNAModule": HE2RNAModule, "TileTypeModule": TileTypeModule}
 
 
-class BaseHE2RNA(BaseEstimator):
+class BaseHE2RNA(PretrainedMixin, BaseEstimator):
     """Parameters, fitting and inference shared by HE2RNARegressor and HE2RNAClassifier.
 
     As scikit-learn's ``_BaseRidge``: the shared parameter constraints and the training
@@ -164,6 +165,7 @@ class BaseHE2RNA(BaseEstimator):
         a validation split, scored as epoch 0 and kept if no epoch beats it.
         """
         train, valid = split
+        self.feature_spec_ = fitted_feature_spec(bags)  # checked at predict (_run)
         self.validation_indices_ = None if valid is None else np.asarray(valid)
         module_params = self._module_params(bags, targets, train, options, seeds)
         valid_ds = None
@@ -248,7 +250,7 @@ class BaseHE2RNA(BaseEstimator):
 
     def _run(self, X, fn):
         module = self._module()
-        bags, _ = check_bags(X, n_features=self.n_features_in_)
+        bags = check_fitted_bags(self, X)  # feature_spec_, n_features_in_
         device = next(module.parameters()).device
         outs = []
         with torch.inference_mode():
@@ -260,16 +262,17 @@ class BaseHE2RNA(BaseEstimator):
                 max_tiles=self.max_batch_tiles,
             ):
                 outs.append(fn(module, xb, mask).float().cpu().numpy())
-        return np.concatenate(outs)
+        return check_finite_outputs(np.concatenate(outs), bags, type(self).__name__)
 
     def _tile_outputs(self, bag):
         """Raw per-tile module outputs of one bag, (n_tiles, n_outputs)."""
         module = self._module()
-        [bag], _ = check_bags([bag], n_features=self.n_features_in_, name="bag")
+        [bag] = check_fitted_bags(self, [bag], name="bag")
         device = next(module.parameters()).device
         x = torch.as_tensor(np.asarray(bag, dtype=np.float32), device=device)
         with torch.inference_mode():
-            return module.tile_scores(x.unsqueeze(0))[0].float().cpu().numpy()
+            scores = module.tile_scores(x.unsqueeze(0))[0].float().cpu().numpy()
+        return check_finite_outputs(scores[None], [bag], type(self).__name__)[0]
 
     def transform(self, X):
         """Slide embedding, (n_slides, hidden_layer_sizes[-1]).

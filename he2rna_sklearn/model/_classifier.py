@@ -12,12 +12,14 @@ from sklearn.base import ClassifierMixin, ClassNamePrefixFeaturesOutMixin, Trans
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.class_weight import compute_class_weight
+from sklearn.utils.multiclass import check_classification_targets, type_of_target
 
 from ..bags import check_bags
 from ._base import BaseHE2RNA
 from ._init_from import copy_hidden_layers
 from ._modules import KS_SUPER_TILES
 from ._params import NETWORK_CONSTRAINTS, SHARED_DEFAULTS, store_params
+from ._targets import check_row_order
 from ._training import TrainingOptions, validation_split
 
 __all__ = ["CLASSIFIER_OVERRIDES", "HE2RNAClassifier"]
@@ -32,8 +34,20 @@ CLASSIFIER_OVERRIDES = MappingProxyType(
 _D = {**SHARED_DEFAULTS, **CLASSIFIER_OVERRIDES}
 
 
+def _label_kind(value):
+    if isinstance(value, (str, bytes)):
+        return "string"
+    if isinstance(value, (bool, np.bool_)):
+        return "boolean"
+    if isinstance(value, numbers.Number):
+        return "number"
+    return type(value).__name__
+
+
 def _check_labels(y, n_bags):
-    """1-D class labels with no missing value (NaN or None), one per bag."""
+    """1-D class labels, one per bag: no missing value (NaN or None), no empty or blank
+    string, and discrete (scikit-learn's ``check_classification_targets``: continuous
+    floats are a regression target)."""
     y = np.asarray(y)
     if y.ndim != 1:
         raise ValueError(f"y must be 1-D class labels, got shape {y.shape}.")
@@ -46,6 +60,33 @@ def _check_labels(y, n_bags):
             f"y has {int(missing.sum())} missing labels (NaN or None) at rows {rows}; drop "
             "those slides or label them before fitting."
         )
+    if y.dtype.kind in "OUS":
+        blank = np.array([isinstance(v, (str, bytes)) and not v.strip() for v in y], dtype=bool)
+        if blank.any():
+            rows = np.flatnonzero(blank)[:10].tolist()
+            raise ValueError(
+                f"y has {int(blank.sum())} empty or blank labels at rows {rows}; label those "
+                "slides or drop them before fitting."
+            )
+    if y.dtype.kind == "O":
+        kinds = {_label_kind(v) for v in y}
+        if len(kinds) > 1:
+            raise ValueError(
+                f"y mixes labels of kinds {sorted(kinds)} (e.g. {y[:3].tolist()}); give labels "
+                "of one kind (all strings, or all integers)."
+            )
+        if kinds == {"number"}:  # e.g. a pandas object column of ints
+            y = np.asarray(y.tolist())
+    try:
+        check_classification_targets(y)
+    except ValueError as exc:
+        hint = ""
+        if y.dtype.kind in "fc" and type_of_target(y) == "continuous":
+            hint = " For expression or another continuous target, use HE2RNARegressor."
+        reason = " ".join(str(exc).split())
+        raise ValueError(
+            f"y must hold class labels (e.g. {y[:3].tolist()}): {reason}{hint}"
+        ) from None
     return y
 
 
@@ -116,6 +157,11 @@ class HE2RNAClassifier(
     history_ : pandas.DataFrame
         One row per epoch (``epoch``, ``train_loss``, ``valid_loss``, ``dur``, ``kept``).
     n_features_in_ : int
+    feature_spec_ : dict
+        The features it was fitted on (encoder, weights, dimension, µm/px, tile size, from
+        the bags' ``meta``: :func:`~he2rna_sklearn.bags.feature_spec`); ``predict`` and the
+        other methods that take bags refuse bags of other features. Plain arrays carry no
+        spec and are checked for their dimension only.
     best_epoch_ : int
     best_score_ : float or None
         Validation loss at ``best_epoch_``.
@@ -211,7 +257,8 @@ class HE2RNAClassifier(
         ----------
         X : sequence of bags
         y : array-like of shape (n_slides,)
-            Class labels (two or more classes).
+            Class labels (two or more classes; no empty string; not continuous). A
+            Series indexed by the bags' ``slide_id`` must list them in the bags' order.
         groups : array-like of shape (n_slides,), optional
             Patient ids, for the early-stopping split. Routed under metadata routing.
 
@@ -221,6 +268,7 @@ class HE2RNAClassifier(
         """
         self._validate_params()
         bags, n_features = check_bags(X)
+        check_row_order(y, bags)
         y = _check_labels(y, len(bags))
         encoder = LabelEncoder().fit(y)
         if len(encoder.classes_) < 2:

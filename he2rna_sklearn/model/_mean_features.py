@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from torch.utils.data import Sampler
 
-from ..bags import check_bags, check_finite_bag
+from ..bags import check_bags, check_finite_bag, is_lazy
 
 __all__ = ["ACTIVATIONS", "MeanFeatureMLP", "SeededPermutation", "mean_tile_features"]
 
@@ -43,7 +43,7 @@ def mean_tile_features(X, *, n_features=None, name="X"):
     out = np.empty((len(bags), n_features), np.float32)
     for i, bag in enumerate(bags):
         arr = np.asarray(bag, dtype=np.float64)
-        if not np.isfinite(arr).all():  # in-memory bags were checked; lazy ones are now
+        if is_lazy(bag):  # in-memory bags were checked; lazy ones are now
             check_finite_bag(arr, i, bag, name)
         out[i] = arr.mean(axis=0)
     return out

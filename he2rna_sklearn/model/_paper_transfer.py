@@ -19,6 +19,7 @@ from skorch.helper import predefined_split
 from torch import nn
 
 from .._torch import module_state, rebuild_module, resolve_device
+from ..bags import check_bags, check_finite_outputs, check_fitted_bags, fitted_feature_spec
 from ._mean_features import ACTIVATIONS, MeanFeatureMLP, SeededPermutation, mean_tile_features
 from ._params import NETWORK_CONSTRAINTS, store_params
 from ._targets import check_targets, valid_mean_r
@@ -101,6 +102,10 @@ class MeanFeatureEmbedder(TransformerMixin, BaseEstimator):
         The fitted network (in eval mode).
     n_features_in_ : int
         Tile feature dimension.
+    feature_spec_ : dict
+        The features it was fitted on (encoder, weights, dimension, µm/px, tile size, from
+        the bags' ``meta``: :func:`~he2rna_sklearn.bags.feature_spec`); ``transform``
+        refuses bags of other features. Plain arrays carry no spec.
     gene_names_ : ndarray of str
         Names of the expression columns.
     history_ : list of dict
@@ -210,8 +215,10 @@ class MeanFeatureEmbedder(TransformerMixin, BaseEstimator):
                 "meanfeatureembedder__expression=..., or enable metadata routing and pass "
                 "expression=... to fit / cross_validate(params=...)."
             )
-        means = mean_tile_features(X)
-        Y, names, _ = check_targets(expression, len(means), name="expression")
+        bags, _ = check_bags(X, check_finite=False)
+        spec = fitted_feature_spec(bags)
+        means = mean_tile_features(bags)
+        Y, names, _ = check_targets(expression, len(means), name="expression", bags=bags)
         rng = check_random_state(self.random_state)
         seed_torch, seed_split, seed_shuffle = (int(s) for s in rng.randint(2**31 - 1, size=3))
         train, valid = validation_split(len(means), groups, self.validation_fraction, seed_split)
@@ -244,6 +251,7 @@ class MeanFeatureEmbedder(TransformerMixin, BaseEstimator):
         module.eval()
         self.module_ = module
         self.n_features_in_ = int(means.shape[1])
+        self.feature_spec_ = spec
         self.gene_names_ = names
         self._y_mean, self._y_scale = y_mean.astype(np.float32), y_scale
         return self
@@ -302,7 +310,8 @@ class MeanFeatureEmbedder(TransformerMixin, BaseEstimator):
     # -- inference ----------------------------------------------------------------------
     def _forward(self, X, fn):
         check_is_fitted(self, "module_")
-        means = mean_tile_features(X, n_features=self.n_features_in_)
+        bags = check_fitted_bags(self, X, check_finite=False)  # mean_tile_features checks
+        means = mean_tile_features(bags, n_features=self.n_features_in_)
         device = next(self.module_.parameters()).device
         self.module_.eval()
         outs = []
@@ -310,7 +319,7 @@ class MeanFeatureEmbedder(TransformerMixin, BaseEstimator):
             for start in range(0, len(means), 4096):
                 x = torch.as_tensor(means[start : start + 4096], device=device)
                 outs.append(fn(x).float().cpu().numpy())
-        return np.concatenate(outs)
+        return check_finite_outputs(np.concatenate(outs), bags, type(self).__name__)
 
     def transform(self, X):
         """The slide embedding (last hidden layer) or the predicted expression.

@@ -37,11 +37,19 @@ import numpy as np
 
 from .._hub import resolve_snapshot
 from .._io import atomic_write
+from .._torch import build_checked, safetensors_shapes
 from .._version import __version__
 from ..bags import feature_spec as bags_feature_spec
 from ..bags import spec_to_json
 
-__all__ = ["FORMAT", "PRETRAINED_CLASSES", "from_pretrained", "save_pretrained"]
+__all__ = [
+    "FORMAT",
+    "PRETRAINED_CLASSES",
+    "PretrainedMixin",
+    "check_pretrained_folder",
+    "from_pretrained",
+    "save_pretrained",
+]
 
 #: The ``format`` recorded in ``config.json``.
 FORMAT = "he2rna-sklearn-pretrained"
@@ -49,22 +57,48 @@ FORMAT_VERSION = 1
 _FILES = ("config.json", "model.safetensors", "estimator.safetensors", "genes.txt", "README.md")
 
 
-def _classes():
-    from ._classifier import HE2RNAClassifier
-    from ._modules import HE2RNAModule
-    from ._regressor import HE2RNARegressor
+# -- the registry: what a folder may name ----------------------------------------------------
+# Loading builds only the classes listed here, by name. A new estimator, network or pipeline
+# step is one line in the matching function (and its name in PRETRAINED_CLASSES for an
+# estimator).
+def _estimator_classes():
+    """The estimators of :data:`PRETRAINED_CLASSES`: those that inherit
+    :class:`PretrainedMixin` register themselves (they import this module, so it does not
+    import them), and SequoiaRegressor."""
     from ._sequoia import SequoiaRegressor
+
+    return {**_REGISTERED, "SequoiaRegressor": SequoiaRegressor}
+
+
+def _module_classes():
+    from ._modules import HE2RNAModule
     from ._sequoia_modules import SequoiaModule
+    from ._tile_types import TileTypeModule
 
     return {
-        "HE2RNARegressor": (HE2RNARegressor, HE2RNAModule),
-        "HE2RNAClassifier": (HE2RNAClassifier, HE2RNAModule),
-        "SequoiaRegressor": (SequoiaRegressor, SequoiaModule),
+        "HE2RNAModule": HE2RNAModule,
+        "SequoiaModule": SequoiaModule,
+        "TileTypeModule": TileTypeModule,
     }
 
 
+def _step_classes():
+    """Steps a saved Pipeline may hold before its estimator: stateless, parameters only."""
+    from ..bags import SuperTiles
+
+    return {"SuperTiles": SuperTiles}
+
+
+#: The network of folders written before ``module_class`` was recorded.
+_DEFAULT_MODULE = {
+    "HE2RNARegressor": "HE2RNAModule",
+    "HE2RNAClassifier": "HE2RNAModule",
+    "SequoiaRegressor": "SequoiaModule",
+}
+
 #: The estimator classes :func:`save_pretrained` writes and :func:`from_pretrained` builds.
 PRETRAINED_CLASSES = ("HE2RNARegressor", "HE2RNAClassifier", "SequoiaRegressor")
+_REGISTERED = {}  # filled by PretrainedMixin.__init_subclass__
 
 
 # -- JSON encoding of estimator state -------------------------------------------------------
@@ -126,6 +160,10 @@ def _fmt(value):
     return str(value)
 
 
+def _fmt_params(params):
+    return ", ".join(f"{k}={_decode(v, {})!r}" for k, v in params.items())
+
+
 def _model_card(name, config, n_genes, metrics, description):
     spec = config.get("feature_spec") or {}
     est = config["estimator"]
@@ -147,6 +185,15 @@ def _model_card(name, config, n_genes, metrics, description):
         f"from bags of `{enc}` tile features, one bag per whole-slide image.",
         "",
     ]
+    if config.get("steps"):
+        before = ", then ".join(
+            f"`{step['class']}({_fmt_params(step['params'])})`" for step in config["steps"]
+        )
+        lines += [
+            f"It is a scikit-learn Pipeline: {before}, then the `{est}`. `from_pretrained` "
+            "returns the whole Pipeline: give it bags of tiles.",
+            "",
+        ]
     if description:
         lines += [description.strip(), ""]
     lines += [
@@ -181,6 +228,20 @@ def _model_card(name, config, n_genes, metrics, description):
 
 
 # -- save -----------------------------------------------------------------------------------
+def check_pretrained_folder(folder):
+    """Check, before any work, that :func:`save_pretrained` may write ``folder``: a new or
+    empty folder, or one it wrote before.
+
+    Raises
+    ------
+    NotADirectoryError
+        If ``folder`` is a file.
+    FileExistsError
+        If it holds files that are not a model saved by he2rna-sklearn.
+    """
+    _check_folder(Path(folder))
+
+
 def _check_folder(folder):
     if folder.exists() and not folder.is_dir():
         raise NotADirectoryError(f"'{folder}' is a file; save_pretrained writes a folder.")
@@ -200,6 +261,33 @@ def _check_folder(folder):
             )
 
 
+def _split_pipeline(model):
+    """(final estimator, JSON list of the steps before it) of a model or Pipeline."""
+    from sklearn.pipeline import Pipeline
+
+    if not isinstance(model, Pipeline):
+        return model, [], None
+    allowed = _step_classes()
+    steps = []
+    for name, step in model.steps[:-1]:
+        kind = type(step).__name__
+        if allowed.get(kind) is not type(step):
+            raise ValueError(
+                f"save_pretrained writes a Pipeline whose steps before the estimator are "
+                f"{', '.join(allowed)}; step '{name}' is a {kind}. Save model[-1] alone and "
+                "document the steps in description."
+            )
+        try:
+            params = {k: _encode(v, k, {}) for k, v in step.get_params(deep=False).items()}
+        except _Unsaveable as exc:
+            raise ValueError(
+                f"Cannot save the parameters of step '{name}' as JSON ({exc})."
+            ) from None
+        steps.append({"name": name, "class": kind, "params": params})
+    name, final = model.steps[-1]
+    return final, steps, name
+
+
 def save_pretrained(
     estimator,
     folder,
@@ -214,9 +302,11 @@ def save_pretrained(
 
     Parameters
     ----------
-    estimator : HE2RNARegressor, HE2RNAClassifier or SequoiaRegressor
-        Fitted. (A Pipeline is not saved whole: save its final estimator, and document the
-        steps before it, e.g. ``SuperTiles``, in ``description``.)
+    estimator : HE2RNARegressor, HE2RNAClassifier, SequoiaRegressor or Pipeline
+        Fitted. A Pipeline is saved whole when the steps before its estimator are
+        :class:`~he2rna_sklearn.SuperTiles` (which learn nothing: their parameters are
+        written), e.g. ``make_pipeline(SuperTiles(100), HE2RNARegressor())``;
+        :func:`from_pretrained` then returns the Pipeline. Other steps are refused.
     folder : str or Path
         A new or empty folder, or one written before by ``save_pretrained`` (its files are
         replaced).
@@ -254,14 +344,18 @@ def save_pretrained(
     from safetensors.numpy import save_file
     from sklearn.utils.validation import check_is_fitted
 
-    classes = _classes()
+    estimator, steps, final_name = _split_pipeline(estimator)
+    classes = _estimator_classes()
     cls_name = type(estimator).__name__
-    if cls_name not in classes or type(estimator) is not classes[cls_name][0]:
+    if classes.get(cls_name) is not type(estimator):
         raise ValueError(
-            f"save_pretrained writes {', '.join(PRETRAINED_CLASSES)}; got {cls_name}. For a "
-            "Pipeline, save its final estimator (model[-1])."
+            f"save_pretrained writes {', '.join(PRETRAINED_CLASSES)}, alone or after "
+            f"SuperTiles in a Pipeline; got {cls_name}."
         )
     check_is_fitted(estimator, "module_")
+    module_class = type(estimator.module_).__name__
+    if _module_classes().get(module_class) is not type(estimator.module_):
+        raise ValueError(f"save_pretrained cannot write a {module_class} network.")
     folder = Path(folder)
     _check_folder(folder)
     params = estimator.get_params(deep=False)
@@ -319,8 +413,10 @@ def save_pretrained(
         "estimator": cls_name,
         "params": enc_params,
         "dropped_params": dropped,
+        "module_class": module_class,
         "module": _encode(dict(module["config"]), "module", {}),
-        "module_class": module.get("class", type(estimator.module_).__name__),
+        "steps": steps,
+        "final_step": final_name,
         "attributes": attributes,
         "feature_spec": feature_spec,
         "files": files,
@@ -374,8 +470,9 @@ def from_pretrained(source, *, revision=None, cache_dir=None, genes=None, device
 
     Returns
     -------
-    model : HE2RNARegressor, HE2RNAClassifier or SequoiaRegressor
-        Fitted, with ``feature_spec_`` (the features it takes) and ``source_``.
+    model : HE2RNARegressor, HE2RNAClassifier, SequoiaRegressor or Pipeline
+        Fitted, with ``feature_spec_`` (the features it takes, checked at ``predict``) and
+        ``source_``; a Pipeline (e.g. ``SuperTiles`` then the estimator) if one was saved.
 
     Raises
     ------
@@ -390,6 +487,12 @@ def from_pretrained(source, *, revision=None, cache_dir=None, genes=None, device
     >>> from he2rna_sklearn.model import from_pretrained
     >>> model = from_pretrained("my-he2rna")  # doctest: +SKIP
     """
+    return _from_pretrained(source, revision, cache_dir, genes, device)
+
+
+def _from_pretrained(source, revision, cache_dir, genes, device, expected=None):
+    """:func:`from_pretrained`; with ``expected`` (a class), a folder holding anything else
+    is refused before it is built."""
     snapshot = resolve_snapshot(source, revision=revision, cache_dir=cache_dir)
     config_path = snapshot.file("config.json")
     try:
@@ -398,6 +501,8 @@ def from_pretrained(source, *, revision=None, cache_dir=None, genes=None, device
         raise ValueError(f"'{config_path}' is not valid JSON: {exc}") from None
     if not isinstance(config, dict):
         raise ValueError(f"'{config_path}' does not hold a JSON object.")
+    if expected is not None:
+        _check_expected(config, expected, snapshot.source)
     if "format" not in config and "input_dim" in config and "num_outputs" in config:
         from ._sequoia import SequoiaRegressor
 
@@ -418,18 +523,26 @@ def from_pretrained(source, *, revision=None, cache_dir=None, genes=None, device
         raise ValueError(
             f"genes= applies to SEQUOIA checkpoints; {snapshot.source} carries its gene list."
         )
-    classes = _classes()
+    classes = _estimator_classes()
     cls_name = config.get("estimator")
-    if cls_name not in classes:
+    if not isinstance(cls_name, str) or cls_name not in classes:
         raise ValueError(
             f"{snapshot.source} names estimator {cls_name!r}; from_pretrained builds only "
             f"{', '.join(PRETRAINED_CLASSES)}."
         )
-    cls, module_cls = classes[cls_name]
+    cls = classes[cls_name]
+    module_name = config.get("module_class", _DEFAULT_MODULE[cls_name])
+    module_cls = _module_classes().get(module_name) if isinstance(module_name, str) else None
+    if module_cls is None:
+        raise ValueError(
+            f"{snapshot.source} names network {module_name!r}; from_pretrained builds only "
+            f"{', '.join(_module_classes())}."
+        )
+    steps = _build_steps(config.get("steps") or [], snapshot.source)
     from safetensors.numpy import load_file
 
     arrays = load_file(os.fspath(snapshot.file("estimator.safetensors")))
-    weights = load_file(os.fspath(snapshot.file("model.safetensors")))
+    weights_path = snapshot.file("model.safetensors")
     params = {k: _decode(v, arrays) for k, v in config["params"].items()}
     try:
         estimator = cls(**params)
@@ -450,16 +563,7 @@ def from_pretrained(source, *, revision=None, cache_dir=None, genes=None, device
         else:
             attributes[key] = _decode(value, arrays)
     module_config = _decode(config["module"], {})
-    if config.get("module_class") not in (None, module_cls.__name__):
-        from ._base import NETWORK_CLASSES
-
-        if config["module_class"] not in NETWORK_CLASSES:
-            raise ValueError(
-                f"{snapshot.source} holds a network of class {config['module_class']!r}, "
-                f"which he2rna-sklearn {__version__} does not know."
-            )
-        module_cls = NETWORK_CLASSES[config["module_class"]]
-    module = _build_module(module_cls, module_config, weights, snapshot.source)
+    module = _build_module(module_cls, module_config, weights_path, snapshot.source)
     state = {**estimator.__dict__, **attributes, "module_": module}
     estimator.__setstate__(state)
     n_out = getattr(estimator, "n_outputs_", None)
@@ -470,26 +574,155 @@ def from_pretrained(source, *, revision=None, cache_dir=None, genes=None, device
         )
     estimator.feature_spec_ = config.get("feature_spec")
     estimator.source_ = snapshot.source
-    return estimator
+    if not steps:
+        return estimator
+    from sklearn.pipeline import Pipeline
+
+    for _, step in steps:  # fitted as in the saved Pipeline: they check the features
+        step.n_features_in_ = estimator.n_features_in_
+        step.feature_spec_ = estimator.feature_spec_
+    final = config.get("final_step") or cls_name.lower()
+    return Pipeline([*steps, (str(final), estimator)])
 
 
-def _build_module(module_cls, config, weights, source):
-    """The module of ``config`` with ``weights`` loaded strictly (one-line errors)."""
-    import torch
-
-    try:
-        module = module_cls(**config)
-    except TypeError as exc:
-        raise ValueError(f"{source}: the module config does not fit ({exc}).") from None
-    own = module.state_dict()
-    missing = sorted(set(own) - set(weights))
-    unexpected = sorted(set(weights) - set(own))
-    wrong = [k for k in sorted(set(own) & set(weights)) if tuple(own[k].shape) != weights[k].shape]
-    if missing or unexpected or wrong:
+def _check_expected(config, expected, source):
+    held = config.get("estimator") if config.get("format") == FORMAT else "a SEQUOIA checkpoint"
+    if config.get("steps"):
+        kinds = [str(step.get("class")) for step in config["steps"] if isinstance(step, dict)]
+        held = f"a Pipeline ({', '.join([*kinds, str(held)])})"
+    if held != expected.__name__:
         raise ValueError(
-            f"The weights at {source} do not fit its config: {len(missing)} missing tensors "
-            f"(e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]}), "
-            f"{len(wrong)} of the wrong shape (e.g. {wrong[:2]})."
+            f"{source} holds {held}, not a {expected.__name__}: load it with "
+            "he2rna_sklearn.model.from_pretrained, which builds what it holds."
         )
+
+
+class PretrainedMixin:
+    """``save_pretrained`` and ``from_pretrained`` as methods of the HE2RNA estimators.
+
+    They delegate to :func:`save_pretrained` and :func:`from_pretrained` of
+    ``he2rna_sklearn.model``. A class of this package named in :data:`PRETRAINED_CLASSES`
+    that inherits this mixin is registered, by name, as one :func:`from_pretrained` builds.
+    """
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.__name__ in PRETRAINED_CLASSES and cls.__module__.startswith(__package__ + "."):
+            _REGISTERED.setdefault(cls.__name__, cls)
+
+    def save_pretrained(
+        self, folder, *, bags=None, feature_spec=None, metrics=None, name=None, description=None
+    ):
+        """Write this fitted model to a folder in the Hugging Face layout, without pickle.
+
+        ``config.json``, ``model.safetensors``, ``estimator.safetensors``, ``genes.txt``
+        (regressors) and a ``README.md`` model card; see
+        :func:`he2rna_sklearn.model.save_pretrained`, which takes the same arguments (and
+        Pipelines of :class:`~he2rna_sklearn.SuperTiles` and a model).
+
+        Parameters
+        ----------
+        folder : str or Path
+            A new or empty folder, or one written before by ``save_pretrained``.
+        bags : sequence of Bag, optional
+            The training bags, for the feature spec (default: ``feature_spec_``, recorded
+            in ``fit``).
+        feature_spec : dict, optional
+        metrics : dict, optional
+            Cross-validated figures for the card.
+        name : str, optional
+        description : str, optional
+
+        Returns
+        -------
+        folder : Path
+
+        Examples
+        --------
+        >>> model.save_pretrained("he2rna-coad", metrics={"mean r": 0.31})  # doctest: +SKIP
+        >>> model = HE2RNARegressor.from_pretrained("he2rna-coad")  # doctest: +SKIP
+        """
+        return save_pretrained(
+            self,
+            folder,
+            bags=bags,
+            feature_spec=feature_spec,
+            metrics=metrics,
+            name=name,
+            description=description,
+        )
+
+    @classmethod
+    def from_pretrained(cls, source, *, revision=None, cache_dir=None, device=None):
+        """A fitted model of this class from a folder or the Hugging Face cache, offline.
+
+        See :func:`he2rna_sklearn.model.from_pretrained`. A folder holding another class,
+        or a Pipeline, is refused before anything is built (load those with
+        :func:`he2rna_sklearn.model.from_pretrained`).
+
+        Parameters
+        ----------
+        source : str or Path
+            A folder written by ``save_pretrained``, or a repository id (``org/name``) in
+            the Hugging Face cache.
+        revision : str, optional
+            Branch, tag or commit of a cached repository.
+        cache_dir : str or Path, optional
+            The Hugging Face hub cache (default: the environment's).
+        device : str, optional
+            Overrides the saved ``device`` parameter.
+
+        Returns
+        -------
+        model
+            Fitted, of this class, with ``feature_spec_`` and ``source_``.
+
+        Examples
+        --------
+        >>> from he2rna_sklearn import HE2RNARegressor
+        >>> model = HE2RNARegressor.from_pretrained("he2rna-coad")  # doctest: +SKIP
+        """
+        return _from_pretrained(source, revision, cache_dir, None, device, expected=cls)
+
+
+def _build_steps(saved, source):
+    """The Pipeline steps before the estimator, built from their class names and JSON
+    parameters (only :func:`_step_classes`)."""
+    allowed = _step_classes()
+    steps = []
+    if not isinstance(saved, list):
+        raise ValueError(f"{source}: 'steps' in config.json is not a list.")
+    for step in saved:
+        kind = step.get("class") if isinstance(step, dict) else None
+        if kind not in allowed:
+            raise ValueError(
+                f"{source} names a pipeline step {kind!r}; from_pretrained builds only "
+                f"{', '.join(allowed)}."
+            )
+        params = {k: _decode(v, {}) for k, v in (step.get("params") or {}).items()}
+        try:
+            built = allowed[kind](**params)
+            built._validate_params()
+        except (TypeError, ValueError) as exc:
+            raise ValueError(
+                f"{source}: step {kind} has parameters that do not fit ({exc})."
+            ) from None
+        steps.append((str(step.get("name") or kind.lower()), built))
+    return steps
+
+
+def _build_module(module_cls, config, weights_path, source):
+    """The module of ``config`` with the weights of ``weights_path`` loaded strictly.
+
+    The config is checked against the tensor shapes in the file's header before anything
+    is built or read (:func:`~he2rna_sklearn._torch.build_checked`): a config that asks
+    for more than its weights hold is refused in one line.
+    """
+    import torch
+    from safetensors.numpy import load_file
+
+    shapes = safetensors_shapes(weights_path)
+    module = build_checked(lambda c: module_cls(**c), config, shapes, source)
+    weights = load_file(os.fspath(weights_path))
     module.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in weights.items()})
     return module.eval()

@@ -207,6 +207,11 @@ class HE2RNARegressor(
         the targets; below 0.1 ``fit`` warns that the model has learned little.
     n_features_in_ : int
         Tile feature dimension.
+    feature_spec_ : dict
+        The features it was fitted on (encoder, weights, dimension, µm/px, tile size, from
+        the bags' ``meta``: :func:`~he2rna_sklearn.bags.feature_spec`); ``predict`` and the
+        other methods that take bags refuse bags of other features. Plain arrays carry no
+        spec and are checked for their dimension only.
     gene_names_ : ndarray of str
         Names of the targets (DataFrame columns, else ``gene_0``, ``gene_1``...).
     n_outputs_ : int
@@ -288,6 +293,8 @@ class HE2RNARegressor(
             One (n_tiles, n_features) array or :class:`Bag` per slide.
         y : array-like or DataFrame of shape (n_slides, n_genes) or (n_slides,)
             Expression (e.g. log10(1 + FPKM-UQ)). DataFrame columns become ``gene_names_``.
+            Rows are matched to bags by position; a DataFrame indexed by the bags'
+            ``slide_id`` must list them in the bags' order (else an error).
         groups : array-like of shape (n_slides,), optional
             Patient ids: the early-stopping validation split keeps each patient's slides on
             one side. Routed under ``sklearn.set_config(enable_metadata_routing=True)``.
@@ -304,7 +311,7 @@ class HE2RNARegressor(
         self._validate_params()
         hidden, activation, _ = self._check_architecture()
         bags, n_features = check_bags(X)
-        Y, names, was_1d = check_targets(y, len(bags))
+        Y, names, was_1d = check_targets(y, len(bags), bags=bags)
         projects = check_projects(projects, len(bags))
         if self.init_from is not None:
             check_regressor_source(
@@ -549,7 +556,7 @@ class HE2RNARegressor(
         if sample_weight is not None:
             raise ValueError("HE2RNARegressor.score does not support sample_weight.")
         check_is_fitted(self, "module_")
-        Y, _, _ = check_targets(y, len(X))
+        Y, _, _ = check_targets(y, len(X), bags=X)
         pred = self.predict(X)
         return mean_gene_correlation(Y, pred.reshape(len(Y), -1))
 

@@ -29,14 +29,20 @@ from skorch.callbacks import EarlyStopping
 from skorch.helper import predefined_split
 
 from .._hub import resolve_snapshot
-from .._torch import module_state, rebuild_module, resolve_device
+from .._torch import (
+    build_checked,
+    module_state,
+    rebuild_module,
+    resolve_device,
+    safetensors_shapes,
+)
 from ..bags import check_bags, check_feature_spec, feature_spec, spec_to_json
 from ..metrics import mean_gene_correlation
-from ._base import feature_stats
 from ._ensemble import FoldEnsembleRegressor
 from ._net import BagDataset, BagNet, collate_bags, iterate_batches
-from ._regressor import check_targets
 from ._sequoia_modules import SequoiaModule, config_from_sequoia
+from ._targets import check_targets
+from ._training import feature_stats
 
 __all__ = ["SEQUOIA_CANCERS", "SEQUOIA_FEATURE_SPEC", "SequoiaRegressor", "load_sequoia"]
 
@@ -386,7 +392,10 @@ class SequoiaRegressor(
                 "it with he2rna_sklearn.model.from_pretrained, which builds the class it holds."
             )
         args = config_from_sequoia(config, source=f"'{config_path}'")
-        module = load_state_strict(SequoiaModule(**args), _weights_file(snapshot), snapshot.source)
+        path = _weights_file(snapshot)  # the config checked against its shapes, then built
+        shapes = safetensors_shapes(path)
+        module = build_checked(lambda c: SequoiaModule(**c), args, shapes, snapshot.source)
+        module = load_state_strict(module, path, snapshot.source)
         if genes is None:
             gene_file = snapshot.find(*GENE_FILES)
             if gene_file is None:
@@ -473,7 +482,7 @@ class SequoiaRegressor(
         bags, n_features = check_bags(X)
         spec = feature_spec(bags)
         self._check_tokens(bags)
-        Y, names, was_1d = check_targets(y, len(bags))
+        Y, names, was_1d = check_targets(y, len(bags), bags=bags)
         rng = check_random_state(self.random_state)
         seed_torch, seed_split, seed_shuffle = (int(s) for s in rng.randint(2**31 - 1, size=3))
         train, valid = self._split(len(bags), groups, seed_split)
@@ -671,7 +680,7 @@ class SequoiaRegressor(
         if sample_weight is not None:
             raise ValueError("SequoiaRegressor.score does not support sample_weight.")
         check_is_fitted(self, "module_")
-        Y, _, _ = check_targets(y, len(X))
+        Y, _, _ = check_targets(y, len(X), bags=X)
         return mean_gene_correlation(Y, self.predict(X).reshape(len(Y), -1))
 
     # -- state --------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from ..metrics import mean_gene_correlation
 
 __all__ = [
     "check_projects",
+    "check_row_order",
     "check_targets",
     "gene_columns",
     "gene_set_score",
@@ -39,8 +40,46 @@ def per_group_mean_r(groups):
     return score, usable
 
 
-def check_targets(y, n_bags, name="y"):
-    """Validate a target table; returns (Y float32 2-D, column names, was_1d)."""
+def check_row_order(y, bags, name="y"):
+    """Refuse a pandas ``y`` whose index holds the bags' slide ids in another order.
+
+    Targets are matched to bags by position. When every bag carries a ``slide_id`` and
+    ``y`` (a DataFrame or Series) is indexed by those ids, its rows must come in the bags'
+    order, or every slide would be trained on another slide's targets. An index that
+    shares no value with the slide ids (a RangeIndex, patient ids...) is not checked, nor
+    are arrays and bags without ``slide_id``.
+
+    Raises
+    ------
+    ValueError
+        Naming the first mismatches and how to align ``y``.
+    """
+    index = getattr(y, "index", None)
+    if index is None or not hasattr(y, "iloc") or bags is None:
+        return
+    ids = [getattr(bag, "slide_id", None) for bag in bags]
+    if len(ids) != len(index) or any(i is None for i in ids):
+        return
+    ids = [str(i) for i in ids]
+    rows = [str(r) for r in index]
+    if rows == ids or not set(rows) & set(ids):
+        return
+    wrong = [i for i, (r, s) in enumerate(zip(rows, ids)) if r != s]
+    shown = ", ".join(f"row {i} is '{rows[i]}' for slide '{ids[i]}'" for i in wrong[:3])
+    more = f" and {len(wrong) - 3} more" if len(wrong) > 3 else ""
+    raise ValueError(
+        f"{name} is indexed by slide ids in another order than the bags ({shown}{more}): "
+        f"rows are matched to bags by position. Align it first: "
+        f"{name}.loc[[b.slide_id for b in bags]]."
+    )
+
+
+def check_targets(y, n_bags, name="y", *, bags=None):
+    """Validate a target table; returns (Y float32 2-D, column names, was_1d).
+
+    With ``bags``, a pandas ``y`` indexed by their slide ids must list them in their order
+    (:func:`check_row_order`).
+    """
     names = None
     if hasattr(y, "columns") and hasattr(y, "to_numpy"):  # DataFrame
         names = np.asarray([str(c) for c in y.columns], dtype=object)
@@ -69,6 +108,7 @@ def check_targets(y, n_bags, name="y"):
         )
     if values.shape[1] == 0:
         raise ValueError(f"{name} has no columns (genes).")
+    check_row_order(y, bags, name)
     if names is None:
         names = np.asarray([f"gene_{j}" for j in range(values.shape[1])], dtype=object)
     bad = ~np.isfinite(values)

@@ -35,6 +35,9 @@ class HE2RNAEmbedder(TransformerMixin, BaseEstimator):
     regressor_ : HE2RNARegressor
         The fitted regressor.
     n_features_in_ : int
+    feature_spec_ : dict
+        The regressor's: the features it was fitted on (encoder, weights, dimension, µm/px,
+        tile size); ``transform`` refuses bags of other features (through the regressor).
 
     Examples
     --------
@@ -92,6 +95,7 @@ class HE2RNAEmbedder(TransformerMixin, BaseEstimator):
         base = HE2RNARegressor() if self.regressor is None else self.regressor
         self.regressor_ = clone(base).fit(X, expression, groups=groups)
         self.n_features_in_ = self.regressor_.n_features_in_
+        self.feature_spec_ = self.regressor_.feature_spec_
         return self
 
     def transform(self, X):

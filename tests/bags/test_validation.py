@@ -1,3 +1,5 @@
+import warnings
+
 import numpy as np
 import pytest
 
@@ -54,3 +56,35 @@ def test_other_types_refused():
         check_bags("slide.svs")
     with pytest.raises(ValueError, match="at least 1"):
         check_bags([])
+
+
+@pytest.mark.parametrize(
+    "value, dtype, wrap, match",
+    [
+        (-1e38, np.float32, True, "features of magnitude up to 1e\\+38 in 1 of 4 tiles"),
+        (1e39, np.float64, False, "features of magnitude up to 1e\\+39 in 1 of 4 tiles"),
+        (1e39, np.float64, True, "NaN or infinite features in 1 of 4 tiles"),  # Bag: float32
+    ],
+)
+def test_features_that_overflow_float32_are_named(value, dtype, wrap, match):
+    """Issue 18: a finite 1e38 (or a float64 1e39, infinite in float32) gave NaN rows."""
+    bad = np.zeros((4, 3), dtype)
+    bad[2, 1] = value
+    bad = Bag(bad, slide_id="S2") if wrap else bad
+    with pytest.raises(ValueError, match=r"bag 1 .*of X has " + match) as err:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # overflow in the float32 cast
+            check_bags([np.zeros((2, 3)), bad])
+    assert "\n" not in str(err.value)
+    check_bags([np.full((2, 3), 1e29, dtype)])  # large but safe
+
+
+def test_non_finite_outputs_are_named():
+    from he2rna_sklearn.bags import check_finite_outputs
+
+    values = np.zeros((3, 2))
+    values[1, 0] = np.nan
+    bags = [Bag(np.zeros((1, 2)), slide_id=s) for s in "ABC"]
+    with pytest.raises(ValueError, match=r"M gave NaN or infinite outputs for bag 1 \(slide 'B'\)"):
+        check_finite_outputs(values, bags, "M")
+    assert check_finite_outputs(values[[0, 2]], bags[:2], "M") is not None

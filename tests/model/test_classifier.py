@@ -179,6 +179,33 @@ def test_missing_labels_are_refused(data, missing):
         HE2RNAClassifier(**FAST).fit(bags, numeric)
 
 
+@pytest.mark.parametrize("blank", ["", "   ", "\t"])
+def test_empty_or_blank_labels_are_refused(data, blank):
+    # Issue 18: an empty-string label became a class.
+    bags, y = data
+    labels = y.astype(object)
+    labels[[2, 9]] = blank
+    with pytest.raises(ValueError, match=r"2 empty or blank labels at rows \[2, 9\]") as err:
+        HE2RNAClassifier(**FAST).fit(bags, labels)
+    assert "\n" not in str(err.value)
+
+
+def test_continuous_or_mixed_labels_are_refused(data):
+    # Issue 18: continuous float labels became a 40-class model, where scikit-learn raises.
+    bags, _ = data
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match="continuous.*use HE2RNARegressor") as err:
+        HE2RNAClassifier(**FAST).fit(bags, rng.random(40))
+    assert "\n" not in str(err.value)
+    mixed = np.array(["MSS", 1] * 20, dtype=object)
+    with pytest.raises(ValueError, match=r"mixes labels of kinds \['number', 'string'\]"):
+        HE2RNAClassifier(**FAST).fit(bags, mixed)
+    # Integer classes, also in an object column (as pandas may give), are accepted.
+    ints = np.array([0, 1] * 20, dtype=object)
+    fitted = HE2RNAClassifier(**dict(FAST, max_epochs=1)).fit(bags, ints)
+    assert fitted.classes_.tolist() == [0, 1]
+
+
 def test_init_from_rebuilds_the_source_architecture(data):
     # Issue 13: the classifier used its own activation instead of the source's.
     bags, y = data

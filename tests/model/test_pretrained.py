@@ -94,6 +94,10 @@ def test_regressor_round_trip_is_identical_and_pickle_free(regressor, tmp_path):
     with pytest.raises(ValueError, match="encoder 'resnet18' but bag 0") as err:
         check_feature_spec([Bag(np.zeros((2, 6)), meta={"backbone": "uni"})], loaded.feature_spec_)
     assert "\n" not in str(err.value)
+    # ... and so does predict itself (issue 18), naming the slide.
+    other = Bag(np.zeros((2, 6), np.float32), meta=dict(META, mpp=1.0), slide_id="X1")
+    with pytest.raises(ValueError, match="0.5 µm/px but bag 0 \\(slide 'X1'\\)"):
+        loaded.predict([other])
     # Saving again into the same folder replaces it; a folder of other files is refused.
     save_pretrained(loaded, folder)
     (tmp_path / "other").mkdir()
@@ -148,8 +152,14 @@ def test_refusals(regressor, tmp_path):
     model, bags = regressor
     with pytest.raises(ValueError, match="save_pretrained writes"):
         save_pretrained(object(), tmp_path / "x")
-    folder = save_pretrained(model, tmp_path / "m")
-    assert json.loads((folder / "config.json").read_text())["feature_spec"] == {"n_features": 6}
+    folder = save_pretrained(model, tmp_path / "m")  # the spec the model recorded in fit
+    assert json.loads((folder / "config.json").read_text())["feature_spec"] == {
+        "encoder": "resnet18",
+        "weights": "random-init(seed=0)",
+        "n_features": 6,
+        "mpp": 0.5,
+        "tile_size": 224,
+    }
     config = json.loads((folder / "config.json").read_text())
     (folder / "config.json").write_text(json.dumps({**config, "estimator": "os.system"}))
     with pytest.raises(ValueError, match="names estimator 'os.system'"):
@@ -161,3 +171,86 @@ def test_refusals(regressor, tmp_path):
     (folder / "genes.txt").write_text("A\nB\n")
     with pytest.raises(ValueError, match="lists 2 genes but the model has 3 outputs"):
         from_pretrained(folder)
+
+
+def test_a_config_beyond_its_weights_is_refused_before_building(regressor, tmp_path, monkeypatch):
+    """Issue 18: a config asking for 10**6 hidden units was built (2.7 GB) before the
+    weights were compared with it; now nothing that size is allocated, in both formats."""
+    from he2rna_sklearn.model._modules import HE2RNAModule
+    from he2rna_sklearn.model._sequoia_modules import SequoiaModule
+    from tests.model.test_sequoia import write_checkpoint
+    from tests.test_torch import record_full_builds
+
+    model, bags = regressor
+    folder = save_pretrained(model, tmp_path / "m", bags=bags)
+    config = json.loads((folder / "config.json").read_text())
+    config["module"]["__dict__"]["hidden_layer_sizes"] = {"__tuple__": [10**6]}
+    (folder / "config.json").write_text(json.dumps(config))
+    built = record_full_builds(monkeypatch, HE2RNAModule)
+    with pytest.raises(ValueError, match=r"hidden\.0\.weight \(8, 6\) \(the config makes "
+                       r"\(1000000, 6\)\).*nothing was built") as err:  # fmt: skip
+        from_pretrained(folder)
+    assert "\n" not in str(err.value) and built == []
+    config["module"]["__dict__"]["hidden_layer_sizes"] = {"__tuple__": [-3]}
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="the module config does not fit"):
+        from_pretrained(folder)
+    # A SEQUOIA checkpoint whose config.json asks for 10**6 genes beside 5-gene weights.
+    write_checkpoint(tmp_path / "seq", genes=False)
+    seq = json.loads((tmp_path / "seq" / "config.json").read_text())
+    (tmp_path / "seq" / "config.json").write_text(json.dumps({**seq, "num_outputs": 10**6}))
+    built = record_full_builds(monkeypatch, SequoiaModule)
+    with pytest.raises(ValueError, match=r"linear_head\.1\.bias \(5,\) \(the config makes "
+                       r"\(1000000,\)\).*nothing was built"):  # fmt: skip
+        from_pretrained(tmp_path / "seq", genes=[f"G{i}" for i in range(10**6)])
+    assert built == []
+
+
+def test_methods_of_the_estimators_and_pipelines_of_super_tiles(regressor, tmp_path):
+    """Issue 19 part 3: save_pretrained / from_pretrained as methods; a Pipeline of
+    SuperTiles and a model is saved whole, so it is never fed tiles it was not fitted on."""
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from he2rna_sklearn import SuperTiles
+
+    model, bags = regressor
+    folder = model.save_pretrained(tmp_path / "m", metrics={"mean r": 0.3})
+    config = json.loads((folder / "config.json").read_text())
+    assert config["module_class"] == "HE2RNAModule" and config["steps"] == []
+    loaded = HE2RNARegressor.from_pretrained(folder, device="cpu")
+    np.testing.assert_array_equal(loaded.predict(bags), model.predict(bags))
+    with pytest.raises(ValueError, match="holds HE2RNARegressor, not a HE2RNAClassifier"):
+        HE2RNAClassifier.from_pretrained(folder)
+    assert_no_pickle(folder)
+
+    tiled = [Bag(np.asarray(b), coords=np.arange(2 * b.shape[0]).reshape(-1, 2) * 100,
+                 meta=META, slide_id=b.slide_id) for b in bags]  # fmt: skip
+    y = np.array([np.asarray(b)[:, 0].mean() for b in bags])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        pipe = make_pipeline(
+            SuperTiles(n_clusters=3, random_state=0),
+            HE2RNARegressor(hidden_layer_sizes=(4,), max_epochs=2, init="random", random_state=0),
+        ).fit(tiled, y)
+    again = from_pretrained(save_pretrained(pipe, tmp_path / "p"))
+    assert [name for name, _ in again.steps] == ["supertiles", "he2rnaregressor"]
+    np.testing.assert_array_equal(again.predict(tiled), pipe.predict(tiled))
+    card = (tmp_path / "p" / "README.md").read_text()
+    assert "`SuperTiles(cluster_on='coords'" in card and "n_clusters=3" in card
+    with pytest.raises(ValueError, match="another|encoder 'resnet18'"):
+        again.predict([Bag(np.zeros((4, 6), np.float32), coords=np.zeros((4, 2)),
+                           meta=dict(META, backbone="resnet34"))])  # fmt: skip
+    with pytest.raises(ValueError, match=r"holds a Pipeline \(SuperTiles, HE2RNARegressor\)"):
+        HE2RNARegressor.from_pretrained(tmp_path / "p")
+    with pytest.raises(ValueError, match="step 'standardscaler' is a StandardScaler"):
+        save_pretrained(make_pipeline(StandardScaler(), model), tmp_path / "s")
+    # Only registered networks and steps are built.
+    config = json.loads((folder / "config.json").read_text())
+    for key, value, match in [
+        ("module_class", "os.system", "names network 'os.system'"),
+        ("steps", [{"class": "Popen", "params": {}}], "names a pipeline step 'Popen'"),
+    ]:
+        (folder / "config.json").write_text(json.dumps({**config, key: value}))
+        with pytest.raises(ValueError, match=match):
+            from_pretrained(folder)
