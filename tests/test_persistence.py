@@ -215,7 +215,7 @@ def test_a_config_beyond_its_weights_is_refused_before_building(
     from tests.test_torch import record_full_builds
 
     bags, Y = bags_and_targets
-    path = save_model(HE2RNARegressor(**FAST).fit(bags, Y), tmp_path / "m.skops")
+    path = save_model(HE2RNARegressor(**MLP).fit(bags, Y), tmp_path / "m.skops")
     _set_hidden(path, 10**6)
     built = record_full_builds(monkeypatch, HE2RNAModule)
     match = r"not loaded: .*hidden\.0\.bias \(4,\) \(the config makes \(1000000,\)\).*nothing"
