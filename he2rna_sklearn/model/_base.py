@@ -14,7 +14,7 @@ from .._torch import module_state, rebuild_module, resolve_device
 from ..bags import check_finite_outputs, check_fitted_bags, fitted_feature_spec
 from ._init_from import source_module
 from ._modules import HE2RNAModule
-from ._net import BagDataset, BagNet, collate_bags, iterate_batches
+from ._net import BagDataset, BagNet, TrainingInterrupted, collate_bags, iterate_batches
 from ._params import NETWORK_CONSTRAINTS
 from ._pretrained import PretrainedMixin  # save_pretrained, from_pretrained
 from ._tile_types import TileTypeModule
@@ -187,7 +187,14 @@ class BaseHE2RNA(PretrainedMixin, BaseEstimator):
                 # A warm start can already be the best model: it is epoch 0 of early stopping.
                 start = float(options.scoring(net, valid_ds, targets[valid]))
                 net.set_params(callbacks__early_stopping__start_score=start)
-            net.partial_fit(BagDataset(train_bags, targets[train]), None)
+            try:
+                net.partial_fit(BagDataset(train_bags, targets[train]), None)
+            except TrainingInterrupted:
+                # never leave a half-trained network to be served as a fitted model
+                self.__dict__.pop("module_", None)
+                raise KeyboardInterrupt(
+                    "training was interrupted: the model is not fitted"
+                ) from None
         self._finish_fit(net, options.monitor if valid is not None else None, start)
         self.n_features_in_ = module_params["n_features"]
         self._n_features_out = net.module_.embedding_size

@@ -10,7 +10,14 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..bags import Bag, check_finite_bag, is_lazy
 
-__all__ = ["BagDataset", "BagNet", "collate_bags", "iterate_batches", "split_batch"]
+__all__ = [
+    "BagDataset",
+    "BagNet",
+    "TrainingInterrupted",
+    "collate_bags",
+    "iterate_batches",
+    "split_batch",
+]
 
 
 class BagDataset(Dataset):
@@ -84,6 +91,13 @@ def iterate_batches(bags, *, batch_size, device, num_workers=0, max_tiles=None):
     for xb, _ in loader:
         for _, X, mask in split_batch(xb["X"], xb["mask"], max_tiles):
             yield X.to(device), mask.to(device)
+
+
+class TrainingInterrupted(BaseException):
+    """Ctrl-C during training. skorch's ``partial_fit`` swallows ``KeyboardInterrupt`` and
+    returns a half-trained net as if training had ended; :class:`BagNet` raises this instead,
+    which skorch lets through, and the estimators turn it back into ``KeyboardInterrupt``
+    after dropping the half-trained network."""
 
 
 class BagNet(NeuralNet):
@@ -161,6 +175,12 @@ class BagNet(NeuralNet):
             total = total + loss.detach()
             preds.append(y_pred.detach() if training else y_pred)
         return {"loss": total, "y_pred": torch.cat(preds)}
+
+    def fit_loop(self, X, y=None, epochs=None, **fit_params):
+        try:
+            return super().fit_loop(X, y, epochs=epochs, **fit_params)
+        except KeyboardInterrupt as exc:
+            raise TrainingInterrupted("training was interrupted") from exc
 
     def train_step_single(self, batch, **fit_params):
         self._set_training(True)
