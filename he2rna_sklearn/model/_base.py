@@ -15,7 +15,7 @@ from ..bags import check_finite_outputs, check_fitted_bags, fitted_feature_spec
 from ._init_from import source_module
 from ._modules import HE2RNAModule
 from ._net import BagDataset, BagNet, TrainingInterrupted, collate_bags, iterate_batches
-from ._params import NETWORK_CONSTRAINTS
+from ._params import AUTO_LR, NETWORK_CONSTRAINTS
 from ._pretrained import PretrainedMixin  # save_pretrained, from_pretrained
 from ._tile_types import TileTypeModule
 from ._training import WarmEarlyStopping, draw_seeds, feature_stats
@@ -79,6 +79,12 @@ class BaseHE2RNA(PretrainedMixin, BaseEstimator):
         """
         return False
 
+    def _learning_rate(self):
+        """``lr``, with ``"auto"`` resolved for the network built (:data:`AUTO_LR`)."""
+        if self.lr == "auto":
+            return AUTO_LR[self._module_class().__name__]
+        return float(self.lr)
+
     def _module_class(self):
         """The network class to build (:class:`HE2RNAModule` unless overridden)."""
         return HE2RNAModule
@@ -120,7 +126,7 @@ class BaseHE2RNA(PretrainedMixin, BaseEstimator):
             options.criterion,
             optimizer=torch.optim.Adam,
             optimizer__weight_decay=float(self.weight_decay),
-            lr=float(self.lr),
+            lr=self._learning_rate(),
             max_epochs=int(max_epochs),
             batch_size=int(self.batch_size),
             iterator_train__shuffle=True,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 from skorch import NeuralNet
+from skorch.callbacks import EarlyStopping
 from skorch.dataset import unpack_data
 from torch.utils.data import DataLoader, Dataset
 
@@ -94,10 +95,12 @@ def iterate_batches(bags, *, batch_size, device, num_workers=0, max_tiles=None):
 
 
 class TrainingInterrupted(BaseException):
-    """Ctrl-C during training. skorch's ``partial_fit`` swallows ``KeyboardInterrupt`` and
-    returns a half-trained net as if training had ended; :class:`BagNet` raises this instead,
-    which skorch lets through, and the estimators turn it back into ``KeyboardInterrupt``
-    after dropping the half-trained network."""
+    """Ctrl-C during training. skorch's ``EarlyStopping`` ends training by raising
+    ``KeyboardInterrupt``, so its ``partial_fit`` swallows every ``KeyboardInterrupt`` and
+    returns a half-trained net as if training had ended. :class:`BagNet` raises this
+    instead when the interrupt did not come from early stopping (skorch lets it through),
+    and the estimators turn it back into ``KeyboardInterrupt`` after dropping the
+    half-trained network."""
 
 
 class BagNet(NeuralNet):
@@ -180,7 +183,17 @@ class BagNet(NeuralNet):
         try:
             return super().fit_loop(X, y, epochs=epochs, **fit_params)
         except KeyboardInterrupt as exc:
+            if self._stopped_early():
+                raise  # skorch's own way to end training: partial_fit handles it
             raise TrainingInterrupted("training was interrupted") from exc
+
+    def _stopped_early(self):
+        """Whether an ``EarlyStopping`` callback has run out of patience (it then raises
+        ``KeyboardInterrupt`` to end training)."""
+        return any(
+            isinstance(cb, EarlyStopping) and getattr(cb, "misses_", 0) >= cb.patience
+            for _, cb in getattr(self, "callbacks_", [])
+        )
 
     def train_step_single(self, batch, **fit_params):
         self._set_training(True)

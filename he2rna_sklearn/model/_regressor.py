@@ -85,9 +85,10 @@ class HE2RNARegressor(
       as epoch 0 and kept (and refitted on all training slides) if no epoch beats it.
     * ``k_training="average"``, ``ks=KS_DEFAULT`` (the paper's network only): training
       pools as inference does, over both of the paper's sets of k at once.
-    * ``dropout=0.0`` instead of 0.25, ``lr=1e-4`` instead of 3e-4, and ``refit=True``:
-      fine-tuning stays near the start, and the slides held out for early stopping are
-      learnt from once it has chosen the number of epochs (see below).
+    * ``dropout=0.0`` instead of 0.25, ``lr="auto"`` instead of 3e-4 (1e-3 for the
+      tile-type network, 1e-4 for the paper's), and ``refit=True``: fine-tuning stays near
+      the start, and the slides held out for early stopping are learnt from once it has
+      chosen the number of epochs (see below).
 
     Parameters
     ----------
@@ -155,9 +156,12 @@ class HE2RNARegressor(
     max_epochs : int, default=200
     batch_size : int, default=16
         Slides per batch; bags are padded per batch.
-    lr : float, default=1e-4
-        Adam learning rate. The paper used 3e-4 from a random start; from the closed-form
-        start, 1e-4 fine-tunes without leaving it too fast (``benchmarks/fidelity.py``).
+    lr : float or "auto", default="auto"
+        Adam learning rate. The paper used 3e-4 from a random start. ``"auto"`` takes the
+        rate measured best from the closed-form start for the network built
+        (``model._params.AUTO_LR``, ``benchmarks/fidelity.py``): 1e-3 for the tile-type
+        network (the same genes as at 1e-4 in a quarter of the epochs), 1e-4 for the
+        paper's (it fine-tunes without leaving its ridge start too fast).
     weight_decay : float, default=0.0
     patience : int, default=20
         Epochs without improvement of the validation score before stopping.
