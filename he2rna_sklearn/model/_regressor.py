@@ -134,6 +134,11 @@ class HE2RNARegressor(
         ``"auto"`` lets the closed-form start choose it, with its penalty, by inner
         cross-validation among 1, 2, 3, 4, 6, 8, 12, 16, 24 and 32 (8 with
         ``init="random"``).
+    type_link : {"sqrt", "identity"}, default="sqrt"
+        How the tile-type network reads each slide's type fractions: in square-root units
+        (they stabilise the variance of small fractions, and log-expression follows the
+        log of a tissue's share more closely than the share itself), or as they are (the
+        slide's prediction is then the mean of its tiles' scores, as in a linear model).
     init : {"ridge", "random"}, default="ridge"
         How the network starts: the closed-form start described above (a ridge readout, of
         the tile-type fractions or of the pooled features), or PyTorch's random
@@ -253,6 +258,7 @@ class HE2RNARegressor(
         "tile_types": [Interval(numbers.Integral, 2, None, closed="left"), None],
         "type_temperature": [Interval(numbers.Real, 0, None, closed="neither")],
         "type_rank": [Interval(numbers.Integral, 1, None, closed="left"), StrOptions({"auto"})],
+        "type_link": [StrOptions({"sqrt", "identity"})],
         "init": [StrOptions({"ridge", "random"})],
         "refit": ["boolean"],
         "clip_at_zero": ["boolean"],
@@ -269,6 +275,7 @@ class HE2RNARegressor(
         tile_types=128,
         type_temperature=0.2,
         type_rank="auto",
+        type_link="sqrt",
         init="ridge",
         refit=True,
         init_from=_D["init_from"],
@@ -401,6 +408,7 @@ class HE2RNARegressor(
                 n_types=int(self.tile_types),
                 temperature=float(self.type_temperature),
                 rank=self.type_rank,
+                link=self.type_link,
                 random_state=seeds["stats"],
             )
             rank = self._solution["rank"]
@@ -416,6 +424,7 @@ class HE2RNARegressor(
             n_outputs=options.n_outputs,
             n_types=int(self.tile_types),
             rank=int(rank),
+            link=self.type_link,
             output_bias=options.output_bias,
             input_mean=mean,
             input_scale=scale,

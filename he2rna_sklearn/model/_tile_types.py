@@ -62,6 +62,9 @@ class TileTypeModule(nn.Module):
         Tile types (codewords).
     rank : int
         Width of the readout's factor layer (the slide embedding).
+    link : {"sqrt", "identity"}
+        The pooled fractions are read in square-root units (default) or as they are
+        (then a tile's score pools to the slide's by the mean, as in a linear model).
     output_bias : array-like of shape (n_outputs,), optional
     input_mean, input_scale : array-like of shape (n_features,), optional
         Fixed standardisation of tile features, applied first.
@@ -82,6 +85,7 @@ class TileTypeModule(nn.Module):
         n_outputs,
         n_types=128,
         rank=8,
+        link="sqrt",
         output_bias=None,
         input_mean=None,
         input_scale=None,
@@ -92,7 +96,10 @@ class TileTypeModule(nn.Module):
             "n_outputs": int(n_outputs),
             "n_types": int(n_types),
             "rank": int(rank),
+            "link": str(link),
         }
+        if link not in ("sqrt", "identity"):
+            raise ValueError(f"link must be 'sqrt' or 'identity', got {link!r}.")
         mean = torch.zeros(n_features) if input_mean is None else torch.as_tensor(input_mean)
         scale = torch.ones(n_features) if input_scale is None else torch.as_tensor(input_scale)
         self.register_buffer("input_mean", mean.to(torch.float32).clone())
@@ -113,6 +120,8 @@ class TileTypeModule(nn.Module):
         return torch.softmax(F.linear(X, weight, bias), dim=-1)
 
     def _read(self, fractions):
+        if self.config["link"] == "identity":
+            return self.factors(fractions)
         return self.factors(torch.sqrt(fractions + SQRT_EPS))
 
     def tile_embeddings(self, X):
@@ -144,6 +153,7 @@ def codebook_solution(
     n_types,
     temperature,
     rank="auto",
+    link="sqrt",
     max_tiles=50_000,
     random_state=0,
 ):
@@ -154,8 +164,9 @@ def codebook_solution(
     2. Soft memberships ``softmax(-|z - c_k|^2 / tau)``, with ``tau = temperature`` times
        the mean squared distance of the tiles to their nearest codeword.
     3. A reduced-rank ridge of the targets on the square root of each slide's mean
-       memberships, the penalty and the rank (or ``rank``) chosen by an inner 5-fold
-       cross-validation, by patient when ``groups`` are given.
+       memberships (``link="sqrt"``; the means themselves with ``"identity"``), the
+       penalty and the rank (or ``rank``) chosen by an inner 5-fold cross-validation, by
+       patient when ``groups`` are given.
 
     Returns
     -------
@@ -176,7 +187,7 @@ def codebook_solution(
     codebook = TileCodebook(
         n_types,
         temperature=temperature,
-        link="sqrt",
+        link=link,
         max_tiles=max_tiles,
         random_state=int(rng.integers(2**31 - 1)),
     ).fit(bags)

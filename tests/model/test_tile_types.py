@@ -126,3 +126,14 @@ def test_refit_learns_from_the_validation_slides_too():
         a = HE2RNARegressor(**params, refit=refit, random_state=0).fit(bags, Y, groups=groups)
         b = HE2RNARegressor(**params, refit=refit, random_state=0).fit(bags, changed, groups=groups)
         assert refit == (not np.allclose(a.predict(bags), b.predict(bags), atol=1e-5))
+
+
+def test_identity_link_pools_tile_scores_by_the_mean():
+    bags, Y, _ = typed_cohort(30)
+    model = HE2RNARegressor(
+        tile_types=6, type_link="identity", max_epochs=2, validation_fraction=None
+    ).fit(bags, Y)
+    tiles = model.predict_tiles(bags[0])
+    np.testing.assert_allclose(model.predict(bags[:1])[0], tiles.mean(axis=0), rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="link must be"):
+        TileTypeModule(4, 2, n_types=3, rank=2, link="log")
