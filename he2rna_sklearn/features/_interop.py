@@ -15,7 +15,12 @@ mahmoodlab/TRIDENT, KatherLab/STAMP, owkin/HE2RNA_code); none of their code is u
 * CLAM: ``features`` and ``coords`` (level 0); patching files carry ``patch_level`` and
   ``patch_size`` (pixels at that level), sometimes ``downsample`` (the level's).
 * STAMP: ``feats`` and ``coords``; ``unit="um"`` says the coordinates are in µm, with the
-  tile side in ``tile_size_um`` (``tile_size`` in STAMP 2.0) and ``tile_size_px``.
+  tile side in ``tile_size_um`` (``tile_size`` in STAMP 2.0) and ``tile_size_px``. STAMP's
+  reader (``get_coords`` in ``stamp/modeling/data.py``) takes, in order: ``tile_size`` with
+  ``unit="um"`` (v2), ``tile_size_um`` (newer, whatever ``unit`` says), and else, when
+  ``tile_size`` or the coordinate grid's stride rounds to 224, the historic format:
+  coordinates in pixels of 224-px tiles of 256 µm (``coords / 224 * 256`` is µm). Other
+  files it refuses.
 * HE2RNA (``extract_tile_features_from_slides.py``): one ``.npy`` per slide of shape
   (n, 3 + 2048): the OpenSlide DeepZoom level, column and row of 224-px tiles without
   overlap, then the ResNet50 features; all-zero rows are padding.
@@ -33,6 +38,7 @@ import numpy as np
 from ..bags import Bag
 
 __all__ = [
+    "check_coords",
     "coords_attrs",
     "features_attrs",
     "h5_geometry",
@@ -42,6 +48,34 @@ __all__ = [
 
 #: DeepZoom tiling of the official HE2RNA code: 224-px tiles, no overlap.
 HE2RNA_TILE = 224
+#: STAMP's historic files (no ``unit``): 224-px tiles of 256 µm, coordinates in those pixels.
+STAMP_HISTORIC_TILE_PX = 224
+STAMP_HISTORIC_TILE_UM = 256.0
+
+
+def check_coords(coords, n_tiles, path):
+    """Tile coordinates as an (n_tiles, 2) array, or a one-line error naming the file.
+
+    Coordinates stored transposed, (2, n_tiles), are refused rather than reshaped: a
+    reshape would silently pair each x with another tile's x.
+    """
+    coords = np.asarray(coords)
+    if coords.ndim == 3 and coords.shape[0] == 1:  # a batch of one, as features may be
+        coords = coords[0]
+    if coords.ndim == 2 and coords.shape == (n_tiles, 2):
+        return coords
+    if coords.size == 0 and n_tiles == 0:
+        return coords.reshape(0, 2)
+    if coords.ndim == 2 and coords.shape == (2, n_tiles):
+        raise ValueError(
+            f"'coords' in '{path}' has shape {coords.shape}: the coordinates are stored "
+            f"transposed (2 x n); expected ({n_tiles}, 2), one (x, y) row per tile. Rewrite "
+            "the file with coords.T."
+        )
+    raise ValueError(
+        f"'coords' in '{path}' has shape {coords.shape}, expected ({n_tiles}, 2): one (x, y) "
+        f"row per tile of its {n_tiles} feature rows."
+    )
 
 
 # -- reading HDF5 geometry ------------------------------------------------------------------
@@ -94,8 +128,20 @@ def h5_geometry(path, file_attrs, coords_attrs, coords, *, feature_key="features
     if fa.get("format") == "he2rna-sklearn":
         return coords, meta
     unit = str(fa.get("unit", ca.get("unit", "px"))).lower()
-    if unit in ("um", "µm", "micron", "microns"):
+    if unit in ("um", "µm", "micron", "microns") or (
+        feature_key == "feats" and "tile_size_um" in fa
+    ):
         return _stamp_um(path, fa, coords, slide_mpp, meta)
+    if feature_key == "feats" and "unit" not in fa and "unit" not in ca:
+        historic = _stamp_historic(path, fa, coords)
+        if historic == "unknown":
+            meta["source_format"] = "stamp"
+            meta["coords_unit"] = "stamp-unknown"
+            return coords, meta
+        if historic is not None:
+            coords, fa = historic
+            meta["stamp_historic"] = True
+            return _stamp_um(path, fa, coords, slide_mpp, meta)
     if "patch_size_level0" in ca:  # TRIDENT
         meta["source_format"] = "trident"
         meta["extent"] = float(ca["patch_size_level0"])
@@ -125,6 +171,28 @@ def h5_geometry(path, file_attrs, coords_attrs, coords, *, feature_key="features
         meta.setdefault("tile_size", int(fa["tile_size_px"]))
     meta["coords_unit"] = "px"
     return coords, meta
+
+
+def _stamp_historic(path, fa, coords):
+    """A historic STAMP file (no ``unit``) as STAMP reads it: µm coordinates and the tile's
+    facts; "unknown" when its stride cannot be told (one tile row and column); or None
+    when it is not one (its coordinates are then taken as pixels)."""
+    stride = fa.get("tile_size")
+    if stride is None:
+        stride = _grid_step(None if coords is None else np.asarray(coords, dtype=np.float64))
+    if stride is None:
+        return None if coords is None or len(coords) == 0 else "unknown"
+    if round(float(stride)) != STAMP_HISTORIC_TILE_PX:
+        return None
+    scale = STAMP_HISTORIC_TILE_UM / STAMP_HISTORIC_TILE_PX
+    coords = None if coords is None else np.asarray(coords, dtype=np.float64) * scale
+    fa = {
+        **fa,
+        "unit": "um",
+        "tile_size_um": STAMP_HISTORIC_TILE_UM,
+        "tile_size_px": STAMP_HISTORIC_TILE_PX,
+    }
+    return coords, fa
 
 
 def _stamp_um(path, fa, coords, slide_mpp, meta):
@@ -283,7 +351,7 @@ def read_pt_features(path, *, slide_id=None):
     if coords is not None:
         if isinstance(coords, torch.Tensor):
             coords = coords.cpu().numpy()
-        coords = np.asarray(coords).reshape(-1, 2)
+        coords = check_coords(coords, features.shape[0], path)
     meta = {"source_format": "pt", "feature_file": os.fspath(path)}
     return Bag(features, coords=coords, slide_id=slide_id or path.stem, meta=meta)
 
