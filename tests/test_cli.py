@@ -768,7 +768,7 @@ def test_export_layouts_are_read_back_as_the_tools_read_them(workspace, features
          str(tmp_path / "stamp")], capsys)  # fmt: skip
     err = _error(["export", "--features", str(features), "--layout", "clam", "--out",
                   str(workspace)], capsys)  # fmt: skip
-    assert "--out" in err and "other files" in err
+    assert f"Export folder '{workspace}' holds other files" in err
 
 
 def read_index_of(features):
@@ -837,6 +837,24 @@ def test_identity_of_feature_files_is_checked_against_the_index(
     permuted.drop(columns=["slide_fingerprint", "n_tiles"]).to_csv(feats / "index.csv", index=False)
     assert "holds slide" in _error([*predict, "--features", str(feats)], capsys)
     shutil.rmtree(feats)
+    # TRIDENT's files name their slide: permuted in an index, they are refused too
+    from .features.test_interop import GRID, _features, write_trident
+
+    trident = tmp_path / "trident"
+    trident.mkdir()
+    for i, name in enumerate(["T1", "T2"]):
+        write_trident(trident / f"{name}.h5", GRID * 512, _features(seed=i))
+    index = pd.DataFrame(
+        {
+            "slide_path": ["/x/T1.svs", "/x/T2.svs"],
+            "sample_id": ["S1", "S2"],
+            "patient_id": ["P1", "P2"],
+            "feature_file": ["T2.h5", "T1.h5"],  # permuted
+        }
+    )
+    index.to_csv(trident / "index.csv", index=False)
+    err = _error([*predict, "--features", str(trident)], capsys)
+    assert "T2.h5' holds slide 'T2'" in err and "sample 'S1'" in err
 
 
 def test_heatmap_refuses_another_slide_and_a_model_without_tile_scores(

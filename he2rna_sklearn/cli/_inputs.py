@@ -60,7 +60,7 @@ def _check_identity(row, bag, source, samples):
     meta, slide_path = bag.meta, row.get("slide_path")
     if meta.get("format") != "he2rna-sklearn":  # other tools' files: TRIDENT's name
         name = meta.get("coords_name")
-        if name and slide_path and str(name) != Path(slide_path).stem:
+        if name and slide_path and str(name) not in (Path(slide_path).stem, row["sample_id"]):
             raise _refuse(row, source, f"holds slide '{name}'")
         return
     stored, listed = meta.get("slide_fingerprint"), row.get("slide_fingerprint")

@@ -621,12 +621,12 @@ def _slide_mpp_by_file(index, slide_mpp=None):
 def _check_export_folder(out):
     out = Path(out)
     if out.exists() and not out.is_dir():
-        raise ValueError(f"--out '{out}' is a file; export writes a folder.")
+        raise ValueError(f"Export folder '{out}' is a file; an export writes a folder.")
     if out.is_dir() and any(out.iterdir()) and not (out / EXPORT_MARK).is_file():
         shown = sorted(p.name for p in out.iterdir())[:3]
         raise ValueError(
-            f"--out '{out}' is a folder with other files ({shown}...) that an export could "
-            "overwrite: give a new or empty folder (a folder of an earlier export is reused)."
+            f"Export folder '{out}' holds other files ({', '.join(shown)}...) that an export "
+            "could overwrite: give a new or empty folder (an earlier export's is reused)."
         )
 
 
