@@ -1067,3 +1067,42 @@ def test_unexpected_errors_keep_their_traceback(capsys, monkeypatch):
     err = capsys.readouterr().err
     assert "Traceback" in err and "RuntimeError: a bug" in err
     assert "he2rna index: unexpected error" in err and "bug" in err
+
+
+def test_heatmap_of_he2rna_npy_features_places_them_with_the_slide_size(tmp_path, capsys):
+    """HE2RNA .npy files address DeepZoom tiles: the heatmap reads the slide's size to
+    place them, instead of an error naming read_he2rna_npy(slide_dimensions=...)."""
+    import openslide
+    import openslide.deepzoom
+
+    from .conftest import CMU_SVS
+
+    level = (
+        openslide.deepzoom.DeepZoomGenerator(
+            openslide.OpenSlide(str(CMU_SVS)), tile_size=224, overlap=0
+        ).level_count
+        - 2
+    )
+    rng = np.random.default_rng(0)
+    (tmp_path / "npy").mkdir()
+    (tmp_path / "slides").mkdir()
+    names = [f"N{i}" for i in range(6)]
+    for name in names:
+        (tmp_path / "slides" / f"{name}.svs").symlink_to(CMU_SVS)
+        cells = np.array([[c, r] for r in range(3) for c in range(3)])
+        rows = np.column_stack([np.full(9, level), cells, rng.normal(size=(9, 5))])
+        np.save(tmp_path / "npy" / f"{name}.npy", rows)
+    pd.DataFrame({"slide_path": [f"slides/{n}.svs" for n in names]}).to_csv(
+        tmp_path / "slides.csv", index=False
+    )
+    expr = pd.DataFrame(rng.gamma(2.0, size=(6, 1)), index=names, columns=["CD3E"])
+    expr.rename_axis("sample_id").to_csv(tmp_path / "expr.csv")
+    folder = str(tmp_path / "npy")
+    _ok(["index", "--features", folder, "--manifest", str(tmp_path / "slides.csv")], capsys)
+    _ok(["fit", "--features", folder, "--expression", str(tmp_path / "expr.csv"), "--epochs",
+         "1", "--hidden", "4", "--validation-fraction", "0", "--out", str(tmp_path / "m.skops"),
+         "--quiet"], capsys)  # fmt: skip
+    heatmap = ["heatmap", "--model", str(tmp_path / "m.skops"), "--features", folder,
+               "--slide", "N0", "--gene", "CD3E", "--out", str(tmp_path / "h.png")]  # fmt: skip
+    _ok(heatmap, capsys)
+    assert (tmp_path / "h.png").stat().st_size > 1000

@@ -199,6 +199,22 @@ def _slide_mpps(args, index, slide_mpp=None):
     return by_file or None
 
 
+def _npy_on_slide(args, bag, slide_path):
+    """An HE2RNA .npy bag read again with its slide's dimensions (level-0 pixels)."""
+    from ..features import read_he2rna_npy
+    from ..slides import SlideReader
+
+    if not slide_path or not Path(slide_path).is_file():
+        raise CLIError(
+            f"The tile coordinates of '{args.slide}' are DeepZoom tile indices (an HE2RNA "
+            f".npy file), placed on the slide from its size; its slide file "
+            f"({slide_path or 'not in the index'}) is not here: pass --slide-path."
+        )
+    with SlideReader(slide_path, args.slide_mpp or 1.0) as reader:  # the size only
+        dimensions = reader.dimensions
+    return read_he2rna_npy(bag.meta["feature_file"], slide_dimensions=dimensions)
+
+
 def _load_bags(args, index, source, slide_mpp=None):
     """The index's bags (lazy, checksums verified), checked against its rows. Coordinates
     in µm (STAMP) stay so without a slide µm/px: they serve super-tiles as well, and the
@@ -436,6 +452,8 @@ def cmd_heatmap(args):
     [bag] = _load_bags(args, rows, f"'{args.features}'")  # µm: resolved below, or an error
     if bag.meta.get("coords_unit") == "um":  # e.g. STAMP: µm -> level-0 px needs the slide's
         [bag] = _load_bags(args, rows, f"'{args.features}'", _um_slide_mpp(args, slide_path))
+    if bag.meta.get("coords_unit") == "deepzoom_px":  # HE2RNA .npy: needs the slide's size
+        bag = _npy_on_slide(args, bag, slide_path)
     if not bag.n_tiles:
         raise CLIError(f"Slide '{args.slide}' has no tissue tiles: there is nothing to paint.")
     model = saved["model"]

@@ -329,11 +329,16 @@ def export_facts(bag, path):
             f"'{path}' has no tile coordinates (a .pt file?): TRIDENT, CLAM's h5_files and "
             "STAMP need them; export the feature files that have them."
         )
-    if (meta.get("coords_unit") or "px") != "px":
+    unit = meta.get("coords_unit") or "px"
+    if unit != "px":
+        fix = (
+            "give the slides' µm per pixel (slide_mpp=...) to convert them"
+            if unit == "um"
+            else "these tools' files need level-0 pixel coordinates"
+        )
         raise ValueError(
-            f"The tile coordinates of '{path}' are not level-0 pixels "
-            f"(coords_unit {meta.get('coords_unit')!r}): give the slides' µm per pixel "
-            "(slide_mpp=...) to convert them."
+            f"The tile coordinates of '{path}' are not level-0 pixels (coords_unit "
+            f"{unit!r}): {fix}."
         )
     mpp = meta.get("mpp") or (10.0 / meta["magnification"] if meta.get("magnification") else None)
     slide_mpp = meta.get("slide_mpp") or (
