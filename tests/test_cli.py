@@ -918,7 +918,7 @@ def test_concurrent_featurize_runs_into_one_folder_keep_every_slide(workspace, t
     import sys
     from pathlib import Path
 
-    slides = pd.read_csv(workspace / "slides.csv")
+    slides = pd.read_csv(workspace / "slides.csv").iloc[:6]
     half = len(slides) // 2
     slides.iloc[:half].to_csv(tmp_path / "one.csv", index=False)
     slides.iloc[half:].to_csv(tmp_path / "two.csv", index=False)

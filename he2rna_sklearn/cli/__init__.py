@@ -11,6 +11,7 @@ other exception is a bug: its traceback is shown, with a line asking to report i
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import sys
@@ -83,7 +84,11 @@ def _interrupts_stop_the_command():
         yield
         return
 
+    pid = os.getpid()
+
     def interrupt(signum, frame):
+        if os.getpid() != pid:  # a forked worker (DataLoader): stop as it expects
+            raise KeyboardInterrupt
         raise _Interrupted()
 
     previous = signal.signal(signal.SIGINT, interrupt)
