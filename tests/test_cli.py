@@ -698,7 +698,7 @@ def test_super_tiles_on_pt_features_cluster_on_features(tmp_path, capsys):
            "--super-tiles", "4", "--epochs", "1", "--hidden", "8", "--validation-fraction", "0",
            "--slide-mpp", "0.5", "--quiet", "--out", str(tmp_path / "m.skops")]  # fmt: skip
     err = _error(fit, capsys)  # .pt files have no coordinates: the error names the option
-    assert "--cluster-on features" in err and "cluster_on" not in err
+    assert "have no tile coordinates" in err and "add --cluster-on features" in err
     _ok([*fit, "--cluster-on", "features"], capsys)
     assert (tmp_path / "m.skops").is_file()
 

@@ -278,6 +278,14 @@ def _load_training(args, what):
         ) from None
     bags = _load_bags(args, index, f"'{args.features}'")
     index, bags = _without_empty(args, index, bags, what)
+    if args.n_clusters and args.cluster_on == "coords":
+        lacking = [f for f, b in zip(index["feature_file"], bags) if b.coords is None]
+        if lacking:
+            raise CLIError(
+                f"{len(lacking)} feature files of '{args.features}' have no tile coordinates "
+                f"(e.g. '{lacking[0]}', .pt files have none), and --super-tiles clusters tiles "
+                "by position: add --cluster-on features to cluster them by their features."
+            )
     return index, bags, Y.loc[index["sample_id"]]
 
 
