@@ -86,10 +86,11 @@ def run_demo(
 ):
     """Run the whole HE2RNA job offline on a synthetic cohort and report.
 
-    Writes under ``out_dir``: the slides, their features (HDF5 cache) with the feature
-    index ``features/index.csv``, the manifest ``slides.csv`` and the expression table
-    ``expression.csv`` (so that the ``he2rna`` commands continue from the folder; they are
-    printed at the end), ``gene_correlations.csv``, ``msi_predictions.csv`` and
+    Writes under ``out_dir`` (a new or empty folder, or an earlier demo's; a folder with
+    other files is refused, so that none is overwritten): the slides, their features (HDF5
+    cache) with the feature index ``features/index.csv``, the manifest ``slides.csv`` and
+    the expression table ``expression.csv`` (so that the ``he2rna`` commands continue from
+    the folder; they are printed at the end), ``gene_correlations.csv``, ``msi_predictions.csv`` and
     ``heatmap_<gene>.png``.
 
     Returns
@@ -106,7 +107,7 @@ def run_demo(
             f"patient; use at least {2 * n_splits}."
         )
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    _claim_folder(out)
     echo(
         "he2rna-sklearn demo: synthetic slides -> tile features -> HE2RNA -> per-gene r, "
         "MSI, heatmap"
@@ -138,6 +139,25 @@ def run_demo(
     for command in results.next_commands:
         echo(f"  {command}")
     return results
+
+
+#: The file that marks a folder as the demo's: the demo writes only into a new or empty
+#: folder, or one with this mark (an earlier demo's), never among a user's files.
+DEMO_MARK = ".he2rna-demo"
+
+
+def _claim_folder(out):
+    """Create ``out`` for the demo, or refuse a folder that holds other files."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"out_dir '{out}' is a file; the demo writes a folder.")
+    if out.is_dir() and any(out.iterdir()) and not (out / DEMO_MARK).is_file():
+        shown = sorted(p.name for p in out.iterdir())[:3]
+        raise ValueError(
+            f"out_dir '{out}' holds other files ({', '.join(shown)}...) that the demo could "
+            "overwrite: give a new or empty folder (an earlier demo's folder is reused)."
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    (out / DEMO_MARK).write_text("written by the he2rna-sklearn demo; a rerun may overwrite\n")
 
 
 def _featurize(cohort, out, backbone, weights, mpp, tile_size, random_state, progress, echo):

@@ -592,7 +592,9 @@ def test_the_option_list_derives_from_the_parameters():
     assert set(featurize) <= set(SlideFeaturizer().get_params())
     fit = parameter_options(parsers["fit"])
     assert fit["max_epochs"] == "--epochs" and fit["hidden_layer_sizes"] == "--hidden"
-    expression = {"log_transform", "drop_zero_median", "orient", "n_clusters"}
+    expression = {
+        "log_transform", "drop_zero_median", "orient", "slide_mpp", "n_clusters", "cluster_on"
+    }  # fmt: skip
     assert set(fit) - expression <= set(HE2RNARegressor().get_params())
     assert parameter_options(parsers["demo"])["n_patients"] == "--n-patients"
 
@@ -668,6 +670,442 @@ def test_heatmap_of_features_in_um_reads_the_slides_resolution(tiny_cohort, tmp_
     heatmap[heatmap.index(names[0])] = names[1]
     err = _error([*heatmap, "--out", str(tmp_path / "d.png")], capsys)
     assert "not in the index" in err and "--slide-mpp" in err
+
+
+# -- issue 18: feature files of other tools, silent wrong results, one-line errors --------
+def _pt_folder(tmp_path, n=8, d=8):
+    """CLAM-style .pt features (no coordinates), with a manifest and an expression table."""
+    import torch
+
+    folder = tmp_path / "pt_files"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    names = [f"TCGA-AA-{i:04d}-01Z-00-DX1" for i in range(n)]
+    for name in names:
+        torch.save(
+            torch.from_numpy(rng.normal(size=(30, d)).astype(np.float32)), folder / f"{name}.pt"
+        )
+    expr = pd.DataFrame(rng.gamma(2.0, size=(n, 2)), index=names, columns=["CD3E", "EPCAM"])
+    expr.rename_axis("sample_id").to_csv(tmp_path / "expr.csv")
+    return folder, names
+
+
+def test_super_tiles_on_pt_features_cluster_on_features(tmp_path, capsys):
+    folder, _ = _pt_folder(tmp_path)
+    _ok(["index", "--features", str(folder), "--slide-mpp", "0.5"], capsys)
+    assert (pd.read_csv(folder / "index.csv")["slide_mpp"] == 0.5).all()
+    fit = ["fit", "--features", str(folder), "--expression", str(tmp_path / "expr.csv"),
+           "--super-tiles", "4", "--epochs", "1", "--hidden", "8", "--validation-fraction", "0",
+           "--slide-mpp", "0.5", "--quiet", "--out", str(tmp_path / "m.skops")]  # fmt: skip
+    err = _error(fit, capsys)  # .pt files have no coordinates: the error names the option
+    assert "have no tile coordinates" in err and "add --cluster-on features" in err
+    _ok([*fit, "--cluster-on", "features"], capsys)
+    assert (tmp_path / "m.skops").is_file()
+
+
+def test_export_layouts_are_read_back_as_the_tools_read_them(workspace, features, tmp_path, capsys):
+    """`he2rna export` writes plain names in TRIDENT's, CLAM's and STAMP's folders; the
+    files are read back as the tools' own readers read them."""
+    import h5py
+    import torch
+
+    index = read_index_of(features)
+    out = _ok(["export", "--features", str(features), "--layout", "trident", "--out",
+               str(tmp_path / "trident")], capsys)  # fmt: skip
+    assert f"Exported {len(index)} slides" in out
+    # TRIDENT: <job>/<mag>x_<size>px_0px_overlap/features_<encoder>/<slide>.h5
+    folder = tmp_path / "trident" / "10x_64px_0px_overlap" / "features_resnet18"
+    for _, row in index.iterrows():
+        name = row["slide_path"].rsplit("/", 1)[1].rsplit(".", 1)[0]
+        with h5py.File(folder / f"{name}.h5", "r") as fh:  # TRIDENT's read_coords & co
+            attrs, coords = dict(fh["coords"].attrs), fh["coords"][:]
+            feats = fh["features"][:]
+        ours = load_bags_of(row)
+        np.testing.assert_array_equal(feats, np.asarray(ours))
+        np.testing.assert_array_equal(coords, ours.coords)
+        assert attrs["name"] == name and attrs["overlap"] == 0
+        assert attrs["patch_size"] == 64 and attrs["target_magnification"] == 10
+        # TRIDENT's patcher: level-0 side = patch_size * level0_mag / target_mag
+        side = attrs["patch_size"] * attrs["level0_magnification"] / attrs["target_magnification"]
+        assert side == pytest.approx(ours.meta["extent"])
+        assert attrs["patch_size_level0"] == round(ours.meta["extent"])  # TRIDENT's: an int
+        assert (attrs["level0_width"], attrs["level0_height"]) == slide_size(row["slide_path"])
+    # CLAM: h5_files/<slide_id>.h5 and pt_files/<slide_id>.pt, as its dataset reads them
+    _ok(["export", "--features", str(features), "--layout", "clam", "--out",
+         str(tmp_path / "clam")], capsys)  # fmt: skip
+    table = pd.read_csv(tmp_path / "clam" / "dataset.csv")
+    assert list(table.columns[:2]) == ["case_id", "slide_id"]
+    for (_, row), slide_id in zip(index.iterrows(), table["slide_id"]):
+        pt = torch.load(tmp_path / "clam" / "pt_files" / f"{slide_id}.pt")  # CLAM's call
+        with h5py.File(tmp_path / "clam" / "h5_files" / f"{slide_id}.h5", "r") as fh:
+            feats, coords = fh["features"][:], fh["coords"][:]
+        ours = load_bags_of(row)
+        np.testing.assert_array_equal(pt.numpy(), np.asarray(ours))
+        np.testing.assert_array_equal(feats, np.asarray(ours))
+        np.testing.assert_array_equal(coords, ours.coords)
+    # STAMP: <out>/<extractor>/<slide>.h5 in µm, and a slide table of PATIENT, FILENAME
+    _ok(["export", "--features", str(features), "--layout", "stamp", "--out",
+         str(tmp_path / "stamp")], capsys)  # fmt: skip
+    table = pd.read_csv(tmp_path / "stamp" / "slide_table.csv")
+    assert list(table.columns) == ["PATIENT", "FILENAME"]
+    assert list(table["PATIENT"]) == list(index["patient_id"])
+    from .features.test_interop import _stamp_coords_um
+
+    for (_, row), filename in zip(index.iterrows(), table["FILENAME"]):
+        path = tmp_path / "stamp" / "resnet18" / filename
+        coords_um, tile_um = _stamp_coords_um(path)  # STAMP's get_coords
+        with h5py.File(path, "r") as fh:
+            feats, attrs = fh["feats"][()], dict(fh.attrs)
+        ours = load_bags_of(row)
+        slide_mpp = ours.meta["slide_mpp"]
+        np.testing.assert_allclose(coords_um, ours.coords * slide_mpp)
+        assert tile_um == pytest.approx(ours.meta["extent"] * slide_mpp)
+        assert tile_um / attrs["tile_size_px"] == pytest.approx(ours.meta["mpp"])  # STAMP's mpp
+        assert attrs["feat_type"] == "tile"  # STAMP's detect_feature_type
+        np.testing.assert_array_equal(feats, np.asarray(ours))
+    # an export never writes among other files; a second export into its folder is fine
+    _ok(["export", "--features", str(features), "--layout", "stamp", "--out",
+         str(tmp_path / "stamp")], capsys)  # fmt: skip
+    err = _error(["export", "--features", str(features), "--layout", "clam", "--out",
+                  str(workspace)], capsys)  # fmt: skip
+    assert f"Export folder '{workspace}' holds other files" in err
+
+
+def read_index_of(features):
+    from he2rna_sklearn.features import read_index
+
+    return read_index(features)
+
+
+def load_bags_of(row):
+    from he2rna_sklearn.features import read_bag
+
+    return read_bag(row["feature_file"])
+
+
+def slide_size(path):
+    from he2rna_sklearn.slides import SlideReader
+
+    with SlideReader(path) as reader:
+        return tuple(reader.dimensions)
+
+
+def _copy_features(features, tmp_path):
+    import shutil
+
+    feats = tmp_path / "features"
+    shutil.copytree(features, feats)
+    return feats
+
+
+def test_identity_of_feature_files_is_checked_against_the_index(
+    workspace, features, model_file, tmp_path, capsys
+):
+    """Feature files swapped between same-named slides (a/S.tiff, b/S.tiff), or permuted in
+    index.csv with slide_path blanked, are refused instead of served for the wrong sample."""
+    import shutil
+
+    from he2rna_sklearn.datasets import write_pyramidal_tiff
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for folder, sample in (("a", "S-A"), ("b", "S-B")):
+        (tmp_path / folder).mkdir()
+        image = np.clip(rng.normal([170, 80, 140], 20, (400, 400, 3)), 0, 255).astype(np.uint8)
+        path = write_pyramidal_tiff(tmp_path / folder / "S.tiff", image, 0.5)
+        rows.append({"slide_path": str(path), "sample_id": sample, "patient_id": sample})
+    pd.DataFrame(rows).to_csv(tmp_path / "same.csv", index=False)
+    out = tmp_path / "same"
+    _ok(_featurize_args(tmp_path / "same.csv", out), capsys)
+    index = pd.read_csv(out / "index.csv")
+    a, b = (out / f for f in index["feature_file"])
+    assert a.name != b.name and a.name.startswith("S.") and b.name.startswith("S.")
+    a.rename(tmp_path / "tmp.h5")
+    b.rename(a)
+    (tmp_path / "tmp.h5").rename(b)  # the two caches swapped
+    predict = ["predict", "--model", str(model_file), "--out", str(tmp_path / "p.csv")]
+    err = _error([*predict, "--features", str(out)], capsys)
+    assert "holds slide 'S'" in err and "S-A" in err and not (tmp_path / "p.csv").exists()
+    # index.csv with its feature files permuted and slide_path blanked
+    feats = _copy_features(features, tmp_path)
+    index = pd.read_csv(feats / "index.csv")
+    permuted = index.assign(feature_file=np.roll(index["feature_file"], 1), slide_path="")
+    permuted.to_csv(feats / "index.csv", index=False)
+    err = _error([*predict, "--features", str(feats)], capsys)
+    assert "Feature file" in err and "holds slide" in err
+    # also from an index written before slide fingerprints were recorded
+    permuted.drop(columns=["slide_fingerprint", "n_tiles"]).to_csv(feats / "index.csv", index=False)
+    assert "holds slide" in _error([*predict, "--features", str(feats)], capsys)
+    shutil.rmtree(feats)
+    # TRIDENT's files name their slide: permuted in an index, they are refused too
+    from .features.test_interop import GRID, _features, write_trident
+
+    trident = tmp_path / "trident"
+    trident.mkdir()
+    for i, name in enumerate(["T1", "T2"]):
+        write_trident(trident / f"{name}.h5", GRID * 512, _features(seed=i))
+    index = pd.DataFrame(
+        {
+            "slide_path": ["/x/T1.svs", "/x/T2.svs"],
+            "sample_id": ["S1", "S2"],
+            "patient_id": ["P1", "P2"],
+            "feature_file": ["T2.h5", "T1.h5"],  # permuted
+        }
+    )
+    index.to_csv(trident / "index.csv", index=False)
+    err = _error([*predict, "--features", str(trident)], capsys)
+    assert "T2.h5' holds slide 'T2'" in err and "sample 'S1'" in err
+
+
+def test_heatmap_refuses_another_slide_and_a_model_without_tile_scores(
+    workspace, features, model_file, tmp_path, capsys
+):
+    from sklearn.linear_model import Ridge
+    from sklearn.pipeline import make_pipeline
+
+    from he2rna_sklearn.persistence import save_model
+
+    index = pd.read_csv(features / "index.csv")
+    heatmap = ["heatmap", "--model", str(model_file), "--features", str(features), "--slide",
+               index["sample_id"].iloc[0], "--gene", "CD3E"]  # fmt: skip
+    other = index["slide_path"].iloc[3]
+    err = _error([*heatmap, "--slide-path", other, "--out", str(tmp_path / "h.png")], capsys)
+    assert f"Slide '{other}' is not the slide whose features these are" in err
+    assert not (tmp_path / "h.png").exists()
+    ridge = make_pipeline(Ridge()).fit(np.zeros((3, 2)), np.zeros(3))
+    save_model(ridge, tmp_path / "ridge.skops", metadata={"genes": ["CD3E"], "n_features": 2})
+    heatmap[2] = str(tmp_path / "ridge.skops")
+    err = _error([*heatmap, "--out", str(tmp_path / "h.png")], capsys)
+    assert "holds a Ridge, which has no tile scores" in err
+
+
+def test_ctrl_c_stops_fit_and_evaluate_with_nothing_written(
+    workspace, features, tmp_path, capsys, monkeypatch
+):
+    """skorch ends training at a KeyboardInterrupt and returns normally; the command must
+    stop instead (exit 130), without saving the half-trained model or any report."""
+    import os
+    import signal
+
+    import skorch
+
+    steps = {"n": 0}
+    train_step = skorch.NeuralNet.train_step
+
+    def interrupted(self, batch, **kwargs):
+        steps["n"] += 1
+        if steps["n"] == 2:
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C during training
+        return train_step(self, batch, **kwargs)
+
+    monkeypatch.setattr(skorch.NeuralNet, "train_step", interrupted)
+    common = _common(workspace, features)
+    assert main(["fit", *common, "--out", str(tmp_path / "m.skops")]) == 130
+    assert "he2rna fit: interrupted; nothing was written" in capsys.readouterr().err
+    steps["n"] = 0
+    evaluate = ["evaluate", *common, "--folds", "2", "--out", str(tmp_path / "genes.csv")]
+    assert main(evaluate) == 130
+    assert "he2rna evaluate: interrupted" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+
+
+def test_concurrent_featurize_runs_into_one_folder_keep_every_slide(workspace, tmp_path):
+    """Two `he2rna featurize` processes with different slides into one --out: the index
+    lists every slide (the index is merged under a lock when each run ends)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    slides = pd.read_csv(workspace / "slides.csv").iloc[:6]
+    half = len(slides) // 2
+    slides.iloc[:half].to_csv(tmp_path / "one.csv", index=False)
+    slides.iloc[half:].to_csv(tmp_path / "two.csv", index=False)
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"}
+    run = "import sys; from he2rna_sklearn.cli import main; sys.exit(main(sys.argv[1:]))"
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                run,
+                *_featurize_args(tmp_path / name, tmp_path / "features"),
+            ],  # fmt: skip
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for name in ("one.csv", "two.csv")
+    ]
+    results = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], results
+    index = pd.read_csv(tmp_path / "features" / "index.csv")
+    assert sorted(index["sample_id"]) == sorted(slides["sample_id"])
+    assert len(list((tmp_path / "features").glob("*.h5"))) == len(slides)
+
+
+def test_warnings_of_worker_processes_are_shown_as_the_commands_own(
+    workspace, features, tmp_path, capfd
+):
+    args = _common(workspace, features)
+    args[args.index("--genes") + 1] = "NOISE01,NOISE02"
+    argv = ["evaluate", *args, "--lr", "1e-9", "--epochs", "1", "--folds", "2", "--jobs", "2"]
+    assert main([*argv, "--out", str(tmp_path / "g.csv")]) == 0
+    err = capfd.readouterr().err
+    assert "he2rna evaluate: warning: HE2RNARegressor predicts nearly constant values" in err
+    assert "UserWarning" not in err and ".py:" not in err
+
+
+def test_outputs_never_overwrite_inputs(workspace, features, model_file, tmp_path, capsys):
+    import shutil
+
+    expr = tmp_path / "expr.csv.gz"
+    shutil.copy(workspace / "expression.csv.gz", expr)
+    before = expr.read_bytes()
+    args = _common(workspace, features)
+    args[args.index("--expression") + 1] = str(expr)
+    err = _error(["fit", *args, "--out", str(expr)], capsys)
+    assert f"--out '{expr}' is --expression this command reads" in err
+    assert expr.read_bytes() == before
+    index = features / "index.csv"
+    predict = ["predict", "--model", str(model_file), "--features", str(features)]
+    assert "--features (its index)" in _error([*predict, "--out", str(index)], capsys)
+    feature_file = features / pd.read_csv(index)["feature_file"].iloc[0]
+    assert "a feature file of --features" in _error([*predict, "--out", str(feature_file)], capsys)
+    assert "--model" in _error([*predict, "--out", str(model_file)], capsys)
+    # the demo writes only into a new or empty folder (or an earlier demo's)
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("my notes")
+    err = _error(["demo", "--out", str(tmp_path / "mine"), "--quiet"], capsys)
+    assert "--out" in err and "notes.txt" in err and "new or empty folder" in err
+    assert sorted(p.name for p in (tmp_path / "mine").iterdir()) == ["notes.txt"]
+
+
+def test_another_backbone_into_an_existing_folder_is_refused_before_any_work(
+    workspace, features, tmp_path, capsys, monkeypatch
+):
+    from he2rna_sklearn import SlideFeaturizer
+
+    feats = _copy_features(features, tmp_path)
+
+    def no_work(self, X):
+        raise AssertionError("featurized before refusing")
+
+    monkeypatch.setattr(SlideFeaturizer, "transform", no_work)
+    for option in (["--backbone", "resnet34"], ["--tile-size", "32"], ["--mpp", "2.0"]):
+        err = _error(_featurize_args(workspace / "slides.csv", feats, *option), capsys)
+        assert "cannot share one index" in err and "another --out" in err
+
+
+def test_usage_errors_of_options(workspace, features, tmp_path, capsys):
+    common = _common(workspace, features)
+    args = [*common, "--out", str(tmp_path / "g.csv")]
+    for folds in ("0", "1"):
+        err = _usage_error(["evaluate", *args, "--folds", folds], capsys)
+        assert "--folds must be a whole number of at least 2" in err
+    i = common.index("--validation-fraction")
+    _ok(["fit", *common[:i], "--validation-fraction", "none", *common[i + 2 :], "--out",
+         str(tmp_path / "m.skops")], capsys)  # fmt: skip
+    assert "fraction in [0, 1)" in _usage_error(
+        ["fit", *common[:i], "--validation-fraction", "1.5", "--out", "m.skops"], capsys
+    )
+
+
+def test_index_errors_name_the_options(tmp_path, capsys):
+    folder, names = _pt_folder(tmp_path, n=3)
+    manifest = pd.DataFrame({"sample_id": [*names, "MISSING"]})
+    manifest.to_csv(tmp_path / "m.csv", index=False)
+    err = _error(["index", "--features", str(folder), "--manifest", str(tmp_path / "m.csv")],
+                 capsys)  # fmt: skip
+    assert "Pass --on-missing skip to leave them out" in err and "on_missing" not in err
+    manifest.assign(sample_id=[" " + names[0], *names[1:], ""]).to_csv(
+        tmp_path / "m.csv", index=False
+    )
+    err = _error(["index", "--features", str(folder), "--manifest", str(tmp_path / "m.csv")],
+                 capsys)  # fmt: skip
+    assert f"sample_id ' {names[0]}'" in err and "row 1" in err and "spaces" in err
+    # a foreign file whose 'features' is a group: one line
+    import h5py
+
+    with h5py.File(folder / "group.h5", "w") as fh:
+        fh.create_group("features")["x"] = np.zeros(3)
+    err = _error(["index", "--features", str(folder)], capsys)
+    assert "group.h5': 'features' is an HDF5 group" in err
+
+
+def test_duplicated_index_rows_are_refused(features, model_file, tmp_path, capsys):
+    feats = _copy_features(features, tmp_path)
+    index = pd.read_csv(feats / "index.csv")
+    pd.concat([index, index.iloc[:1]]).to_csv(feats / "index.csv", index=False)
+    err = _error(["predict", "--model", str(model_file), "--features", str(feats), "--out",
+                  str(tmp_path / "p.csv")], capsys)  # fmt: skip
+    assert f"'{index['sample_id'].iloc[0]}' is listed more than once" in err
+    assert not (tmp_path / "p.csv").exists()
+
+
+def test_a_huge_plain_image_is_a_one_line_error(tmp_path, capsys, monkeypatch):
+    from PIL import Image
+
+    Image.fromarray(np.full((64, 64, 3), 200, np.uint8)).save(tmp_path / "huge.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 64 x 64 is then a "bomb"
+    err = _error(["featurize", str(tmp_path / "huge.png"), "--out", str(tmp_path / "f"),
+                  "--slide-mpp", "0.5", "--weights", "none", "--backbone", "resnet18", "--quiet"],
+                 capsys)  # fmt: skip
+    assert "huge.png': it is a plain image too large" in err and "pyramidal TIFF" in err
+
+
+def test_unexpected_errors_keep_their_traceback(capsys, monkeypatch):
+    from he2rna_sklearn.cli import _commands
+
+    def broken(args):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(_commands, "cmd_index", broken)
+    assert main(["index", "--features", "x"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "RuntimeError: a bug" in err
+    assert "he2rna index: unexpected error" in err and "bug" in err
+
+
+def test_heatmap_of_he2rna_npy_features_places_them_with_the_slide_size(tmp_path, capsys):
+    """HE2RNA .npy files address DeepZoom tiles: the heatmap reads the slide's size to
+    place them, instead of an error naming read_he2rna_npy(slide_dimensions=...)."""
+    import openslide
+    import openslide.deepzoom
+
+    from .conftest import CMU_SVS
+
+    level = (
+        openslide.deepzoom.DeepZoomGenerator(
+            openslide.OpenSlide(str(CMU_SVS)), tile_size=224, overlap=0
+        ).level_count
+        - 2
+    )
+    rng = np.random.default_rng(0)
+    (tmp_path / "npy").mkdir()
+    (tmp_path / "slides").mkdir()
+    names = [f"N{i}" for i in range(6)]
+    for name in names:
+        (tmp_path / "slides" / f"{name}.svs").symlink_to(CMU_SVS)
+        cells = np.array([[c, r] for r in range(3) for c in range(3)])
+        rows = np.column_stack([np.full(9, level), cells, rng.normal(size=(9, 5))])
+        np.save(tmp_path / "npy" / f"{name}.npy", rows)
+    pd.DataFrame({"slide_path": [f"slides/{n}.svs" for n in names]}).to_csv(
+        tmp_path / "slides.csv", index=False
+    )
+    expr = pd.DataFrame(rng.gamma(2.0, size=(6, 1)), index=names, columns=["CD3E"])
+    expr.rename_axis("sample_id").to_csv(tmp_path / "expr.csv")
+    folder = str(tmp_path / "npy")
+    _ok(["index", "--features", folder, "--manifest", str(tmp_path / "slides.csv")], capsys)
+    _ok(["fit", "--features", folder, "--expression", str(tmp_path / "expr.csv"), "--epochs",
+         "1", "--hidden", "4", "--validation-fraction", "0", "--out", str(tmp_path / "m.skops"),
+         "--quiet"], capsys)  # fmt: skip
+    heatmap = ["heatmap", "--model", str(tmp_path / "m.skops"), "--features", folder,
+               "--slide", "N0", "--gene", "CD3E", "--out", str(tmp_path / "h.png")]  # fmt: skip
+    _ok(heatmap, capsys)
+    assert (tmp_path / "h.png").stat().st_size > 1000
 
 
 def test_predict_refuses_features_of_another_encoder_of_the_same_width(

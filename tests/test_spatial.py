@@ -372,3 +372,15 @@ def test_lymphoid_fraction_correlates_with_cd3e_scores(trained):
             rs.append(spatial_correlation(model.predict_tiles(bags[i], "CD3E"), fraction))
     assert len(rs) >= 3
     assert np.mean(rs) >= 0.35  # 0.52 here; unrelated maps give about 0
+
+
+def test_heatmap_refuses_a_slide_of_another_size_than_trident_recorded(tmp_path):
+    from he2rna_sklearn.features import read_bag
+
+    from .features.test_interop import GRID, _features, write_trident
+
+    bag = read_bag(write_trident(tmp_path / "t.h5", GRID * 256, _features(), level0_mag=20))
+    with pytest.raises(
+        ValueError, match=r"is 2220 x 2967 px, but the feature file .* 10000 x 8000"
+    ):
+        plot_tile_heatmap(bag, np.arange(12.0), slide_path=CMU_SVS)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -13,11 +14,11 @@ from .._io import atomic_write, check_output_path
 from ..evaluation import fit_params_for
 from ..features import (
     INDEX_NAME,
+    check_index_compatible,
     index_from_bags,
-    merge_index,
     read_index,
     read_manifest,
-    write_index,
+    update_index,
 )
 from ..persistence import load_model, save_model
 from ._inputs import CLIError, check_bags_match_index, match_expression
@@ -25,6 +26,7 @@ from ._inputs import CLIError, check_bags_match_index, match_expression
 __all__ = [
     "cmd_demo",
     "cmd_evaluate",
+    "cmd_export",
     "cmd_featurize",
     "cmd_fit",
     "cmd_heatmap",
@@ -56,13 +58,54 @@ def _parameters(args, estimator):
     return {k: v for k, v in vars(args).items() if k in names}
 
 
-def _check_outputs(*paths):
-    """Check every output file before any work (a failure then loses nothing)."""
+def _same_file(a, b):
+    try:
+        return os.path.realpath(a) == os.path.realpath(b) or os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _inputs(args):
+    """The files a command reads (named by option), so that no output overwrites one."""
+    found = []
+    for option in ("manifest", "expression", "model", "slide_path"):
+        value = getattr(args, option, None)
+        if value:
+            found.append((value, f"--{option.replace('_', '-')}"))
+    for value in getattr(args, "slides", None) or []:
+        found.append((value, "a slide"))
+    features = getattr(args, "features", None)
+    if features:
+        index = Path(features) / INDEX_NAME if Path(features).is_dir() else Path(features)
+        found.append((index, "--features (its index)"))
+        try:
+            table = read_index(index, raw=True)
+        except (OSError, ValueError):  # reported where the index is read
+            table = pd.DataFrame()
+        for column, what in (("feature_file", "a feature file"), ("slide_path", "a slide")):
+            for value in table.get(column, []):
+                if value:
+                    found.append((Path(index).parent / value, f"{what} of --features"))
+    return found
+
+
+def _check_outputs(*paths, args=None):
+    """Check every output file before any work (a failure then loses nothing), and that
+    none of them is one of the command's inputs."""
+    inputs = [p for p in (_inputs(args) if args is not None else []) if Path(p[0]).is_file()]
     for path, option in paths:
         try:
             check_output_path(path, option)
         except ValueError as exc:
             raise CLIError(str(exc)) from None
+        if not Path(path).is_file():
+            continue
+        for source, what in inputs:
+            if _same_file(path, source):
+                raise CLIError(
+                    f"{option} '{path}' is {what} this command reads ('{source}'): writing "
+                    "it would overwrite that input. Give another file name."
+                )
 
 
 # -- featurize ---------------------------------------------------------------------------
@@ -75,24 +118,32 @@ def cmd_featurize(args):
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise CLIError(f"--out '{out}' is a file; featurize writes a folder.")
-    _check_outputs((out / INDEX_NAME, "--out"))
-    previous = None
-    if (out / INDEX_NAME).is_file():
-        previous = read_index(out / INDEX_NAME, raw=True)
+    _check_outputs((out / INDEX_NAME, "--out"), args=args)
     featurizer = SlideFeaturizer(
         **_parameters(args, SlideFeaturizer), cache_dir=out, lazy=True, progress=not args.quiet
     )
     featurizer.fit()  # parameter errors before any work
+    if (out / INDEX_NAME).is_file():  # features of another kind: refused before any work
+        runner = featurizer.build_runner()
+        check_index_compatible(
+            out,
+            {
+                "backbone": runner.backbone.name,
+                "weights": runner.backbone.weights_id,
+                "tile_size": featurizer.tile_size,
+                "mpp": featurizer.feature_spec().mpp,
+            },
+        )
+        del runner
     bags = featurizer.fit_transform(list(manifest["slide_path"]))
     first = next((b for b in bags if b is not None), None)
-    index = index_from_bags(manifest, bags, out)
-    if previous is not None:
-        n_before = len(previous)
-        index = merge_index(previous, index, out, None if first is None else first.meta)
-        kept = len(index) - len(manifest)
-        if kept:
-            _echo(args, f"{kept} of the {n_before} slides already in {out / INDEX_NAME} kept.")
-    write_index(index, out / INDEX_NAME)
+    # merged into the index on disk now (under a lock): runs into one --out add up
+    index, n_before = update_index(
+        out, index_from_bags(manifest, bags, out), None if first is None else first.meta
+    )
+    kept = len(index) - len(manifest)
+    if kept:
+        _echo(args, f"{kept} of the {n_before} slides already in {out / INDEX_NAME} kept.")
     failed = getattr(featurizer, "failed_slides_", {})
     if first is not None:
         _echo(
@@ -134,11 +185,50 @@ def _um_slide_mpp(args, slide_path):
         raise CLIError(f"{exc} The tile coordinates are in µm: {hint}.") from None
 
 
+def _slide_mpps(args, index, slide_mpp=None):
+    """Level-0 µm per pixel by feature file: ``slide_mpp`` (or ``--slide-mpp``) for all,
+    else the index's ``slide_mpp`` column (``he2rna index --slide-mpp``); None if neither."""
+    given = slide_mpp if slide_mpp is not None else getattr(args, "slide_mpp", None)
+    column = index["slide_mpp"] if "slide_mpp" in index else [""] * len(index)
+    by_file = {}
+    for f, value in zip(index["feature_file"], column):
+        if given is not None:
+            by_file[os.fspath(f)] = float(given)
+        elif str(value).strip() and str(value) != "nan":
+            by_file[os.fspath(f)] = float(value)
+    return by_file or None
+
+
+def _npy_on_slide(args, bag, slide_path):
+    """An HE2RNA .npy bag read again with its slide's dimensions (level-0 pixels)."""
+    from ..features import read_he2rna_npy
+    from ..slides import SlideReader
+
+    if not slide_path or not Path(slide_path).is_file():
+        raise CLIError(
+            f"The tile coordinates of '{args.slide}' are DeepZoom tile indices (an HE2RNA "
+            f".npy file), placed on the slide from its size; its slide file "
+            f"({slide_path or 'not in the index'}) is not here: pass --slide-path."
+        )
+    with SlideReader(slide_path, args.slide_mpp or 1.0) as reader:  # the size only
+        dimensions = reader.dimensions
+    return read_he2rna_npy(bag.meta["feature_file"], slide_dimensions=dimensions)
+
+
 def _load_bags(args, index, source, slide_mpp=None):
-    """The index's bags (lazy, checksums verified), checked against its rows."""
+    """The index's bags (lazy, checksums verified), checked against its rows. Coordinates
+    in µm (STAMP) stay so without a slide µm/px: they serve super-tiles as well, and the
+    commands that place tiles on a slide (heatmap) resolve them."""
     from .. import load_bags
 
-    bags = load_bags(list(index["feature_file"]), lazy=True, verify=True, slide_mpp=slide_mpp)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".* in µm", category=UserWarning)
+        bags = load_bags(
+            list(index["feature_file"]),
+            lazy=True,
+            verify=True,
+            slide_mpp=_slide_mpps(args, index, slide_mpp),
+        )
     check_bags_match_index(index, bags, source)
     return bags
 
@@ -188,6 +278,14 @@ def _load_training(args, what):
         ) from None
     bags = _load_bags(args, index, f"'{args.features}'")
     index, bags = _without_empty(args, index, bags, what)
+    if args.n_clusters and args.cluster_on == "coords":
+        lacking = [f for f, b in zip(index["feature_file"], bags) if b.coords is None]
+        if lacking:
+            raise CLIError(
+                f"{len(lacking)} feature files of '{args.features}' have no tile coordinates "
+                f"(e.g. '{lacking[0]}', .pt files have none), and --super-tiles clusters tiles "
+                "by position: add --cluster-on features to cluster them by their features."
+            )
     return index, bags, Y.loc[index["sample_id"]]
 
 
@@ -211,15 +309,16 @@ def _make_model(args):
     params["validation_fraction"] = params["validation_fraction"] or None
     regressor = HE2RNARegressor(ks=_ks_for(args.n_clusters), **params)
     if args.n_clusters:
-        return make_pipeline(
-            SuperTiles(n_clusters=args.n_clusters, random_state=args.random_state), regressor
+        super_tiles = SuperTiles(
+            n_clusters=args.n_clusters, cluster_on=args.cluster_on, random_state=args.random_state
         )
+        return make_pipeline(super_tiles, regressor)
     return make_pipeline(regressor)
 
 
 # -- fit ---------------------------------------------------------------------------------
 def cmd_fit(args):
-    _check_outputs((args.out, "--out"))
+    _check_outputs((args.out, "--out"), args=args)
     if args.save_pretrained:
         _check_pretrained_output(args)
     index, bags, Y = _load_training(args, "training")
@@ -333,7 +432,7 @@ def _load_model(path):
 
 # -- predict -----------------------------------------------------------------------------
 def cmd_predict(args):
-    _check_outputs((args.out, "--out"))
+    _check_outputs((args.out, "--out"), args=args)
     saved = _load_model(args.model)
     index = read_index(args.features)
     bags = _load_bags(args, index, f"'{args.features}'")
@@ -369,7 +468,9 @@ def cmd_evaluate(args):
     from ..evaluation import compare_to_baseline
 
     out = Path(args.out)
-    _check_outputs(*[(p, "--out") for p in _evaluate_outputs(out)])
+    _check_outputs(*[(p, "--out") for p in _evaluate_outputs(out)], args=args)
+    if args.folds < 2:  # the parser refuses it; a caller of cmd_evaluate may not
+        raise CLIError(f"--folds must be at least 2, got {args.folds}.")
     index, bags, Y = _load_training(args, "the evaluation")
     groups = index["patient_id"].to_numpy()
     n_patients = len(np.unique(groups))
@@ -406,8 +507,9 @@ def cmd_heatmap(args):
 
     from ..spatial import plot_tile_heatmap
 
-    _check_outputs((args.out, "--out"))
+    _check_outputs((args.out, "--out"), args=args)
     saved = _load_model(args.model)
+    _check_tile_model(saved["model"], args.model)
     index = read_index(args.features)
     rows = index[index["sample_id"] == args.slide]
     if rows.empty:
@@ -417,11 +519,11 @@ def cmd_heatmap(args):
         )
     row = rows.iloc[0]
     slide_path = args.slide_path or row.get("slide_path") or None
-    with warnings.catch_warnings():  # coordinates in µm: resolved below, or an error
-        warnings.filterwarnings("ignore", message=r".* in µm", category=UserWarning)
-        [bag] = _load_bags(args, rows, f"'{args.features}'", slide_mpp=args.slide_mpp)
+    [bag] = _load_bags(args, rows, f"'{args.features}'")  # µm: resolved below, or an error
     if bag.meta.get("coords_unit") == "um":  # e.g. STAMP: µm -> level-0 px needs the slide's
         [bag] = _load_bags(args, rows, f"'{args.features}'", _um_slide_mpp(args, slide_path))
+    if bag.meta.get("coords_unit") == "deepzoom_px":  # HE2RNA .npy: needs the slide's size
+        bag = _npy_on_slide(args, bag, slide_path)
     if not bag.n_tiles:
         raise CLIError(f"Slide '{args.slide}' has no tissue tiles: there is nothing to paint.")
     model = saved["model"]
@@ -442,26 +544,70 @@ def cmd_heatmap(args):
     return 0
 
 
+def _check_tile_model(model, path):
+    """A model that paints tile scores (a Pipeline ending in a model with predict_tiles)."""
+    steps = getattr(model, "steps", None)
+    if not steps or not hasattr(steps[-1][1], "predict_tiles"):
+        last = type(steps[-1][1] if steps else model).__name__
+        raise CLIError(
+            f"'{path}' holds a {last}, which has no tile scores to paint: give a model "
+            "saved by 'he2rna fit' (an HE2RNA regressor)."
+        )
+
+
 # -- index -------------------------------------------------------------------------------
 def cmd_index(args):
     """Index feature files made by other tools, for fit/evaluate/predict/heatmap."""
-    import warnings
+    import argparse
 
     from ..features import build_index
 
     out = Path(args.out) if args.out else Path(args.features) / INDEX_NAME
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        index = build_index(args.features, args.manifest, out=out, on_missing=args.on_missing)
-    for w in caught:
-        print(f"he2rna index: warning: {w.message}")
     if out.is_dir() or not out.suffix:
         out = out / INDEX_NAME
+    _check_outputs((out, "--out"), args=argparse.Namespace(manifest=args.manifest))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        index = build_index(
+            args.features,
+            args.manifest,
+            out=out,
+            on_missing=args.on_missing,
+            slide_mpp=args.slide_mpp,
+        )
+    for w in caught:
+        warnings.warn(str(w.message), w.category, stacklevel=1)  # shown the CLI's way
     _echo(
         args,
         f"Indexed {len(index)} slides ({index['patient_id'].nunique()} patients, "
         f"{int(index['n_tiles'].sum())} tiles of {int(index['n_features'].max())} features): "
         f"{out}",
+    )
+    return 0
+
+
+# -- export ------------------------------------------------------------------------------
+def cmd_export(args):
+    """Write a features folder in the layout of TRIDENT, CLAM or STAMP."""
+    from ..features import export_features
+
+    try:
+        written = export_features(
+            args.features, args.out, args.layout, slide_mpp=getattr(args, "slide_mpp", None)
+        )
+    except ValueError as exc:
+        message = str(exc).replace(
+            "(slide_mpp=...)", "(--slide-mpp, or 'he2rna index --slide-mpp')"
+        )
+        raise CLIError(message) from None
+    index = read_index(args.features)
+    left = len(index) - len(written)
+    note = f"; {left} slides without tiles left out, as STAMP does" if left else ""
+    first = Path(written["path"].iloc[0]).parent if len(written) else Path(args.out)
+    _echo(
+        args,
+        f"Exported {len(written)} slides in {args.layout.upper()}'s layout into {args.out}/ "
+        f"(feature files in {first}/){note}.",
     )
     return 0
 

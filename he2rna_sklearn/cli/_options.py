@@ -11,12 +11,14 @@ import argparse
 import inspect
 
 __all__ = [
+    "folds_arg",
     "jobs_arg",
     "parameter_option",
     "parameter_options",
     "signature_defaults",
     "slide_mpp_arg",
     "spell",
+    "validation_fraction_arg",
     "weights_arg",
 ]
 
@@ -31,6 +33,34 @@ def slide_mpp_arg(value):
         return float(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"--slide-mpp must be a number, got {value!r}") from None
+
+
+def validation_fraction_arg(value):
+    """A fraction in [0, 1), or ``none`` (no early stopping; 0 says the same)."""
+    if value.lower() == "none":
+        return None
+    try:
+        fraction = float(value)
+    except ValueError:
+        fraction = -1.0
+    if not 0 <= fraction < 1:
+        raise argparse.ArgumentTypeError(
+            f"--validation-fraction must be a fraction in [0, 1) or 'none', got {value!r}"
+        )
+    return fraction
+
+
+def folds_arg(value):
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 2:
+        raise argparse.ArgumentTypeError(
+            f"--folds must be a whole number of at least 2 (each fold is tested once), "
+            f"got {value!r}"
+        )
+    return n
 
 
 def jobs_arg(value):

@@ -12,12 +12,14 @@ from __future__ import annotations
 import argparse
 
 from ._options import (
+    folds_arg,
     jobs_arg,
     parameter_option,
     parameter_options,
     signature_defaults,
     slide_mpp_arg,
     spell,
+    validation_fraction_arg,
     weights_arg,
 )
 
@@ -34,6 +36,7 @@ examples:
   he2rna predict --model model.skops --features features/ --out predictions.csv
   he2rna evaluate --features features/ --expression expr.csv.gz --log-transform --out genes.csv
   he2rna heatmap --model model.skops --features features/ --slide TCGA-AA-3489 --gene CD3E
+  he2rna export --features features/ --layout trident --out trident_job/   # or clam, stamp
 
 A manifest is a CSV with a slide_path column and optional sample_id and patient_id.
 """
@@ -180,6 +183,21 @@ def _add_expression_options(p):
         help="layout of the expression table; auto finds the samples of the feature index "
         "in its header or first column (default: %(default)s)",
     )
+    _add_slide_mpp_option(p)
+
+
+def _add_slide_mpp_option(p):
+    from ..features import read_bag
+
+    parameter_option(
+        p,
+        "--slide-mpp",
+        signature_defaults(read_bag),
+        type=slide_mpp_arg,
+        help="the slides' level-0 µm/px, for tile coordinates in µm (STAMP) when the index "
+        "has no slide_mpp column (see 'he2rna index --slide-mpp') and the slide files have "
+        "no resolution metadata (default: read from there)",
+    )
 
 
 def _add_model_options(p):
@@ -214,6 +232,14 @@ def _add_model_options(p):
         help="reduce each slide to N super-tiles first (the paper used 100; default: all tiles)",
     )
     parameter_option(
+        g,
+        "--cluster-on",
+        SuperTiles().get_params(),
+        choices=["coords", "features"],
+        help="with --super-tiles: k-means on tile positions (the paper's) or on tile features "
+        "(SEQUOIA's; needs no coordinates, e.g. for .pt features) (default: %(default)s)",
+    )
+    parameter_option(
         g, "--epochs", r, dest="max_epochs", type=int, help="maximum epochs (default: %(default)s)"
     )
     parameter_option(g, "--lr", r, type=float, help="learning rate (default: %(default)s)")
@@ -222,8 +248,8 @@ def _add_model_options(p):
         g,
         "--validation-fraction",
         r,
-        type=float,
-        help="patients held out for early stopping; 0 disables (default: %(default)s)",
+        type=validation_fraction_arg,
+        help="patients held out for early stopping; 0 or none disables (default: %(default)s)",
     )
     parameter_option(
         g,
@@ -298,9 +324,9 @@ def _add_evaluate_parser(sub):
     _add_expression_options(p)
     p.add_argument(
         "--folds",
-        type=int,
+        type=folds_arg,
         default=GroupKFold().get_n_splits(),  # cross_validate_genes' default folds
-        help="GroupKFold by patient (default: %(default)s)",
+        help="GroupKFold by patient, at least 2 (default: %(default)s)",
     )
     parameter_option(
         p,
@@ -316,8 +342,6 @@ def _add_evaluate_parser(sub):
 
 
 def _add_heatmap_parser(sub):
-    from ..features import read_bag
-
     p = sub.add_parser(
         "heatmap",
         help="paint a gene's tile scores over a slide thumbnail (PNG)",
@@ -331,14 +355,7 @@ def _add_heatmap_parser(sub):
     p.add_argument("--slide", required=True, help="sample id of the slide (see index.csv)")
     p.add_argument("--gene", required=True, help="a gene, or comma-separated gene set")
     p.add_argument("--slide-path", help="the slide file, if it moved since featurize")
-    parameter_option(
-        p,
-        "--slide-mpp",
-        signature_defaults(read_bag),
-        type=slide_mpp_arg,
-        help="the slide's level-0 µm/px, for tile coordinates in µm (STAMP) when the slide "
-        "file has no resolution metadata (default: read from the slide file)",
-    )
+    _add_slide_mpp_option(p)
     p.add_argument("--out", required=True, help="PNG file")
     p.add_argument("--quiet", action="store_true")
 
@@ -372,6 +389,42 @@ def _add_index_parser(sub):
         choices=["raise", "skip"],
         help="manifest rows without a feature file: error or leave out (default: %(default)s)",
     )
+    parameter_option(
+        p,
+        "--slide-mpp",
+        signature_defaults(build_index),
+        type=slide_mpp_arg,
+        help="the slides' level-0 µm/px, recorded in the index (slide_mpp column), so that "
+        "tile coordinates in µm (STAMP) are placed on slides without reading the slide files",
+    )
+    p.add_argument("--quiet", action="store_true")
+
+
+def _add_export_parser(sub):
+    from ..features import EXPORT_LAYOUTS
+
+    p = sub.add_parser(
+        "export",
+        help="copy feature files into the layout of TRIDENT, CLAM or STAMP (plain names)",
+        formatter_class=_RAW,
+        description="Write the slides of a features folder (its index.csv) as another tool "
+        "reads them: TRIDENT's OUT/<mag>x_<size>px_0px_overlap/features_<encoder>/<slide>.h5, "
+        "CLAM's OUT/h5_files/<slide>.h5 and OUT/pt_files/<slide>.pt (with dataset.csv), or "
+        "STAMP's OUT/<encoder>/<slide>.h5 (coordinates in µm, with slide_table.csv). Files "
+        "are named by the slide file's stem, as these tools name them.",
+        epilog="examples:\n"
+        "  he2rna export --features features/ --layout trident --out trident_job/\n"
+        "  he2rna export --features features/ --layout clam --out clam_features/\n"
+        "  he2rna export --features features/ --layout stamp --out stamp_features/",
+    )
+    p.add_argument("--features", required=True, help="folder (or index.csv) from featurize")
+    p.add_argument("--layout", required=True, choices=list(EXPORT_LAYOUTS))
+    p.add_argument(
+        "--out",
+        required=True,
+        help="a new or empty folder (or an earlier export's), the tool's job or feature folder",
+    )
+    _add_slide_mpp_option(p)
     p.add_argument("--quiet", action="store_true")
 
 
@@ -425,6 +478,7 @@ def build_parser():
         _add_evaluate_parser,
         _add_heatmap_parser,
         _add_index_parser,
+        _add_export_parser,
         _add_demo_parser,
     ):
         add(sub)

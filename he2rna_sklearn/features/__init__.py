@@ -13,11 +13,15 @@ from ._encoders import ENCODERS, TOOL_NAMES, Encoder, get_encoder, list_encoders
 from ._extract import FeatureRunner, TileDataset, extract_features
 from ._featurizer import DEFAULT_MPP, SlideFeaturizer
 from ._index import (
+    EXPORT_LAYOUTS,
     INDEX_NAME,
     build_index,
+    check_index_compatible,
+    export_features,
     index_from_bags,
     merge_index,
     read_index,
+    update_index,
     write_index,
 )
 from ._interop import read_he2rna_npy, read_pt_features
@@ -28,6 +32,7 @@ from ._store import load_bags, read_bag, write_bag
 __all__ = [
     "DEFAULT_MPP",
     "ENCODERS",
+    "EXPORT_LAYOUTS",
     "INDEX_NAME",
     "TOOL_NAMES",
     "Backbone",
@@ -39,6 +44,8 @@ __all__ = [
     "TileEncoder",
     "build_backbone",
     "build_index",
+    "check_index_compatible",
+    "export_features",
     "extract_features",
     "get_encoder",
     "index_from_bags",
@@ -51,6 +58,7 @@ __all__ = [
     "read_manifest",
     "read_pt_features",
     "resolve_device",
+    "update_index",
     "write_bag",
     "write_index",
 ]

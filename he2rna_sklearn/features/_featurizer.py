@@ -270,15 +270,15 @@ class SlideFeaturizer(TransformerMixin, BaseEstimator):
                 delayed(featurize_task)(spec, path, options, source, parent_pid=os.getpid())
                 for path in paths
             )
-        for path, (bag, error, notes) in zip(paths, results):
-            for message in notes:  # warnings of the task (also those raised in workers)
-                warnings.warn(message, UserWarning, stacklevel=2)
-            bar.set_postfix_str(Path(path).name)
-            bar.update()
-            if error is not None:
-                self.failed_slides_[os.fspath(path)] = error
-            bags.append(bag)
-        bar.close()
+        with bar:  # closed on an error too, so that a message starts on a line of its own
+            for path, (bag, error, notes) in zip(paths, results):
+                for message in notes:  # warnings of the task (also those raised in workers)
+                    warnings.warn(message, UserWarning, stacklevel=2)
+                bar.set_postfix_str(Path(path).name)
+                bar.update()
+                if error is not None:
+                    self.failed_slides_[os.fspath(path)] = error
+                bags.append(bag)
         if self.failed_slides_:
             warnings.warn(
                 f"{len(self.failed_slides_)} of {len(paths)} slides failed and were skipped "

@@ -14,29 +14,60 @@ from __future__ import annotations
 
 import os
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from .._io import atomic_write
 from ..datasets import default_patient_id
-from ._manifest import ID_COLUMNS, PATH_COLUMNS, read_table, resolve_path
+from ..slides import lookup_slide_mpp
+from ._interop import (
+    export_facts,
+    safe_name,
+    trident_folder,
+    write_clam_files,
+    write_stamp_h5,
+    write_trident_h5,
+)
+from ._manifest import ID_COLUMNS, PATH_COLUMNS, check_ids, read_table, resolve_path
 from ._store import read_bag
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None
 
 __all__ = [
     "INDEX_COLUMNS",
     "INDEX_NAME",
     "build_index",
+    "check_index_compatible",
+    "export_features",
     "index_from_bags",
     "merge_index",
     "read_index",
+    "update_index",
     "write_index",
 ]
 
 #: File name of the index in a features folder.
 INDEX_NAME = "index.csv"
-#: Columns of the index, in order; ``slide_path`` and ``n_features`` where known.
-INDEX_COLUMNS = ("slide_path", "sample_id", "patient_id", "feature_file", "n_tiles", "n_features")
+#: Columns of the index, in order; ``slide_path``, ``n_features`` and
+#: ``slide_fingerprint`` (the SHA-256 of the slide file, for this package's feature files)
+#: where known.
+INDEX_COLUMNS = (
+    "slide_path",
+    "sample_id",
+    "patient_id",
+    "feature_file",
+    "n_tiles",
+    "n_features",
+    "slide_fingerprint",
+)
+#: The lock file that serialises updates of a folder's index (concurrent featurize runs).
+LOCK_NAME = ".index.csv.lock"
 _REQUIRED = ("sample_id", "patient_id", "feature_file")
 #: What makes two runs' features comparable: they must agree to share one index.
 _COMPARABLE = ("backbone", "weights", "tile_size", "mpp")
@@ -89,7 +120,16 @@ def read_index(path, *, raw=False):
     missing = set(_REQUIRED) - set(table.columns)
     if missing:
         raise ValueError(f"Feature index '{path}' lacks columns {sorted(missing)}.")
-    table = table[table["feature_file"] != ""].reset_index(drop=True)
+    table = table[table["feature_file"] != ""]
+    for column, what in (("sample_id", "Sample"), ("feature_file", "Feature file")):
+        dup = table[column][table[column].duplicated(keep=False)]
+        if len(dup):
+            rows = [i + 2 for i in dup.index[:5]]  # line numbers, after the header
+            raise ValueError(
+                f"{what} '{dup.iloc[0]}' is listed more than once in '{path}' (lines {rows}): "
+                "each slide must appear once; remove the repeated rows."
+            )
+    table = table.reset_index(drop=True)
     table["feature_file"] = [resolve_path(f, path.parent) for f in table["feature_file"]]
     for f in table["feature_file"]:
         if not Path(f).is_file():
@@ -170,6 +210,9 @@ def index_from_bags(manifest, bags, out):
         feature_file=files,
         n_tiles=n_tiles,
         n_features=n_features,
+        slide_fingerprint=[
+            "" if b is None else str(b.meta.get("slide_fingerprint") or "") for b in bags
+        ],
     )
     return _ordered(table)
 
@@ -189,6 +232,8 @@ def _same_features(a, b):
 def _check_comparable(old, out, new_meta):
     """Refuse a run whose features cannot share an index with the first readable file of
     the earlier index."""
+    if "feature_file" not in old:
+        return
     for f in old["feature_file"]:
         full = Path(out) / f if f else None
         if full is None or not full.is_file():
@@ -206,6 +251,101 @@ def _check_comparable(old, out, new_meta):
                 "index to start over."
             )
         return
+
+
+def check_index_compatible(out, meta):
+    """Refuse, before any work, features that cannot join the index already in ``out``.
+
+    Parameters
+    ----------
+    out : str or Path
+        A features folder; without an ``index.csv`` in it, anything is compatible.
+    meta : dict
+        ``backbone``, ``weights``, ``tile_size`` and ``mpp`` of the features to add (as
+        a bag's ``meta`` has them).
+
+    Raises
+    ------
+    ValueError
+        Naming the index and both sets of facts, when they differ (another backbone,
+        weights, tile size, or a resolution more than 10% apart).
+
+    Examples
+    --------
+    >>> from he2rna_sklearn.features import check_index_compatible
+    >>> check_index_compatible("features/", {"backbone": "resnet50", "weights": "imagenet",
+    ...                        "tile_size": 224, "mpp": 0.5})  # doctest: +SKIP
+    """
+    path = Path(out) / INDEX_NAME
+    if path.is_file():
+        _check_comparable(read_index(path, raw=True), out, meta)
+
+
+@contextmanager
+def _index_lock(folder):
+    """Hold the lock of ``folder``'s index (a lock file beside it), so that concurrent runs
+    update the index one after the other. Without ``fcntl`` (Windows), ``msvcrt``'s lock
+    of the file's first byte is used."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / LOCK_NAME, "a+b") as fh:
+        if fcntl is not None:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        else:  # pragma: no cover - Windows
+            import msvcrt
+
+            fh.seek(0)
+            while True:
+                try:
+                    msvcrt.locking(fh.fileno(), msvcrt.LK_LOCK, 1)
+                    break
+                except OSError:  # LK_LOCK gives up after 10 s; keep waiting
+                    continue
+        try:
+            yield
+        finally:
+            if fcntl is not None:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+            else:  # pragma: no cover - Windows
+                fh.seek(0)
+                msvcrt.locking(fh.fileno(), msvcrt.LK_UNLCK, 1)
+
+
+def update_index(out, new, new_meta=None):
+    """Merge a run's index into the one in ``out`` and write it, safely under concurrency.
+
+    The index on disk is read, merged (:func:`merge_index`) and written (atomically) while
+    holding a lock on the folder's index, so that runs finishing at the same time into one
+    folder each add their slides instead of the last one's overwriting the others'.
+
+    Parameters
+    ----------
+    out : str or Path
+        The features folder.
+    new : pandas.DataFrame
+        This run's index (:func:`index_from_bags`).
+    new_meta : dict, optional
+        The ``meta`` of one of this run's bags (see :func:`merge_index`).
+
+    Returns
+    -------
+    index : pandas.DataFrame
+        The index written.
+    n_before : int
+        Rows of the index before this run (0 without one).
+
+    Examples
+    --------
+    >>> from he2rna_sklearn.features import index_from_bags, update_index
+    >>> index, n_before = update_index(
+    ...     "features/", index_from_bags(manifest, bags, "features/"))  # doctest: +SKIP
+    """
+    out = Path(out)
+    with _index_lock(out):
+        old = read_index(out / INDEX_NAME, raw=True) if (out / INDEX_NAME).is_file() else None
+        index = merge_index(old, new, out, new_meta)
+        write_index(index, out / INDEX_NAME)
+    return index, 0 if old is None else len(old)
 
 
 def merge_index(old, new, out, new_meta=None):
@@ -308,6 +448,14 @@ def _manifest_rows(manifest, files, folder, on_missing):
     base = Path(manifest).parent
     id_col = next((c for c in ID_COLUMNS if c in table.columns), None)
     path_col = next((c for c in PATH_COLUMNS if c in table.columns), None)
+    check_ids(table, (*ID_COLUMNS, "patient_id"), f"manifest '{manifest}'", allow_empty=ID_COLUMNS)
+    named_by = [c for c in (id_col, path_col, "feature_file") if c in table.columns]
+    unnamed = [i + 1 for i, rec in table.iterrows() if not any(rec[c] for c in named_by)]
+    if unnamed:
+        raise ValueError(
+            f"Manifest '{manifest}' rows {unnamed[:5]} have no {' / '.join(named_by)}: "
+            "give each row the slide or sample it is about."
+        )
     rows, missing = [], []
     for i, rec in table.iterrows():
         keys = []
@@ -350,7 +498,9 @@ def _manifest_rows(manifest, files, folder, on_missing):
     return rows
 
 
-def build_index(features, manifest=None, *, out=None, on_missing="raise", patient_id="tcga"):
+def build_index(
+    features, manifest=None, *, out=None, on_missing="raise", patient_id="tcga", slide_mpp=None
+):
     """Build the feature index of the ``he2rna`` command from outside feature files.
 
     ``he2rna fit``, ``evaluate``, ``predict`` and ``heatmap`` read an ``index.csv``:
@@ -378,12 +528,17 @@ def build_index(features, manifest=None, *, out=None, on_missing="raise", patien
     patient_id : {"tcga", None}, default="tcga"
         Patient of a sample without ``patient_id``: the TCGA patient of its barcode (first
         12 characters), else the sample itself.
+    slide_mpp : float or dict, optional
+        The slides' level-0 µm per pixel (one number, or a mapping by feature file path,
+        name or stem), recorded in a ``slide_mpp`` column: the ``he2rna`` commands then
+        convert coordinates stored in µm (STAMP) to level-0 pixels without the slide files.
 
     Returns
     -------
     index : pandas.DataFrame
         ``slide_path`` where the manifest has it, ``sample_id``, ``patient_id``,
-        ``feature_file`` (absolute), ``n_tiles`` and ``n_features``.
+        ``feature_file`` (absolute), ``n_tiles``, ``n_features``, and ``slide_mpp`` when
+        given.
 
     Examples
     --------
@@ -429,8 +584,167 @@ def build_index(features, manifest=None, *, out=None, on_missing="raise", patien
             f"The feature files under '{folder}' have different dimensions {dims}: they come "
             "from different encoders. Index one encoder's folder at a time."
         )
+    if slide_mpp is not None:
+        values = [lookup_slide_mpp(slide_mpp, f) for f in index["feature_file"]]
+        bad = [v for v in values if v is not None and not v > 0]
+        if bad:
+            raise ValueError(f"slide_mpp must be positive µm per pixel, got {bad[0]}.")
+        index["slide_mpp"] = ["" if v is None else v for v in values]
     index["feature_file"] = [os.fspath(Path(f).resolve()) for f in index["feature_file"]]
     index = _ordered(index)
     if out is not None:
         write_index(index, out)
     return index
+
+
+# -- export to other tools' layouts ------------------------------------------------------------
+#: The layouts of :func:`export_features`.
+EXPORT_LAYOUTS = ("trident", "clam", "stamp")
+#: The file that marks a folder written by :func:`export_features` (it may be written again).
+EXPORT_MARK = ".he2rna-export"
+
+
+def _slide_mpp_by_file(index, slide_mpp=None):
+    """Level-0 µm per pixel by feature file: ``slide_mpp`` (one number for all, or a
+    mapping), else the index's ``slide_mpp`` column; None when neither says."""
+    by_file = {}
+    column = index["slide_mpp"] if "slide_mpp" in index else [""] * len(index)
+    for f, value in zip(index["feature_file"], column):
+        given = lookup_slide_mpp(slide_mpp, f)
+        if given is None and str(value).strip():
+            given = float(value)
+        if given is not None:
+            by_file[os.fspath(f)] = given
+    return by_file or None
+
+
+def _check_export_folder(out):
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"Export folder '{out}' is a file; an export writes a folder.")
+    if out.is_dir() and any(out.iterdir()) and not (out / EXPORT_MARK).is_file():
+        shown = sorted(p.name for p in out.iterdir())[:3]
+        raise ValueError(
+            f"Export folder '{out}' holds other files ({', '.join(shown)}...) that an export "
+            "could overwrite: give a new or empty folder (an earlier export's is reused)."
+        )
+
+
+def export_features(features, out, layout, *, slide_mpp=None):
+    """Write the slides of a feature index in the layout of TRIDENT, CLAM or STAMP.
+
+    This package names its feature files ``<slide>.<spec key>.h5`` (the key tells the
+    settings apart); the other tools look for plain ``<slide>.h5`` in their own folders.
+    Each slide is written as the tool writes it, named by the slide file's stem:
+
+    * ``"trident"``: ``out/<mag>x_<size>px_0px_overlap/features_<encoder>/<slide>.h5``,
+      ``features`` and ``coords`` (level-0 pixels) with TRIDENT's attributes
+      (``patch_size``, ``patch_size_level0``, ``level0_magnification``,
+      ``target_magnification``, ...), the magnification being 10 / µm per pixel.
+    * ``"clam"``: ``out/h5_files/<slide>.h5`` (``features``, int32 ``coords``),
+      ``out/pt_files/<slide>.pt`` (the features tensor) and ``out/dataset.csv``
+      (``case_id``, ``slide_id``, ``sample_id``; add CLAM's ``label`` column).
+    * ``"stamp"``: ``out/<encoder>/<slide>.h5`` (``feats``, ``coords`` in µm, ``unit``,
+      ``tile_size_um``, ``tile_size_px``, ``extractor``, ``feat_type``) and
+      ``out/slide_table.csv`` (``PATIENT``, ``FILENAME``); slides without tiles are left
+      out, as STAMP leaves them. Features stay float32 where STAMP stores float16.
+
+    Parameters
+    ----------
+    features : str or Path
+        A features folder (its ``index.csv``) or an index file.
+    out : str or Path
+        A new or empty folder, or one written by an earlier export.
+    layout : {"trident", "clam", "stamp"}
+    slide_mpp : float or dict, optional
+        Level-0 µm per pixel of the slides whose coordinates are stored in µm (STAMP
+        files), where the index has no ``slide_mpp`` column.
+
+    Returns
+    -------
+    written : pandas.DataFrame
+        ``sample_id``, ``patient_id``, ``name`` (the file stem written) and ``path`` per
+        slide exported.
+
+    Examples
+    --------
+    >>> from he2rna_sklearn.features import export_features
+    >>> export_features("features/", "trident_job/", "trident")  # doctest: +SKIP
+    """
+    if layout not in EXPORT_LAYOUTS:
+        raise ValueError(f"layout must be one of {list(EXPORT_LAYOUTS)}, got {layout!r}.")
+    index = read_index(features)
+    out = Path(out)
+    _check_export_folder(out)
+    names = [
+        Path(p).stem if str(p).strip() else ""
+        for p in (index["slide_path"] if "slide_path" in index else [""] * len(index))
+    ]
+    by_file = _slide_mpp_by_file(index, slide_mpp)
+    bags = []
+    for i, f in enumerate(index["feature_file"]):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # µm without slide_mpp: refused by export_facts
+            bag = read_bag(f, lazy=True, slide_mpp=by_file)
+        names[i] = names[i] or str(bag.slide_id)
+        bags.append(bag)
+    dup = pd.Series(names)[pd.Series(names).duplicated()]
+    if len(dup):
+        raise ValueError(
+            f"Two slides of '{features}' are named '{dup.iloc[0]}' (the slide file's stem, which "
+            f"names the exported files): export them into two folders."
+        )
+    facts = [export_facts(bag, f) for bag, f in zip(bags, index["feature_file"])]
+    out.mkdir(parents=True, exist_ok=True)
+    (out / EXPORT_MARK).write_text("written by he2rna export; a later export may overwrite\n")
+    rows = []
+    for (_, row), bag, fact, name in zip(index.iterrows(), bags, facts, names):
+        features_array = np.asarray(bag)
+        if layout == "trident":
+            path = out / trident_folder(fact) / f"{name}.h5"
+            dims = _slide_dimensions(row.get("slide_path"), fact["slide_mpp"])
+            write_trident_h5(path, features_array, fact, name=name, slide_dimensions=dims)
+        elif layout == "clam":
+            path, _ = write_clam_files(out, features_array, fact, name=name)
+        else:
+            if not bag.n_tiles:
+                continue
+            path = out / safe_name(fact["encoder"]) / f"{name}.h5"
+            write_stamp_h5(path, features_array, fact)
+        rows.append(
+            {
+                "sample_id": row["sample_id"],
+                "patient_id": row["patient_id"],
+                "name": name,
+                "path": os.fspath(path),
+            }
+        )
+    written = pd.DataFrame(rows, columns=["sample_id", "patient_id", "name", "path"])
+    if layout == "clam":
+        table = written.rename(columns={"patient_id": "case_id", "name": "slide_id"})
+        _write_csv(table[["case_id", "slide_id", "sample_id"]], out / "dataset.csv")
+    elif layout == "stamp":
+        table = pd.DataFrame(
+            {"PATIENT": written["patient_id"], "FILENAME": [f"{n}.h5" for n in written["name"]]}
+        )
+        _write_csv(table, out / "slide_table.csv")
+    return written
+
+
+def _slide_dimensions(slide_path, slide_mpp):
+    """The slide's level-0 (width, height), if its file is here to read (TRIDENT records
+    them); else None."""
+    from ..slides import SlideReader
+
+    if not slide_path or not Path(slide_path).is_file():
+        return None
+    try:
+        with SlideReader(slide_path, slide_mpp) as reader:
+            return reader.dimensions
+    except (OSError, ValueError):
+        return None
+
+
+def _write_csv(table, path):
+    with atomic_write(path) as tmp:
+        table.to_csv(tmp, index=False)

@@ -3,8 +3,10 @@
 Read: TRIDENT and CLAM HDF5 files with their level-0 geometry, STAMP files whose
 coordinates are in µm or pixels, ``.pt`` feature files (CLAM, TRIDENT) and the official
 HE2RNA ``.npy`` tile features. Write: the coordinate attributes that CLAM and TRIDENT read,
-so that this package's files travel the other way. (``build_index``, in :mod:`._index`,
-indexes a folder of such files for the ``he2rna`` command.)
+so that this package's files travel the other way, and whole files in each tool's layout
+(:func:`write_trident_h5`, :func:`write_clam_files`, :func:`write_stamp_h5`; a features
+folder is exported by ``export_features``, in :mod:`._index`, which with ``build_index``
+also indexes a folder of such files for the ``he2rna`` command).
 
 Facts about the layouts come from the tools' public sources (mahmoodlab/CLAM,
 mahmoodlab/TRIDENT, KatherLab/STAMP, owkin/HE2RNA_code); none of their code is used.
@@ -15,7 +17,23 @@ mahmoodlab/TRIDENT, KatherLab/STAMP, owkin/HE2RNA_code); none of their code is u
 * CLAM: ``features`` and ``coords`` (level 0); patching files carry ``patch_level`` and
   ``patch_size`` (pixels at that level), sometimes ``downsample`` (the level's).
 * STAMP: ``feats`` and ``coords``; ``unit="um"`` says the coordinates are in µm, with the
-  tile side in ``tile_size_um`` (``tile_size`` in STAMP 2.0) and ``tile_size_px``.
+  tile side in ``tile_size_um`` (``tile_size`` in STAMP 2.0) and ``tile_size_px``. STAMP's
+  reader (``get_coords`` in ``stamp/modeling/data.py``) takes, in order: ``tile_size`` with
+  ``unit="um"`` (v2), ``tile_size_um`` (newer, whatever ``unit`` says), and else, when
+  ``tile_size`` or the coordinate grid's stride rounds to 224, the historic format:
+  coordinates in pixels of 224-px tiles of 256 µm (``coords / 224 * 256`` is µm). Other
+  files it refuses.
+* The folders: TRIDENT writes ``<job>/<mag>x_<size>px_<overlap>px_overlap/
+  features_<encoder>/<slide>.h5`` (``<slide>`` is the slide file's name without its
+  extension; ``<mag>`` an integer where it is one), with ``name``, ``savetodir`` and
+  ``encoder`` on ``features``, and on ``coords`` also ``overlap``, ``level0_width`` and
+  ``level0_height``. CLAM writes ``<feat_dir>/h5_files/<slide_id>.h5`` (``features``
+  float32, ``coords`` int32, no attributes) and ``<feat_dir>/pt_files/<slide_id>.pt``
+  (``torch.save`` of the features tensor), and lists slides in a CSV with ``case_id`` and
+  ``slide_id``. STAMP writes ``<out>/<extractor>/<slide>.h5`` (``feats``, ``coords`` in µm
+  of the tile's top-left corner; ``unit``, ``tile_size_um``, ``tile_size_px``,
+  ``extractor``, ``feat_type="tile"``) and its slide table has ``PATIENT`` and ``FILENAME``
+  (relative to the feature folder).
 * HE2RNA (``extract_tile_features_from_slides.py``): one ``.npy`` per slide of shape
   (n, 3 + 2048): the OpenSlide DeepZoom level, column and row of 224-px tiles without
   overlap, then the ResNet50 features; all-zero rows are padding.
@@ -25,23 +43,60 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import warnings
 from pathlib import Path
 
 import numpy as np
 
+from .._io import atomic_write
 from ..bags import Bag
 
 __all__ = [
+    "check_coords",
     "coords_attrs",
+    "export_facts",
     "features_attrs",
     "h5_geometry",
     "read_he2rna_npy",
     "read_pt_features",
+    "safe_name",
+    "trident_folder",
+    "write_clam_files",
+    "write_stamp_h5",
+    "write_trident_h5",
 ]
 
 #: DeepZoom tiling of the official HE2RNA code: 224-px tiles, no overlap.
 HE2RNA_TILE = 224
+#: STAMP's historic files (no ``unit``): 224-px tiles of 256 µm, coordinates in those pixels.
+STAMP_HISTORIC_TILE_PX = 224
+STAMP_HISTORIC_TILE_UM = 256.0
+
+
+def check_coords(coords, n_tiles, path):
+    """Tile coordinates as an (n_tiles, 2) array, or a one-line error naming the file.
+
+    Coordinates stored transposed, (2, n_tiles), are refused rather than reshaped: a
+    reshape would silently pair each x with another tile's x.
+    """
+    coords = np.asarray(coords)
+    if coords.ndim == 3 and coords.shape[0] == 1:  # a batch of one, as features may be
+        coords = coords[0]
+    if coords.ndim == 2 and coords.shape == (n_tiles, 2):
+        return coords
+    if coords.size == 0 and n_tiles == 0:
+        return coords.reshape(0, 2)
+    if coords.ndim == 2 and coords.shape == (2, n_tiles):
+        raise ValueError(
+            f"'coords' in '{path}' has shape {coords.shape}: the coordinates are stored "
+            f"transposed (2 x n); expected ({n_tiles}, 2), one (x, y) row per tile. Rewrite "
+            "the file with coords.T."
+        )
+    raise ValueError(
+        f"'coords' in '{path}' has shape {coords.shape}, expected ({n_tiles}, 2): one (x, y) "
+        f"row per tile of its {n_tiles} feature rows."
+    )
 
 
 # -- reading HDF5 geometry ------------------------------------------------------------------
@@ -94,8 +149,20 @@ def h5_geometry(path, file_attrs, coords_attrs, coords, *, feature_key="features
     if fa.get("format") == "he2rna-sklearn":
         return coords, meta
     unit = str(fa.get("unit", ca.get("unit", "px"))).lower()
-    if unit in ("um", "µm", "micron", "microns"):
+    if unit in ("um", "µm", "micron", "microns") or (
+        feature_key == "feats" and "tile_size_um" in fa
+    ):
         return _stamp_um(path, fa, coords, slide_mpp, meta)
+    if feature_key == "feats" and "unit" not in fa and "unit" not in ca:
+        historic = _stamp_historic(path, fa, coords)
+        if historic == "unknown":
+            meta["source_format"] = "stamp"
+            meta["coords_unit"] = "stamp-unknown"
+            return coords, meta
+        if historic is not None:
+            coords, fa = historic
+            meta["stamp_historic"] = True
+            return _stamp_um(path, fa, coords, slide_mpp, meta)
     if "patch_size_level0" in ca:  # TRIDENT
         meta["source_format"] = "trident"
         meta["extent"] = float(ca["patch_size_level0"])
@@ -125,6 +192,28 @@ def h5_geometry(path, file_attrs, coords_attrs, coords, *, feature_key="features
         meta.setdefault("tile_size", int(fa["tile_size_px"]))
     meta["coords_unit"] = "px"
     return coords, meta
+
+
+def _stamp_historic(path, fa, coords):
+    """A historic STAMP file (no ``unit``) as STAMP reads it: µm coordinates and the tile's
+    facts; "unknown" when its stride cannot be told (one tile row and column); or None
+    when it is not one (its coordinates are then taken as pixels)."""
+    stride = fa.get("tile_size")
+    if stride is None:
+        stride = _grid_step(None if coords is None else np.asarray(coords, dtype=np.float64))
+    if stride is None:
+        return None if coords is None or len(coords) == 0 else "unknown"
+    if round(float(stride)) != STAMP_HISTORIC_TILE_PX:
+        return None
+    scale = STAMP_HISTORIC_TILE_UM / STAMP_HISTORIC_TILE_PX
+    coords = None if coords is None else np.asarray(coords, dtype=np.float64) * scale
+    fa = {
+        **fa,
+        "unit": "um",
+        "tile_size_um": STAMP_HISTORIC_TILE_UM,
+        "tile_size_px": STAMP_HISTORIC_TILE_PX,
+    }
+    return coords, fa
 
 
 def _stamp_um(path, fa, coords, slide_mpp, meta):
@@ -219,6 +308,157 @@ def features_attrs(attrs):
     return out
 
 
+# -- whole files in other tools' layouts ------------------------------------------------------
+#: Written on every exported file (HDF5 attribute), so that a re-export may replace it.
+EXPORTED_BY = "he2rna-sklearn export"
+
+
+def export_facts(bag, path):
+    """What an export needs of a bag: level-0 pixel coordinates and the tile geometry.
+
+    Returns
+    -------
+    facts : dict
+        ``coords`` (n, 2) int64 level-0 pixels, ``extent`` (tile side, level-0 px),
+        ``tile_size`` (px at ``mpp``), ``mpp``, ``slide_mpp`` (µm per pixel of the tiles
+        and of level 0), ``encoder`` (the backbone's name, or "unknown").
+    """
+    meta = bag.meta
+    if bag.coords is None:
+        raise ValueError(
+            f"'{path}' has no tile coordinates (a .pt file?): TRIDENT, CLAM's h5_files and "
+            "STAMP need them; export the feature files that have them."
+        )
+    unit = meta.get("coords_unit") or "px"
+    if unit != "px":
+        fix = (
+            "give the slides' µm per pixel (slide_mpp=...) to convert them"
+            if unit == "um"
+            else "these tools' files need level-0 pixel coordinates"
+        )
+        raise ValueError(
+            f"The tile coordinates of '{path}' are not level-0 pixels (coords_unit "
+            f"{unit!r}): {fix}."
+        )
+    mpp = meta.get("mpp") or (10.0 / meta["magnification"] if meta.get("magnification") else None)
+    slide_mpp = meta.get("slide_mpp") or (
+        10.0 / meta["level0_magnification"] if meta.get("level0_magnification") else None
+    )
+    facts = {
+        "coords": np.asarray(bag.coords, dtype=np.int64).reshape(-1, 2),
+        "extent": meta.get("extent"),
+        "tile_size": meta.get("tile_size"),
+        "mpp": mpp,
+        "slide_mpp": slide_mpp,
+        "encoder": str(meta.get("backbone") or meta.get("extractor") or "unknown"),
+    }
+    missing = [k for k in ("extent", "tile_size", "mpp", "slide_mpp") if not facts[k]]
+    if missing:
+        raise ValueError(
+            f"'{path}' does not record {missing} (the tile geometry these tools' files carry); "
+            "export files written by SlideFeaturizer, TRIDENT or STAMP."
+        )
+    facts["extent"], facts["tile_size"] = float(facts["extent"]), int(facts["tile_size"])
+    facts["mpp"], facts["slide_mpp"] = float(facts["mpp"]), float(facts["slide_mpp"])
+    return facts
+
+
+def safe_name(name):
+    """A name fit for a folder: runs of other characters become ``_``."""
+    return re.sub(r"[^\w.+-]+", "_", str(name)).strip("._") or "unknown"
+
+
+def _magnification(mpp):
+    """TRIDENT's magnification of a resolution (10 / µm per pixel), as it names folders."""
+    mag = 10.0 / float(mpp)
+    return int(round(mag)) if abs(mag - round(mag)) < 1e-6 else mag
+
+
+def trident_folder(facts):
+    """``<mag>x_<size>px_0px_overlap/features_<encoder>``, as TRIDENT names its folders."""
+    mag = _magnification(facts["mpp"])
+    mag = str(mag) if isinstance(mag, int) else f"{mag:g}"
+    return Path(f"{mag}x_{facts['tile_size']}px_0px_overlap") / (
+        f"features_{safe_name(facts['encoder'])}"
+    )
+
+
+def write_trident_h5(path, features, facts, *, name, slide_dimensions=None):
+    """One slide's feature file as TRIDENT writes it (``features``, ``coords`` and their
+    attributes), atomically."""
+    import h5py
+
+    coords_attrs_ = {
+        **coords_attrs(
+            {
+                "extent": facts["extent"],
+                "tile_size": facts["tile_size"],
+                "mpp": facts["mpp"],
+                "slide_mpp": facts["slide_mpp"],
+            }
+        ),
+        "overlap": 0,
+        "name": name,
+        "savetodir": os.fspath(Path(path).parent),
+    }
+    if slide_dimensions is not None:
+        coords_attrs_["level0_width"], coords_attrs_["level0_height"] = (
+            int(v) for v in slide_dimensions
+        )
+    with atomic_write(path) as tmp, h5py.File(tmp, "w") as fh:
+        fh["features"] = np.asarray(features, dtype=np.float32)
+        fh["features"].attrs.update(
+            {"name": name, "savetodir": os.fspath(Path(path).parent), "encoder": facts["encoder"]}
+        )
+        fh["coords"] = facts["coords"]
+        fh["coords"].attrs.update(coords_attrs_)
+        fh.attrs["exported_by"] = EXPORTED_BY
+    return Path(path)
+
+
+def write_clam_files(folder, features, facts, *, name):
+    """One slide as CLAM's feature extraction leaves it: ``h5_files/<name>.h5`` (features,
+    int32 coords) and ``pt_files/<name>.pt`` (the features tensor), atomically."""
+    import h5py
+    import torch
+
+    features = np.asarray(features, dtype=np.float32)
+    h5 = Path(folder) / "h5_files" / f"{name}.h5"
+    with atomic_write(h5) as tmp, h5py.File(tmp, "w") as fh:
+        fh["features"] = features
+        fh["coords"] = facts["coords"].astype(np.int32)
+        fh["coords"].attrs.update(  # not CLAM's, but read by this package and TRIDENT
+            coords_attrs({k: facts[k] for k in ("extent", "tile_size", "mpp", "slide_mpp")})
+        )
+        fh.attrs["exported_by"] = EXPORTED_BY
+    pt = Path(folder) / "pt_files" / f"{name}.pt"
+    with atomic_write(pt) as tmp:
+        torch.save(torch.from_numpy(features), tmp)
+    return h5, pt
+
+
+def write_stamp_h5(path, features, facts):
+    """One slide's feature file as STAMP writes it: ``feats``, ``coords`` in µm (top-left
+    corners), ``unit="um"``, ``tile_size_um``, ``tile_size_px``, ``extractor`` and
+    ``feat_type="tile"``, atomically. Features stay float32 (STAMP stores float16)."""
+    import h5py
+
+    with atomic_write(path) as tmp, h5py.File(tmp, "w") as fh:
+        fh["coords"] = facts["coords"].astype(np.float64) * facts["slide_mpp"]
+        fh["feats"] = np.asarray(features, dtype=np.float32)
+        fh.attrs.update(
+            {
+                "extractor": facts["encoder"],
+                "unit": "um",
+                "tile_size_um": facts["extent"] * facts["slide_mpp"],
+                "tile_size_px": facts["tile_size"],
+                "feat_type": "tile",
+                "exported_by": EXPORTED_BY,
+            }
+        )
+    return Path(path)
+
+
 # -- .pt and .npy ---------------------------------------------------------------------------
 def _numpy_safe_globals():
     """What ``torch.load(weights_only=True)`` needs to rebuild a pickled numpy array."""
@@ -283,7 +523,7 @@ def read_pt_features(path, *, slide_id=None):
     if coords is not None:
         if isinstance(coords, torch.Tensor):
             coords = coords.cpu().numpy()
-        coords = np.asarray(coords).reshape(-1, 2)
+        coords = check_coords(coords, features.shape[0], path)
     meta = {"source_format": "pt", "feature_file": os.fspath(path)}
     return Bag(features, coords=coords, slide_id=slide_id or path.stem, meta=meta)
 

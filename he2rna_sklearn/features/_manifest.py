@@ -14,7 +14,14 @@ import pandas as pd
 
 from ..datasets import default_patient_id
 
-__all__ = ["ID_COLUMNS", "PATH_COLUMNS", "read_manifest", "read_table", "resolve_path"]
+__all__ = [
+    "ID_COLUMNS",
+    "PATH_COLUMNS",
+    "check_ids",
+    "read_manifest",
+    "read_table",
+    "resolve_path",
+]
 
 #: Manifest columns that give a slide file, in order of preference. A manifest of slides
 #: to featurize also takes a ``slide`` column as the file when it has none of these.
@@ -42,6 +49,32 @@ def read_table(path, what):
         raise ValueError(f"Cannot read {what.lower()} '{path}' as CSV: {message}") from None
 
 
+def check_ids(table, columns, source, *, allow_empty=()):
+    """Refuse ids that would not match what they name: an id with spaces around it (a
+    sample id ``" TCGA-..."`` meets no expression column), or an empty one in a column
+    that has no fallback (``allow_empty`` names those that have one)."""
+    for column in columns:
+        if column not in table:
+            continue
+        values = table[column].fillna("").astype(str)
+        padded = values[values != values.str.strip()]
+        if len(padded):
+            i = padded.index[0]
+            raise ValueError(
+                f"{column} {padded.iloc[0]!r} in {source} (row {i + 1}) has spaces around it; "
+                "ids are matched exactly: remove the spaces."
+            )
+        if column in allow_empty:
+            continue
+        empty = values[values == ""]
+        if len(empty):
+            rows = [i + 1 for i in empty.index[:5]]
+            raise ValueError(
+                f"{source} has an empty {column} in rows {rows}: give every row one, or drop "
+                f"the {column} column to use the defaults."
+            )
+
+
 def resolve_path(path, base):
     """A manifest's path, relative to the manifest's folder unless absolute."""
     return path if os.path.isabs(path) else os.fspath(Path(base) / path)
@@ -55,9 +88,10 @@ def read_manifest(source):
     source : str, Path or list of them
         A CSV (or TSV) with a slide file column (``slide_path``, or one of
         :data:`PATH_COLUMNS`, or ``slide``), relative to the manifest's folder or absolute,
-        and optional ``sample_id`` (default: the file stem) and ``patient_id`` (default:
-        :func:`~he2rna_sklearn.datasets.default_patient_id` of the sample). Or a list of
-        slide files.
+        and optional ``sample_id`` (default: the file stem) and ``patient_id`` (default,
+        also for an empty cell: :func:`~he2rna_sklearn.datasets.default_patient_id` of the
+        sample). Or a list of slide files. Ids with spaces around them, and empty slide
+        paths or sample ids, are errors naming the row.
 
     Returns
     -------
@@ -83,6 +117,12 @@ def read_manifest(source):
     if table.empty:
         raise ValueError(f"Manifest '{path}' lists no slides (a header only).")
     table = table.rename(columns={column: "slide_path"})
+    empty = table.index[table["slide_path"] == ""]
+    if len(empty):
+        raise ValueError(
+            f"Manifest '{path}' has an empty {column} in rows {[i + 1 for i in empty[:5]]}: "
+            "give every row its slide file."
+        )
     table["slide_path"] = [resolve_path(p, path.parent) for p in table["slide_path"]]
     return _check_slides(table, f"manifest '{path}'")
 
@@ -90,12 +130,16 @@ def read_manifest(source):
 def _check_slides(table, source):
     """Fill sample and patient ids, and check the slide list."""
     table["slide_path"] = table["slide_path"].astype(str)
+    check_ids(table, ("sample_id", "patient_id"), source, allow_empty=("patient_id",))
     if "sample_id" not in table:
         table["sample_id"] = [Path(p).stem for p in table["slide_path"]]
     table["sample_id"] = table["sample_id"].astype(str)
     if "patient_id" not in table:
-        table["patient_id"] = [default_patient_id(s) for s in table["sample_id"]]
-    table["patient_id"] = table["patient_id"].astype(str)
+        table["patient_id"] = ""
+    table["patient_id"] = [
+        str(p) if str(p) else default_patient_id(s)  # an empty cell: the default patient
+        for s, p in zip(table["sample_id"], table["patient_id"])
+    ]
     real = table["slide_path"].map(os.path.realpath)
     dup = real[real.duplicated(keep=False)]
     if len(dup):

@@ -31,7 +31,28 @@ from ..slides import (
 )
 from ._store import FORMAT_VERSION
 
-__all__ = ["FeatureSpec", "SlideSpec"]
+__all__ = ["FeatureSpec", "SlideSpec", "cache_file_name"]
+
+#: The longest cache file name, in bytes, written as it is. A file system allows 255 bytes,
+#: and the temporary that ``_io.atomic_write`` builds first adds 63 at most (a dot, the
+#: process id, host name and a random tag): names up to 192 bytes work on every host.
+MAX_CACHE_NAME_BYTES = 255 - 63
+
+
+def cache_file_name(slide_id, key):
+    """The cache file name of a slide: ``<slide_id>.<key>.h5``.
+
+    A name longer than :data:`MAX_CACHE_NAME_BYTES` (it could not be written) keeps the
+    start of the slide id that fits: the key digests the whole spec, slide id included, so
+    shortened names stay unique and stable, and names that work are never changed (that
+    would orphan existing caches).
+    """
+    name = f"{slide_id}.{key}.h5"
+    if len(name.encode()) <= MAX_CACHE_NAME_BYTES:
+        return name
+    room = MAX_CACHE_NAME_BYTES - len(f".{key}.h5".encode())
+    stem = os.fsencode(slide_id)[:room].decode("utf-8", "ignore")
+    return f"{stem}.{key}.h5"
 
 
 @dataclass(frozen=True)
@@ -99,7 +120,7 @@ class SlideSpec:
         return hashlib.sha1(self.to_json().encode()).hexdigest()[:16]
 
     def cache_path(self, cache_dir, slide_path):
-        return Path(cache_dir) / f"{Path(slide_path).stem}.{self.key()}.h5"
+        return Path(cache_dir) / cache_file_name(Path(slide_path).stem, self.key())
 
     def attrs(self):
         """HDF5 attributes: the whole spec (``spec``, ``spec_key``) and its readable fields."""

@@ -253,6 +253,18 @@ def read_bag(path, *, lazy=False, verify=True, slide_mpp=None):
         raise OSError(f"Cannot read feature file '{path}' (truncated or damaged?): {exc}") from exc
 
 
+def _dataset(fh, key, path):
+    """``fh[key]`` if it is a dataset; a group (or a link to one) is a clear error."""
+    obj = fh.get(key)
+    if obj is None or isinstance(obj, h5py.Dataset):
+        return obj
+    raise FeatureFileError(
+        f"Feature file '{path}': '{key}' is an HDF5 {type(obj).__name__.lower()}, not a "
+        "dataset; the file is not in a layout this package reads (features (n, d) and "
+        "coords (n, 2) as datasets, as TRIDENT, CLAM and STAMP write them)."
+    )
+
+
 def _read_open_bag(fh, path, lazy, verify, slide_mpp):
     key = next((k for k in _FEATURE_KEYS if k in fh), None)
     if key is None:
@@ -260,7 +272,8 @@ def _read_open_bag(fh, path, lazy, verify, slide_mpp):
             f"Feature file '{path}' has no 'features' or 'feats' dataset (found "
             f"{sorted(fh.keys())})."
         )
-    dset = fh[key]
+    dset = _dataset(fh, key, path)
+    coords_dset = _dataset(fh, "coords", path)
     if dset.ndim == 3 and dset.shape[0] == 1:  # CLAM sometimes stores (1, n, d)
         features = dset[0]
     elif dset.ndim == 1 and dset.shape[0] == 0:  # TRIDENT's empty slide
@@ -276,22 +289,23 @@ def _read_open_bag(fh, path, lazy, verify, slide_mpp):
         if verify:
             _verify(dset, path, features)
         features = features.astype(np.float32, copy=False)
-    coords = fh["coords"][()] if "coords" in fh else None
+    coords = None if coords_dset is None else coords_dset[()]
     if coords is not None:
         if verify:
-            _verify(fh["coords"], path, coords)
-        coords = np.asarray(coords).reshape(-1, 2)
+            _verify(coords_dset, path, coords)
+        coords = _interop.check_coords(coords, features.shape[0], path)
     meta = {k: _attr_value(v) for k, v in fh.attrs.items()}
-    if "coords" in fh:
+    if coords_dset is not None:
         meta.update(
-            {f"coords_{k}": _attr_value(v) for k, v in fh["coords"].attrs.items() if k != _CHECKSUM}
+            {f"coords_{k}": _attr_value(v) for k, v in coords_dset.attrs.items() if k != _CHECKSUM}
         )
-    if "metadata" in fh and coords is None:
-        meta["tile_names"] = [_attr_value(v) for v in fh["metadata"][()]]
+    names = _dataset(fh, "metadata", path)
+    if names is not None and coords is None:
+        meta["tile_names"] = [_attr_value(v) for v in names[()]]
     coords, geometry = _interop.h5_geometry(
         path,
         fh.attrs,
-        fh["coords"].attrs if "coords" in fh else {},
+        coords_dset.attrs if coords_dset is not None else {},
         coords,
         feature_key=key,
         slide_mpp=slide_mpp,

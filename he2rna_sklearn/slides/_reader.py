@@ -138,6 +138,13 @@ class SlideReader:
         self.path = check_slide_file(path)
         try:
             self._slide = openslide.open_slide(os.fspath(self.path))
+        except Image.DecompressionBombError as exc:
+            raise SlideReadError(
+                f"Cannot open slide '{self.path}': it is a plain image too large to decode "
+                f"whole ({exc}). Convert it to a tiled pyramidal TIFF (e.g. with vips "
+                "tiffsave --tile --pyramid, or he2rna_sklearn.datasets.write_pyramidal_tiff), "
+                "which is read tile by tile."
+            ) from None
         except (openslide.OpenSlideError, UnidentifiedImageError, OSError, ValueError) as exc:
             raise SlideReadError(
                 f"Cannot open slide '{self.path}': {exc}. The file may be truncated or "

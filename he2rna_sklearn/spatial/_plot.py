@@ -25,6 +25,35 @@ def slide_thumbnail(slide_path, *, slide_mpp=None, max_size=1400):
         return reader.thumbnail(max(thumb_mpp, reader.mpp))
 
 
+def _check_slide(bag, slide_path, slide_mpp):
+    """Refuse a slide that is not the one the bag's features come from: its SHA-256 against
+    the fingerprint this package's feature files record, and its size against the one
+    TRIDENT's files record (``level0_width``, ``level0_height``)."""
+    from ..slides import SlideReader, slide_fingerprint
+
+    meta = getattr(bag, "meta", {}) or {}
+    label = f"of {bag.slide_id!r}" if getattr(bag, "slide_id", None) else ""
+    expected = meta.get("slide_fingerprint")
+    if expected and slide_fingerprint(slide_path) != str(expected):
+        featurized = meta.get("slide_path")
+        raise ValueError(
+            f"Slide '{slide_path}' is not the slide whose features these are (the bag {label}"
+            + (f", featurized from '{featurized}'" if featurized else "")
+            + f"; its file differs from {expected}). Pass the slide the features were "
+            "computed from."
+        )
+    size = (meta.get("coords_level0_width"), meta.get("coords_level0_height"))
+    if all(v is not None for v in size):
+        with SlideReader(slide_path, slide_mpp) as reader:
+            dimensions = tuple(int(v) for v in reader.dimensions)
+        if dimensions != tuple(int(v) for v in size):
+            raise ValueError(
+                f"Slide '{slide_path}' is {dimensions[0]} x {dimensions[1]} px, but the feature "
+                f"file {label} was made from a slide of {int(size[0])} x {int(size[1])} px: "
+                "pass the slide the features were computed from."
+            )
+
+
 def plot_tile_heatmap(
     bag,
     scores,
@@ -54,7 +83,10 @@ def plot_tile_heatmap(
     genes : str or sequence of str, optional
         With models: the gene, or the gene set (mean over its genes), to paint.
     slide_path : str or Path, optional
-        The slide; default ``bag.meta["slide_path"]``.
+        The slide; default ``bag.meta["slide_path"]``. A slide other than the one the
+        features come from is refused: its SHA-256 is compared with the fingerprint that
+        this package's feature files record (reading the whole file once), its size with
+        the one TRIDENT's files record.
     slide_mpp : float, optional
         Base resolution, for slides lacking it; default ``bag.meta["slide_mpp"]``.
     label : str, optional
@@ -88,9 +120,9 @@ def plot_tile_heatmap(
         raise ValueError("Pass slide_path=: the bag does not record which slide it comes from.")
     coords, values = tile_layout(bag, scores)
     extent = tile_extent(bag)
-    thumb, (dx, dy) = slide_thumbnail(
-        slide_path, slide_mpp=slide_mpp or meta.get("slide_mpp"), max_size=max_size
-    )
+    slide_mpp = slide_mpp or meta.get("slide_mpp")
+    _check_slide(bag, slide_path, slide_mpp)
+    thumb, (dx, dy) = slide_thumbnail(slide_path, slide_mpp=slide_mpp, max_size=max_size)
     layer = np.full(thumb.shape[:2], np.nan)
     for (x, y), v in zip(coords, values):
         c0, r0 = int(round(x / dx)), int(round(y / dy))

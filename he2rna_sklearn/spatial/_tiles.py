@@ -36,6 +36,12 @@ def _check_level0(bag, what):
             f"re-read it with read_he2rna_npy({source}, slide_dimensions=...) (the slide's "
             "level-0 width and height)"
         )
+    elif unit == "stamp-unknown":
+        has = (
+            "in an unknown unit (a STAMP file without a 'unit' attribute and too few tiles "
+            "to tell its grid: STAMP's historic files count 224-px tiles of 256 µm)"
+        )
+        fix = "re-extract it with a current STAMP, or write unit='um' and tile_size_um into it"
     else:
         has, fix = f"in unit {unit!r}", "convert them to level-0 pixels"
     slide = getattr(bag, "slide_id", None)

@@ -1,4 +1,5 @@
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -433,3 +434,28 @@ def test_joblib_workers_exit_when_the_parent_is_killed(tiny_cohort, tmp_path):
     finally:
         if parent.poll() is None:
             parent.kill()
+
+
+def test_long_slide_names_get_short_stable_cache_names(tiny_cohort, tiny_cnn, tmp_path):
+    """A 240-character slide name: its cache name (stem + key + the temporary's additions)
+    would pass the file system's 255 bytes. The name is shortened, stays the same on a rerun
+    (the cache is reused) and unique; names that fit are left as they were."""
+    import shutil
+
+    long = [tmp_path / ("A" * 236 + f"-{i}.tiff") for i in range(2)]  # same first 236 chars
+    for src, dst in zip(tiny_cohort.slide_paths[:2], long):
+        shutil.copy(src, dst)
+    short = tmp_path / "short-01.tiff"
+    shutil.copy(tiny_cohort.slide_paths[2], short)
+    feat = _featurizer_for(tiny_cnn, mpp=1.0, cache_dir=tmp_path / "cache")
+    bags = feat.transform([*long, short])
+    from he2rna_sklearn.features._spec import MAX_CACHE_NAME_BYTES  # 255 - 63 of a temporary
+
+    names = [Path(b.meta["feature_file"]).name for b in bags]
+    assert all(len(n.encode()) <= MAX_CACHE_NAME_BYTES for n in names) and len(set(names)) == 3
+    assert [b.slide_id for b in bags] == [p.stem for p in (*long, short)]
+    assert names[2] == f"short-01.{bags[2].meta['spec_key']}.h5"  # unchanged when it fits
+    before = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "cache").glob("*.h5")}
+    again = feat.transform([*long, short])
+    assert [Path(b.meta["feature_file"]).name for b in again] == names
+    assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "cache").glob("*.h5")} == before

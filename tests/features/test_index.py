@@ -1,5 +1,6 @@
 """The slide index: manifests, index.csv written atomically and read back, build_index."""
 
+import h5py
 import pandas as pd
 import pytest
 import torch
@@ -99,7 +100,8 @@ def test_one_index_format_from_every_writer(tmp_path, outside_features):
     assert read_index(tmp_path / "features")["sample_id"].tolist() == ["TCGA-AA-0001-01Z", "s3"]
     # build_index writes the same columns, in the same order (less what it cannot know)
     _, root, _ = outside_features
-    assert list(build_index(root).columns) == [c for c in INDEX_COLUMNS if c != "slide_path"]
+    unknown = ("slide_path", "slide_fingerprint")
+    assert list(build_index(root).columns) == [c for c in INDEX_COLUMNS if c not in unknown]
 
 
 def test_write_index_keeps_relative_paths_whatever_the_working_folder(tmp_path, monkeypatch):
@@ -117,3 +119,51 @@ def test_write_index_keeps_relative_paths_whatever_the_working_folder(tmp_path, 
     written = pd.read_csv(write_index(table, tmp_path))
     assert written["feature_file"].tolist() == ["a.h5", "x/b.h5", "/elsewhere/c.h5"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["index.csv", "sub"]  # no temporary
+
+
+def test_update_index_under_a_lock_keeps_every_concurrent_row(tmp_path):
+    """Processes that add to one index at the same time: every row is kept (each merge
+    reads the index as the previous writer left it)."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    barrier = ctx.Barrier(3)
+    procs = [ctx.Process(target=_add_rows, args=(tmp_path, w, barrier)) for w in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    assert [p.exitcode for p in procs] == [0, 0, 0]
+    index = pd.read_csv(tmp_path / "index.csv")
+    assert sorted(index["sample_id"]) == sorted(f"w{w}-{i}" for w in range(3) for i in range(8))
+
+
+def _add_rows(folder, worker, barrier):
+    from he2rna_sklearn.features import update_index
+
+    barrier.wait()
+    for i in range(8):
+        row = {"slide_path": f"/s/w{worker}-{i}.svs", "sample_id": f"w{worker}-{i}"}
+        new = pd.DataFrame([{**row, "patient_id": "p", "feature_file": f"w{worker}-{i}.h5"}])
+        update_index(folder, new)
+
+
+def test_export_errors(tmp_path):
+    from he2rna_sklearn.features import export_features, write_index
+
+    torch.save(torch.from_numpy(_features()), tmp_path / "a.pt")
+    write_trident(tmp_path / "b.h5", GRID * 512, _features())
+    for name, layout, message in (
+        ("a.pt", "trident", r"a\.pt' has no tile coordinates"),
+        ("b.h5", "stamp", r"b\.h5' does not record \['slide_mpp'\]"),  # TRIDENT's: ok
+    ):
+        index = pd.DataFrame({"sample_id": ["s"], "patient_id": ["p"], "feature_file": [name]})
+        write_index(index, tmp_path / "index.csv")
+        if name == "b.h5":
+            export_features(tmp_path, tmp_path / "out-b", layout)  # level-0 mag is there
+            with h5py.File(tmp_path / "b.h5", "r+") as fh:
+                del fh["coords"].attrs["level0_magnification"]
+        with pytest.raises(ValueError, match=message):
+            export_features(tmp_path, tmp_path / f"out-{layout}", layout)
+    with pytest.raises(ValueError, match="layout must be one of"):
+        export_features(tmp_path, tmp_path / "x", "cellprofiler")

@@ -338,3 +338,73 @@ def test_no_warning_for_pixel_files(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         read_bag(path)
+
+
+# -- issue 18: STAMP's historic files, and foreign files trusted too far -------------------
+def _stamp_coords_um(path):
+    """What STAMP's ``get_coords`` (stamp/modeling/data.py) makes of a file's coordinates:
+    µm, with the tile side in µm; None where STAMP refuses the file."""
+    with h5py.File(path, "r") as fh:
+        coords, attrs = fh["coords"][:], dict(fh.attrs)
+    if attrs.get("tile_size") and attrs.get("unit") == "um":
+        return coords, float(attrs["tile_size"])
+    if attrs.get("tile_size_um"):
+        return coords, float(attrs["tile_size_um"])
+    xs, ys = np.unique(coords[:, 0]), np.unique(coords[:, 1])
+    stride = min(np.diff(xs).min(), np.diff(ys).min())
+    if round(attrs.get("tile_size", stride)) == 224:
+        return coords / 224 * 256, 256.0
+    return None
+
+
+def test_historic_stamp_files_are_read_as_stamp_reads_them(tmp_path):
+    """Historic STAMP files (no 'unit') count 224-px tiles of 256 µm: read as µm, as STAMP
+    reads them, not as level-0 pixels."""
+    path = _stamp(tmp_path / "old.h5", GRID * 224.0 + 448, {})
+    expected_um, tile_um = _stamp_coords_um(path)
+    with pytest.warns(UserWarning, match="in µm"):
+        bag = read_bag(path)
+    assert bag.meta["coords_unit"] == "um" and bag.meta["stamp_historic"]
+    np.testing.assert_allclose(bag.coords, expected_um)
+    assert bag.meta["mpp"] == pytest.approx(256 / 224) and bag.meta["tile_size"] == 224
+    with pytest.raises(ValueError, match="in µm"):
+        tile_extent(bag)
+    placed = read_bag(path, slide_mpp=0.5)  # with the slide's µm/px: level-0 pixels
+    np.testing.assert_array_equal(placed.coords, np.rint(expected_um / 0.5))
+    assert placed.meta["extent"] == tile_um / 0.5 == 512
+    # a 'tile_size' attribute of 224 says the same; 'tile_size_um' alone means µm to STAMP
+    path = _stamp(tmp_path / "attr.h5", GRID * 224.0, {"tile_size": 224})
+    np.testing.assert_allclose(read_bag(path, slide_mpp=1.0).coords, GRID * 256)
+    path = _stamp(tmp_path / "um.h5", GRID * 300.0, {"tile_size_um": 300.0})
+    assert _stamp_coords_um(path)[1] == 300.0
+    np.testing.assert_array_equal(read_bag(path, slide_mpp=0.5).coords, GRID * 600)
+    # one tile: the grid cannot be told, so the coordinates are not placed on a slide
+    bag = read_bag(_stamp(tmp_path / "one.h5", np.array([[448.0, 224.0]]), {}))
+    with pytest.raises(ValueError, match="unknown unit.*historic"):
+        tile_extent(bag)
+
+
+def test_foreign_h5_with_groups_is_a_clear_error(tmp_path):
+    for name in ("features", "coords"):
+        path = tmp_path / f"group-{name}.h5"
+        with h5py.File(path, "w") as fh:
+            for key in ("features", "coords"):
+                if key == name:
+                    fh.create_group(key)["x"] = np.zeros(3)
+                else:
+                    fh[key] = _features(12) if key == "features" else GRID
+        with pytest.raises(ValueError, match=rf"group-{name}\.h5': '{name}' is an HDF5 group"):
+            read_bag(path)
+
+
+def test_transposed_coords_are_refused(tmp_path):
+    path = write_trident(tmp_path / "t.h5", (GRID * 512).T, _features())
+    with pytest.raises(ValueError, match=r"t\.h5' has shape \(2, 12\).*transposed"):
+        read_bag(path)
+    torch.save({"features": torch.from_numpy(_features()), "coords": GRID.T}, tmp_path / "t.pt")
+    with pytest.raises(ValueError, match=r"t\.pt' has shape \(2, 12\).*transposed"):
+        read_bag(tmp_path / "t.pt")
+    with h5py.File(tmp_path / "n.h5", "w") as fh:
+        fh["features"], fh["coords"] = _features(), GRID[:10]
+    with pytest.raises(ValueError, match=r"has shape \(10, 2\), expected \(12, 2\)"):
+        read_bag(tmp_path / "n.h5")
