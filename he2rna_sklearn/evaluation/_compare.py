@@ -39,6 +39,7 @@ def compare_genes(
     groups=None,
     *,
     alpha=0.05,
+    figure="holm",
     n_resamples=1000,
     confidence_level=0.95,
     random_state=0,
@@ -49,8 +50,10 @@ def compare_genes(
     Holm's correction, and the mean over genes of Pearson's r, on all slides. Their
     differences (model minus baseline) get a paired bootstrap interval: patients are drawn
     with replacement, with all their slides, and both models are scored on every draw. The
-    verdict says "better" or "worse" only when the interval of the Holm-gene difference
-    excludes 0, and "not distinguishable" otherwise, so that noise is never read as a win.
+    verdict says "better" or "worse" only when the interval of the difference excludes 0
+    (of the Holm genes, or of the mean r with ``figure="mean_r"``, better suited to a
+    handful of slides), and "not distinguishable" otherwise, so that noise is never read
+    as a win.
 
     Parameters
     ----------
@@ -60,6 +63,8 @@ def compare_genes(
         Patient ids (default: every slide its own patient).
     alpha : float, default=0.05
         Level of the Holm-corrected tests.
+    figure : {"holm", "mean_r"}, default="holm"
+        The difference the verdict reads.
     n_resamples : int, default=1000
     confidence_level : float, default=0.95
     random_state : int, RandomState instance or None, default=0
@@ -126,11 +131,18 @@ def compare_genes(
     tail = 100 * (1 - confidence_level) / 2
     holm_lo, holm_hi = np.percentile(d_holm, [tail, 100 - tail])
     r_lo, r_hi = np.percentile(d_r, [tail, 100 - tail])
+    if figure not in ("holm", "mean_r"):
+        raise ValueError(f"figure must be 'holm' or 'mean_r', got {figure!r}.")
     level = f"{100 * confidence_level:g}%"
-    interval = f"{level} interval of the difference {holm_lo:+.0f} to {holm_hi:+.0f} genes"
-    if holm_lo > 0:
+    if figure == "holm":
+        low, high = holm_lo, holm_hi
+        interval = f"{level} interval of the difference {low:+.0f} to {high:+.0f} genes"
+    else:
+        low, high = r_lo, r_hi
+        interval = f"{level} interval of the mean r difference {low:+.3f} to {high:+.3f}"
+    if low > 0:
         verdict = f"better than the baseline ({interval}, above 0)"
-    elif holm_hi < 0:
+    elif high < 0:
         verdict = f"worse than the baseline ({interval}, below 0)"
     else:
         verdict = f"not distinguishable from the baseline ({interval} contains 0)"

@@ -205,6 +205,10 @@ class HE2RNARegressor(
     validation_indices_ : ndarray of int or None
         Positions in ``X`` of the slides held out for early stopping (None without
         validation), e.g. to score a baseline on the same slides.
+    validation_predictions_ : ndarray of shape (n_validation, n_genes) or None
+        The kept model's predictions for those slides, in the units of ``y``, before the
+        refit learnt from them: held-out predictions to compare with a baseline fitted on
+        the other slides (``he2rna fit`` does).
     init_alpha_ : float
         With ``init="ridge"``: the penalty of the closed-form start (chosen by inner
         cross-validation).
@@ -344,6 +348,10 @@ class HE2RNARegressor(
             groups=None if groups is None else np.asarray(groups),
         )
         self._fit_net(bags, Z, (train, valid), seeds, options)
+        self.validation_predictions_ = None
+        if valid is not None:  # the kept model's, before any refit sees these slides
+            out = self._run([bags[i] for i in valid], lambda m, x, mask: m(x, mask))
+            self.validation_predictions_ = out * y_scale + y_mean
         self.refitted_ = False
         if self.refit and valid is not None:
             self._refit_on_every_slide(
