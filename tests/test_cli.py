@@ -239,10 +239,11 @@ def test_small_demo_end_to_end(tmp_path, capsys):
     argv = ["demo", "--out", str(tmp_path), "--n-patients", "12", "--seed", "4", "--quiet"]
     assert main(argv) == 0
     out = capsys.readouterr().out
-    # HE2RNA beside the ridge baseline, in one table, with a verdict
-    assert "beside the ridge baseline" in out and "ROC AUC" in out
+    # HE2RNA beside the tuned linear baseline, in one table, with an interval
+    assert "beside the tuned linear baseline" in out and "ROC AUC" in out
     assert "composition genes: mean r" in out and "genes significant after Holm" in out
     assert "beats the baseline" in out or "does NOT beat the baseline" in out
+    assert "interval of the difference" in out and "The baseline chose" in out
     assert "MSI per patient, embedding" in out and "interval of the difference" in out
     assert "weights: random-init(seed=4)" in out
     assert (tmp_path / "heatmap_CD3E.png").stat().st_size > 10_000

@@ -13,7 +13,12 @@
 """
 
 from ._auc import aggregate_by_patient, compare_auc
-from ._baseline import compare_to_baseline, ridge_baseline, tuned_linear_baseline
+from ._baseline import (
+    compare_to_baseline,
+    describe_choices,
+    ridge_baseline,
+    tuned_linear_baseline,
+)
 from ._compare import compare_genes
 from ._genes import cross_validate_genes
 from ._groups import PAPER_PROJECT_MERGES, gene_correlations_by_group, merge_projects
@@ -26,6 +31,7 @@ __all__ = [
     "compare_genes",
     "compare_to_baseline",
     "cross_validate_genes",
+    "describe_choices",
     "fit_params_for",
     "gene_correlations_by_group",
     "merge_projects",
