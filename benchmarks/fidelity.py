@@ -204,7 +204,7 @@ def model_factories(seed, configs):
         "oracle": ridge,  # fitted on the true fractions (one-tile bags)
     }
     for name, params in configs.items():
-        factories[name] = lambda p=params: HE2RNARegressor(random_state=seed, **p)
+        factories[name] = lambda p=params: HE2RNARegressor(**{"random_state": seed, **p})
     return factories
 
 
