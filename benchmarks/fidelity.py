@@ -446,13 +446,20 @@ def _markdown(frame):
 
 
 def parse_configs(items):
-    """``name=param=value;param=value`` into {name: {param: value}} (values read as JSON)."""
+    """``name=param=value;param=value`` into {name: {param: value}}.
+
+    Values are read as JSON; Python's ``None``, ``True`` and ``False`` are accepted too.
+    """
+    python_words = {"None": None, "True": True, "False": False}
     configs = {}
     for item in items or []:
         name, _, rest = item.partition("=")
         params = {}
         for pair in filter(None, rest.split(";")):
             key, _, value = pair.partition("=")
+            if value in python_words:
+                params[key] = python_words[value]
+                continue
             try:
                 params[key] = json.loads(value)
             except json.JSONDecodeError:
