@@ -1,4 +1,4 @@
-"""Fidelity of HE2RNA on a realistic cohort, against a ridge baseline and an oracle.
+"""Fidelity of HE2RNA on a realistic cohort, against cheap baselines and two ceilings.
 
 The cohort (issue 10): one synthetic slide per real TCGA colorectal tumour (92), made of real
 H&E textures in proportions driven by the sample's own expression (immune, stromal,
@@ -15,7 +15,21 @@ Per cohort seed, 5-fold GroupKFold by patient, and per model:
   defaults: SEQUOIA's input (100 k-means clusters of tile features per slide) and a small
   SEQUOIA-style linearized transformer trained on the fold;
 * ``ridge``: ``make_pipeline(BagPooling(), StandardScaler(), RidgeCV(logspace(-2, 4, 13)))``;
+* ``tuned``: the tuned linear baseline (``evaluation.tuned_linear_baseline()``: ridge,
+  PCA-r + ridge or reduced-rank ridge on mean-pooled features, chosen per fold by an inner
+  ``GroupKFold`` by patient on the training slides);
+* ``codebook``: ``make_pipeline(TileCodebook(8), StandardScaler(), RidgeCV(...))``: a
+  ridge on the fractions of a k-means codebook of the training tiles;
+* ``tile_ceiling``: a tile classifier trained on the TRUE tile classes (logistic
+  regression on standardised tile features), its class probabilities mean-pooled per slide,
+  then the ridge: what tile typing can give when it is learnt from tile labels, which no
+  model here sees;
 * ``oracle``: the same ridge on the true tissue fractions of each slide.
+
+The targets of issue 17 are checked per seed for the HE2RNA rows (Holm genes at least the
+tuned baseline's and at least a third of the way from it to the tile ceiling; spatial AUC at
+least 0.95; fit at most 60 s per fold) and over seeds for MSI (mean embedding - mean-feature
+AUC difference at least 0, lower 95% bound above -0.05).
 
 Reported: mean r per test fold (averaged) and on pooled out-of-fold predictions; genes
 significant (one-sided r > 0) after Holm and after Benjamini-Hochberg, on pooled out-of-fold
@@ -163,6 +177,20 @@ def model_factories(seed, configs):
             SequoiaRegressor(random_state=seed),
         )
 
+    def tuned():
+        from he2rna_sklearn.evaluation import tuned_linear_baseline
+
+        return tuned_linear_baseline()
+
+    def codebook():
+        from he2rna_sklearn.bags import TileCodebook
+
+        return make_pipeline(
+            TileCodebook(8, random_state=seed),
+            StandardScaler(),
+            RidgeCV(alphas=np.logspace(-2, 4, 13)),
+        )
+
     factories = {
         "he2rna": lambda: HE2RNARegressor(random_state=seed),
         "he2rna_supertiles": lambda: make_pipeline(
@@ -170,10 +198,13 @@ def model_factories(seed, configs):
         ),
         "sequoia": sequoia,
         "ridge": ridge,
+        "tuned": tuned,
+        "codebook": codebook,
+        "tile_ceiling": ridge,  # fitted on mean-pooled probabilities of a tile classifier
         "oracle": ridge,  # fitted on the true fractions (one-tile bags)
     }
     for name, params in configs.items():
-        factories[name] = lambda p=params: HE2RNARegressor(random_state=seed, **p)
+        factories[name] = lambda p=params: HE2RNARegressor(**{"random_state": seed, **p})
     return factories
 
 
@@ -197,9 +228,27 @@ def _tile_scores(model, bag, genes):
     return model.predict_tiles(bag, genes)
 
 
+#: Models of slide-level rows (no per-tile network): their map is the model applied to
+#: each tile alone, and they have no embedding (the oracle's is the true fractions).
+SLIDE_LEVEL_MODELS = ("ridge", "tuned", "codebook", "tile_ceiling", "oracle")
+
+
+def _tile_classifier(bags, labels):
+    """The tile ceiling's classifier: logistic regression on standardised tile features,
+    trained on the true tile classes; returns ``bag -> class probabilities``."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    tiles = np.concatenate([np.asarray(b, dtype=np.float32) for b in bags])
+    clf = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=2000))
+    clf.fit(tiles, np.concatenate(labels))
+    return lambda bag: clf.predict_proba(np.asarray(bag, dtype=np.float32)).astype(np.float32)
+
+
 def _ridge_tile_scores(model, bag, genes, gene_names):
-    """A mean-pooling ridge's map: its linear model applied to each tile alone (a bag of one
-    tile pools to the tile), z-scored and averaged over the gene set."""
+    """A slide-level model's map: the model applied to each tile alone (a bag of one tile
+    pools to the tile), z-scored and averaged over the gene set."""
     columns = [list(gene_names).index(g) for g in genes]
     scores = model.predict(list(np.asarray(bag, dtype=np.float32)[:, None, :]))[:, columns]
     std = scores.std(axis=0)
@@ -243,17 +292,22 @@ def evaluate(name, factory, cohort, bags, labels, genes, seed, n_splits=5, log=p
     X = bags
     if name == "oracle":
         X = [row[None, :].astype(np.float32) for row in cohort.composition.to_numpy()]
+    slide_level = name in SLIDE_LEVEL_MODELS
     oof = np.zeros_like(Yv)
     oof_msi = np.zeros(len(bags))
     oof_msi_mean = np.zeros(len(bags))
     oof_msi_expr = np.zeros(len(bags))
     fold_r, aucs, seconds, kept = [], [], [], []
-    embed = name != "ridge"  # the oracle's "embedding" is the true tissue fractions
+    embed = not slide_level or name == "oracle"  # the oracle's: the true tissue fractions
     pooled_feats = BagPooling().fit_transform(bags) if embed else None
     splits = list(GroupKFold(n_splits).split(np.zeros(len(bags)), groups=groups))
     for fold, (train, test) in enumerate(splits):
         model = factory()
         t0 = time.perf_counter()
+        tile_model = None
+        if name == "tile_ceiling":  # a tile classifier on the true classes of training tiles
+            tile_model = _tile_classifier([bags[i] for i in train], [labels[i] for i in train])
+            X = [tile_model(b).mean(axis=0, keepdims=True) for b in bags]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             _fit(model, [X[i] for i in train], Y.iloc[train], groups[train])
@@ -269,8 +323,9 @@ def evaluate(name, factory, cohort, bags, labels, genes, seed, n_splits=5, log=p
             for i in test:
                 y_tiles = labels[i] == lymph
                 if 0 < y_tiles.sum() < len(y_tiles):
-                    if name == "ridge":
-                        s = _ridge_tile_scores(model, bags[i], immune, genes)
+                    if slide_level:
+                        tiles = bags[i] if tile_model is None else tile_model(bags[i])
+                        s = _ridge_tile_scores(model, tiles, immune, genes)
                     else:
                         s = _tile_scores(model, bags[i], immune)
                     aucs.append(spatial_auc(s, labels[i], lymph))
@@ -332,35 +387,36 @@ def msi_over_seeds(rows):
             np.column_stack([s[2] for s in scores]),
             random_state=0,
         )
+        ok = res.difference >= 0 and res.ci_low > -0.05
+        target = " target (mean >= 0, lower bound > -0.05): " + ("PASS" if ok else "FAIL")
         lines.append(
             f"{model}: MSI AUC embedding {res.auc:.3f} vs mean features {res.auc_baseline:.3f}"
             f", mean over {len(scores)} seeds: difference {res.difference:+.3f} (95% bootstrap "
             f"CI over tumours {res.ci_low:+.3f} to {res.ci_high:+.3f}; {res.n_positive} MSI-H "
-            f"of {len(y)})"
+            f"of {len(y)});" + (target if model.startswith("he2rna") else "")
         )
     return lines
 
 
 def check_targets(table):
-    """Issue 10's targets per seed for the default HE2RNA rows, as printable lines."""
+    """Issue 17's per-seed targets for the HE2RNA rows, as printable lines."""
     lines = []
     for seed, rows in table.groupby("seed"):
         by = rows.set_index("model")
-        if "ridge" not in by.index:
+        if not {"tuned", "tile_ceiling"} <= set(by.index):
             continue
+        tuned, ceiling = by.loc["tuned", "holm"], by.loc["tile_ceiling", "holm"]
+        third = tuned + (ceiling - tuned) / 3
         for model in ("he2rna", "he2rna_supertiles"):
             if model not in by.index:
                 continue
             r = by.loc[model]
             checks = {
-                f"Holm genes {r.holm} >= ridge {by.loc['ridge', 'holm']}": r.holm
-                >= by.loc["ridge", "holm"],
-                f"spatial AUC {r.spatial_auc:.3f} >= 0.85": r.spatial_auc >= 0.85,
-                f"MSI AUC {r.msi_auc_embedding:.3f} >= mean features "
-                f"{r.msi_auc_mean_features:.3f} (difference "
-                f"{r.msi_auc_embedding - r.msi_auc_mean_features:+.3f}, 95% bootstrap CI "
-                f"{r.msi_diff_ci_low:+.3f} to {r.msi_diff_ci_high:+.3f})": r.msi_auc_embedding
-                >= r.msi_auc_mean_features,
+                f"Holm genes {r.holm} >= tuned linear {tuned}": r.holm >= tuned,
+                f"Holm genes {r.holm} >= tuned + (tile ceiling {ceiling} - tuned) / 3 = "
+                f"{third:.1f}": r.holm >= third,
+                f"spatial AUC {r.spatial_auc:.3f} >= 0.95": r.spatial_auc >= 0.95,
+                f"fit {r.fit_s_per_fold:.1f} s per fold <= 60": r.fit_s_per_fold <= 60,
             }
             for text, ok in checks.items():
                 lines.append(f"seed {seed} {model}: {'PASS' if ok else 'FAIL'} {text}")
@@ -390,13 +446,20 @@ def _markdown(frame):
 
 
 def parse_configs(items):
-    """``name=param=value;param=value`` into {name: {param: value}} (values read as JSON)."""
+    """``name=param=value;param=value`` into {name: {param: value}}.
+
+    Values are read as JSON; Python's ``None``, ``True`` and ``False`` are accepted too.
+    """
+    python_words = {"None": None, "True": True, "False": False}
     configs = {}
     for item in items or []:
         name, _, rest = item.partition("=")
         params = {}
         for pair in filter(None, rest.split(";")):
             key, _, value = pair.partition("=")
+            if value in python_words:
+                params[key] = python_words[value]
+                continue
             try:
                 params[key] = json.loads(value)
             except json.JSONDecodeError:
@@ -413,8 +476,10 @@ def main(argv=None):
     parser.add_argument(
         "--models",
         nargs="+",
-        default=["he2rna", "he2rna_supertiles", "ridge", "oracle"],
-        help="Subset of he2rna, he2rna_supertiles, ridge, oracle (plus --config names).",
+        default=["he2rna", "he2rna_supertiles", "ridge", "tuned", "codebook", "tile_ceiling"]
+        + ["oracle"],
+        help="Subset of he2rna, he2rna_supertiles, sequoia, ridge, tuned, codebook, "
+        "tile_ceiling, oracle (plus --config names).",
     )
     parser.add_argument(
         "--config",

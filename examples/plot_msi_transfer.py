@@ -66,8 +66,10 @@ bags_pre = featurizer.transform(pretrain.slide_paths)
 bags = featurizer.transform(target.slide_paths)
 
 # %%
-# The transcriptomic representation, learned from the first cohort's expression only.
+# The transcriptomic representation, learned from the first cohort's expression only. The
+# paper's network (``tile_types=None``): recipe (c) fine-tunes its hidden layers.
 regressor = HE2RNARegressor(
+    tile_types=None,
     ks=KS_ALL_TILES,
     hidden_layer_sizes=(64,),
     lr=1e-3,

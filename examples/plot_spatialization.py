@@ -15,7 +15,6 @@ import numpy as np
 
 from he2rna_sklearn import HE2RNARegressor, SlideFeaturizer
 from he2rna_sklearn.datasets import make_synthetic_cohort, tile_classes
-from he2rna_sklearn.model import KS_ALL_TILES
 from he2rna_sklearn.spatial import export_tile_scores, plot_tile_heatmap, spatial_auc
 
 workdir = tempfile.mkdtemp()
@@ -27,14 +26,7 @@ bags = SlideFeaturizer(
 ).fit_transform(cohort.slide_paths)
 patients = np.unique(cohort.patient_ids)
 test = np.isin(cohort.patient_ids, patients[14:])  # six held-out patients
-model = HE2RNARegressor(
-    ks=KS_ALL_TILES,
-    hidden_layer_sizes=(64,),
-    lr=1e-3,
-    max_epochs=80,
-    validation_fraction=None,
-    random_state=0,
-)
+model = HE2RNARegressor(random_state=0)  # at its defaults: the tile-type network
 model.fit([b for b, t in zip(bags, test) if not t], cohort.expression[~test])
 
 # %%

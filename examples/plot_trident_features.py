@@ -31,7 +31,6 @@ from sklearn.pipeline import make_pipeline
 from he2rna_sklearn import HE2RNARegressor, SuperTiles, load_bags
 from he2rna_sklearn.evaluation import cross_validate_genes
 from he2rna_sklearn.features import build_index
-from he2rna_sklearn.model import KS_SUPER_TILES
 
 rng = np.random.default_rng(0)
 job = Path(tempfile.mkdtemp()) / "trident_processed"
@@ -96,14 +95,7 @@ Y = pd.DataFrame(
 # of tissue rather than a region).
 model = make_pipeline(
     SuperTiles(n_clusters=16, random_state=0),
-    HE2RNARegressor(
-        ks=KS_SUPER_TILES,
-        hidden_layer_sizes=(32,),
-        lr=1e-3,
-        max_epochs=60,
-        validation_fraction=None,
-        random_state=0,
-    ),
+    HE2RNARegressor(tile_types=32, validation_fraction=None, random_state=0),
 )
 result = cross_validate_genes(model, bags, Y, index["patient_id"], cv=4)
 print(result.pooled[["r", "p_holm"]].round(3))

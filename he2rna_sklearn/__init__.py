@@ -13,7 +13,7 @@ Examples
 """
 
 from ._version import __version__
-from .bags import Bag, BagPooling, SuperTiles
+from .bags import Bag, BagPooling, SuperTiles, TileCodebook
 from .features import SlideFeaturizer, load_bags
 from .model import (
     FoldEnsembleRegressor,
@@ -22,6 +22,7 @@ from .model import (
     HE2RNARegressor,
     MeanFeatureEmbedder,
     SequoiaRegressor,
+    TunedLinearRegressor,
     load_sequoia,
 )
 
@@ -36,6 +37,8 @@ __all__ = [
     "SequoiaRegressor",
     "SlideFeaturizer",
     "SuperTiles",
+    "TileCodebook",
+    "TunedLinearRegressor",
     "__version__",
     "load_bags",
     "load_sequoia",

@@ -37,6 +37,9 @@ __all__ = ["TRUSTED_TYPES", "UntrustedModelError", "load_model", "save_model"]
 TRUSTED_TYPES = (
     "he2rna_sklearn.bags._pooling.BagPooling",
     "he2rna_sklearn.bags._supertiles.SuperTiles",
+    "he2rna_sklearn.bags._codebook.TileCodebook",
+    "he2rna_sklearn.model._linear.ReducedRankRidge",
+    "he2rna_sklearn.model._linear.TunedLinearRegressor",
     "he2rna_sklearn.model._regressor.HE2RNARegressor",
     "he2rna_sklearn.model._classifier.HE2RNAClassifier",
     "he2rna_sklearn.model._transfer.HE2RNAEmbedder",

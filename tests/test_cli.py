@@ -88,7 +88,7 @@ def _common(workspace, features):
         f"{workspace}/expression.csv.gz",
         "--genes",
         "CD3E,EPCAM,COL1A1,NOISE01",
-        "--hidden",
+        "--tile-types",
         "16",
         "--epochs",
         "5",
@@ -105,14 +105,16 @@ def model_file(workspace, features):
     return workspace / "model.skops"
 
 
-def test_fit_reports_the_ridge_baseline_on_its_validation_slides(workspace, features, capsys):
+def test_fit_reports_the_tuned_baseline_on_its_validation_slides(workspace, features, capsys):
     args = _common(workspace, features)
     args = [a for a in args if a != "--quiet"]
-    args[args.index("--validation-fraction") + 1] = "0.3"
+    args[args.index("--validation-fraction") + 1] = "0.5"
     out = _ok(["fit", *args, "--out", f"{workspace}/validated.skops"], capsys)
     assert "validation mean r" in out
-    assert "Ridge baseline (mean-pooled features) on the same" in out
-    assert "HE2RNA beats it" in out or "HE2RNA does NOT beat it" in out
+    assert "Tuned linear baseline (" in out and "chosen by inner CV) on the same" in out
+    # a verdict only with an interval, never on a difference of noise
+    assert "HE2RNA is not distinguishable from the baseline" in out or "interval" in out
+    assert "HE2RNA beats it" not in out
 
 
 def test_round_trip(workspace, features, model_file, capsys):
@@ -132,10 +134,17 @@ def test_round_trip(workspace, features, model_file, capsys):
     report = pd.read_csv(f"{w}/genes.csv", index_col=0)
     assert {"r", "p", "p_holm", "p_bh"} <= set(report.columns) and len(report) == 4
     assert len(pd.read_csv(f"{w}/genes_per_fold.csv")) == 4 * 3
-    # the ridge baseline sits beside HE2RNA, on the same folds, with a verdict
+    # the tuned linear baseline sits beside HE2RNA, on the same folds, with an interval
     table = pd.read_csv(f"{w}/genes_vs_baseline.csv", index_col=0)
-    assert list(table.columns) == ["HE2RNARegressor", "ridge baseline", "difference"]
-    assert "ridge baseline" in out and ("beats the ridge baseline" in out or "NOT beat" in out)
+    assert list(table.columns) == [
+        "HE2RNARegressor",
+        "tuned linear baseline",
+        "difference",
+        "95% CI low",
+        "95% CI high",
+    ]
+    assert "tuned linear baseline" in out and "The baseline chose" in out
+    assert "beats the tuned linear baseline" in out or "NOT beat" in out
     slide = index["sample_id"].iloc[0]
     _ok(
         [
@@ -230,10 +239,11 @@ def test_small_demo_end_to_end(tmp_path, capsys):
     argv = ["demo", "--out", str(tmp_path), "--n-patients", "12", "--seed", "4", "--quiet"]
     assert main(argv) == 0
     out = capsys.readouterr().out
-    # HE2RNA beside the ridge baseline, in one table, with a verdict
-    assert "beside the ridge baseline" in out and "ROC AUC" in out
+    # HE2RNA beside the tuned linear baseline, in one table, with an interval
+    assert "beside the tuned linear baseline" in out and "ROC AUC" in out
     assert "composition genes: mean r" in out and "genes significant after Holm" in out
     assert "beats the baseline" in out or "does NOT beat the baseline" in out
+    assert "interval of the difference" in out and "The baseline chose" in out
     assert "MSI per patient, embedding" in out and "interval of the difference" in out
     assert "weights: random-init(seed=4)" in out
     assert (tmp_path / "heatmap_CD3E.png").stat().st_size > 10_000
@@ -456,7 +466,7 @@ def test_samples_x_genes_table_from_to_csv_is_not_read_transposed(
     expr = expr[["CD3E", "EPCAM"]]  # fewer genes than samples: the layout heuristics fail
     expr.rename_axis(None).to_csv(tmp_path / "expr.csv")  # unnamed index, as to_csv writes
     args = ["--features", str(features), "--expression", str(tmp_path / "expr.csv")]
-    fit = ["fit", *args, "--hidden", "8", "--epochs", "1", "--quiet"]
+    fit = ["fit", *args, "--tile-types", "4", "--epochs", "1", "--quiet"]
     _ok([*fit, "--out", str(tmp_path / "m.skops")], capsys)
     # when no sample matches either way, the error says how the table was read
     expr.rename(index=lambda s: "x" + s).rename_axis(None).to_csv(tmp_path / "other.csv")
@@ -653,7 +663,8 @@ def test_heatmap_of_features_in_um_reads_the_slides_resolution(tiny_cohort, tmp_
     model = tmp_path / "m.skops"
     _ok(
         ["fit", "--features", str(folder), "--expression", str(tmp_path / "expr.csv"),
-         "--epochs", "2", "--validation-fraction", "0", "--out", str(model), "--quiet"],
+         "--epochs", "2", "--tile-types", "8", "--validation-fraction", "0", "--out", str(model),
+         "--quiet"],
         capsys,
     )  # fmt: skip
     heatmap = ["heatmap", "--model", str(model), "--features", str(folder), "--slide", names[0],
@@ -695,7 +706,7 @@ def test_super_tiles_on_pt_features_cluster_on_features(tmp_path, capsys):
     _ok(["index", "--features", str(folder), "--slide-mpp", "0.5"], capsys)
     assert (pd.read_csv(folder / "index.csv")["slide_mpp"] == 0.5).all()
     fit = ["fit", "--features", str(folder), "--expression", str(tmp_path / "expr.csv"),
-           "--super-tiles", "4", "--epochs", "1", "--hidden", "8", "--validation-fraction", "0",
+           "--super-tiles", "4", "--epochs", "1", "--tile-types", "4", "--validation-fraction", "0",
            "--slide-mpp", "0.5", "--quiet", "--out", str(tmp_path / "m.skops")]  # fmt: skip
     err = _error(fit, capsys)  # .pt files have no coordinates: the error names the option
     assert "have no tile coordinates" in err and "add --cluster-on features" in err
@@ -1100,7 +1111,7 @@ def test_heatmap_of_he2rna_npy_features_places_them_with_the_slide_size(tmp_path
     folder = str(tmp_path / "npy")
     _ok(["index", "--features", folder, "--manifest", str(tmp_path / "slides.csv")], capsys)
     _ok(["fit", "--features", folder, "--expression", str(tmp_path / "expr.csv"), "--epochs",
-         "1", "--hidden", "4", "--validation-fraction", "0", "--out", str(tmp_path / "m.skops"),
+         "1", "--tile-types", "4", "--validation-fraction", "0", "--out", str(tmp_path / "m.skops"),
          "--quiet"], capsys)  # fmt: skip
     heatmap = ["heatmap", "--model", str(tmp_path / "m.skops"), "--features", folder,
                "--slide", "N0", "--gene", "CD3E", "--out", str(tmp_path / "h.png")]  # fmt: skip
@@ -1155,7 +1166,8 @@ def test_predict_refuses_features_that_overflow_the_network(tmp_path, capsys):
 
     folder, names = _trident_cohort(tmp_path)
     fit = ["fit", "--features", str(folder), "--expression", str(tmp_path / "expr.csv"),
-           "--epochs", "2", "--hidden", "8", "--validation-fraction", "0", "--quiet"]  # fmt: skip
+           "--epochs", "2", "--tile-types", "4", "--validation-fraction", "0",
+           "--quiet"]  # fmt: skip
     _ok([*fit, "--out", str(tmp_path / "m.skops")], capsys)
     with h5py.File(folder / f"{names[2]}.h5", "r+") as fh:
         fh["features"][3, 1] = 1e38

@@ -128,24 +128,41 @@ def bags_and_targets():
 
 
 FAST = dict(hidden_layer_sizes=(4,), max_epochs=2, validation_fraction=None, random_state=0)
+TYPES = {**FAST, "tile_types": 4}  # the regressor's tile-type network, at toy size
+MLP = {**FAST, "tile_types": None}  # the paper's network
 
 
 @pytest.mark.filterwarnings("ignore:HE2RNA")
 @pytest.mark.parametrize(
-    "kind", ["regressor", "supertiles", "baseline", "classifier", "embedder", "mean_features"]
+    "kind",
+    [
+        "regressor",
+        "mlp",
+        "supertiles",
+        "baseline",
+        "codebook",
+        "classifier",
+        "embedder",
+        "mean_features",
+    ],
 )
 def test_every_saved_model_of_the_package_loads(bags_and_targets, tmp_path, kind):
     from he2rna_sklearn import HE2RNAClassifier, HE2RNAEmbedder, HE2RNARegressor
-    from he2rna_sklearn.bags import BagPooling
+    from he2rna_sklearn.bags import TileCodebook
+    from he2rna_sklearn.evaluation import tuned_linear_baseline
     from he2rna_sklearn.model import MeanFeatureEmbedder
 
     bags, Y = bags_and_targets
     if kind == "regressor":
-        model = make_pipeline(HE2RNARegressor(**FAST)).fit(bags, Y)
+        model = make_pipeline(HE2RNARegressor(**TYPES)).fit(bags, Y)
+    elif kind == "mlp":
+        model = make_pipeline(HE2RNARegressor(**MLP)).fit(bags, Y)
     elif kind == "supertiles":
-        model = make_pipeline(SuperTiles(3, random_state=0), HE2RNARegressor(**FAST)).fit(bags, Y)
+        model = make_pipeline(SuperTiles(3, random_state=0), HE2RNARegressor(**TYPES)).fit(bags, Y)
     elif kind == "baseline":
-        model = make_pipeline(BagPooling(), StandardScaler(), RidgeCV()).fit(bags, Y)
+        model = tuned_linear_baseline().fit(bags, Y)
+    elif kind == "codebook":
+        model = make_pipeline(TileCodebook(3, random_state=0), RidgeCV()).fit(bags, Y)
     elif kind == "classifier":
         model = HE2RNAClassifier(**FAST).fit(bags, np.arange(8) % 2)
     elif kind == "mean_features":
@@ -155,7 +172,7 @@ def test_every_saved_model_of_the_package_loads(bags_and_targets, tmp_path, kind
             RidgeCV(),
         ).fit(bags, np.arange(8.0), meanfeatureembedder__expression=Y)
     else:
-        model = HE2RNAEmbedder(HE2RNARegressor(**FAST)).fit(bags, expression=Y)
+        model = HE2RNAEmbedder(HE2RNARegressor(**TYPES)).fit(bags, expression=Y)
     loaded = load_model(save_model(model, tmp_path / "m.skops"))
     method = "transform" if kind == "embedder" else "predict"
     np.testing.assert_allclose(getattr(loaded, method)(bags), getattr(model, method)(bags))
@@ -198,7 +215,7 @@ def test_a_config_beyond_its_weights_is_refused_before_building(
     from tests.test_torch import record_full_builds
 
     bags, Y = bags_and_targets
-    path = save_model(HE2RNARegressor(**FAST).fit(bags, Y), tmp_path / "m.skops")
+    path = save_model(HE2RNARegressor(**MLP).fit(bags, Y), tmp_path / "m.skops")
     _set_hidden(path, 10**6)
     built = record_full_builds(monkeypatch, HE2RNAModule)
     match = r"not loaded: .*hidden\.0\.bias \(4,\) \(the config makes \(1000000,\)\).*nothing"

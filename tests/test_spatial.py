@@ -240,7 +240,7 @@ def fold_models():
                 "EPCAM": [b[:, 2].min() for b in bags],
             }
         )
-        fast = dict(hidden_layer_sizes=(8,), max_epochs=3, validation_fraction=None)
+        fast = dict(tile_types=4, max_epochs=3, validation_fraction=None)
         models.append(HE2RNARegressor(**fast, random_state=seed).fit(bags, y))
     return models
 
@@ -302,7 +302,7 @@ def test_ensemble_errors(bag, fold_models):
         plot_tile_heatmap(bag, np.zeros(bag.n_tiles), genes="CD3E")
     with pytest.raises(ValueError, match="Unknown genes"):
         ensemble_tile_scores(fold_models, bag, "NOT_A_GENE")
-    other = type(fold_models[0])(hidden_layer_sizes=(4,), max_epochs=1, validation_fraction=None)
+    other = type(fold_models[0])(tile_types=4, max_epochs=1, validation_fraction=None)
     other.fit([np.asarray(bag)] * 4, np.arange(4.0))
     with pytest.raises(ValueError, match="different genes"):
         ensemble_tile_scores([fold_models[0], other], bag)

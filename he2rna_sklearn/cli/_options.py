@@ -35,6 +35,34 @@ def slide_mpp_arg(value):
         raise argparse.ArgumentTypeError(f"--slide-mpp must be a number, got {value!r}") from None
 
 
+def tile_types_arg(value):
+    """A number of tile types (at least 2), or ``none`` (the paper's network)."""
+    if value.lower() == "none":
+        return None
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 2:
+        raise argparse.ArgumentTypeError(
+            f"--tile-types must be an integer of at least 2 or 'none', got {value!r}"
+        )
+    return number
+
+
+def learning_rate_arg(value):
+    """A positive learning rate, or ``auto``."""
+    if value.lower() == "auto":
+        return "auto"
+    try:
+        rate = float(value)
+    except ValueError:
+        rate = -1.0
+    if not rate > 0:
+        raise argparse.ArgumentTypeError(f"--lr must be a positive number or 'auto', got {value!r}")
+    return rate
+
+
 def validation_fraction_arg(value):
     """A fraction in [0, 1), or ``none`` (no early stopping; 0 says the same)."""
     if value.lower() == "none":

@@ -14,11 +14,13 @@ import argparse
 from ._options import (
     folds_arg,
     jobs_arg,
+    learning_rate_arg,
     parameter_option,
     parameter_options,
     signature_defaults,
     slide_mpp_arg,
     spell,
+    tile_types_arg,
     validation_fraction_arg,
     weights_arg,
 )
@@ -207,9 +209,18 @@ def _add_model_options(p):
     r = HE2RNARegressor().get_params()
     g = p.add_argument_group(
         "model",
-        "HE2RNARegressor at its defaults, except --seed and the top-k values (ks), which\n"
-        "follow the bags: the paper's KS_SUPER_TILES with --super-tiles, its KS_ALL_TILES\n"
-        "without (not the regressor's default KS_DEFAULT, both sets together).",
+        "HE2RNARegressor at its defaults (the tile-type network), except --seed. With\n"
+        "--tile-types none (the paper's network), the top-k values (ks) follow the bags:\n"
+        "the paper's KS_SUPER_TILES with --super-tiles, its KS_ALL_TILES without (not the\n"
+        "regressor's default KS_DEFAULT, both sets together).",
+    )
+    parameter_option(
+        g,
+        "--tile-types",
+        r,
+        type=tile_types_arg,
+        help="tile types of the tile-type network, or none for the paper's network (an MLP "
+        "with top-k pooling; see --hidden) (default: %(default)s)",
     )
     parameter_option(
         g,
@@ -219,7 +230,7 @@ def _add_model_options(p):
         type=int,
         nargs="+",
         default=list(r["hidden_layer_sizes"]),
-        help="hidden layer sizes (default: %(default)s)",
+        help="hidden layer sizes of the paper's network (--tile-types none) (default: %(default)s)",
     )
     parameter_option(
         g,
@@ -242,7 +253,14 @@ def _add_model_options(p):
     parameter_option(
         g, "--epochs", r, dest="max_epochs", type=int, help="maximum epochs (default: %(default)s)"
     )
-    parameter_option(g, "--lr", r, type=float, help="learning rate (default: %(default)s)")
+    parameter_option(
+        g,
+        "--lr",
+        r,
+        type=learning_rate_arg,
+        help="learning rate, or auto (1e-3 for the tile-type network, 1e-4 for the paper's) "
+        "(default: %(default)s)",
+    )
     parameter_option(g, "--patience", r, type=int, help="early stopping (default: %(default)s)")
     parameter_option(
         g,

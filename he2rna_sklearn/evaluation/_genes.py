@@ -38,7 +38,8 @@ def _fit_predict(estimator, X, Y, groups, train, test, fit_groups, parent_pid=No
     params = fit_params_for(model, groups=groups[train]) if fit_groups else {}
     model.fit(X_train, Y[train], **params)
     pred = np.asarray(model.predict(X_test), dtype=np.float64)
-    return pred.reshape(len(test), -1)
+    last = model.steps[-1][1] if hasattr(model, "steps") else model
+    return pred.reshape(len(test), -1), getattr(last, "description_", None)
 
 
 def cross_validate_genes(
@@ -98,7 +99,10 @@ def cross_validate_genes(
         ``per_fold`` (tidy DataFrame: gene, fold, r, p, n), ``pooled`` (DataFrame by gene:
         r, p, p_holm, p_bh, n on pooled out-of-fold predictions, plus ``r_mean_folds``),
         ``summary`` (dict: mean r over genes and folds, genes well predicted by Holm and by
-        BH) and ``predictions`` (DataFrame, out of fold, same shape as ``Y``). With ``by``,
+        BH), ``predictions`` (DataFrame, out of fold, same shape as ``Y``) and
+        ``descriptions`` (per fold, the fitted model's ``description_`` where it has one,
+        e.g. the family a :class:`~he2rna_sklearn.model.TunedLinearRegressor` chose, else
+        None). With ``by``,
         also ``per_group`` (tidy DataFrame: group, gene, r, p, p_holm, p_bh, n on the
         group's pooled out-of-fold predictions, with corrections over genes within the
         group, and ``r_mean_folds``, the mean over folds of the r on the group's test
@@ -145,12 +149,13 @@ def cross_validate_genes(
                 f"The CV splitter puts patients in both train and test ({sorted(shared)[:5]}); "
                 "use a group-aware splitter such as GroupKFold."
             )
-    preds = Parallel(n_jobs=n_jobs, verbose=verbose)(
+    fitted = Parallel(n_jobs=n_jobs, verbose=verbose)(
         delayed(_fit_predict)(
             estimator, X, Y, groups, train, test, fit_groups, parent_pid=os.getpid()
         )
         for train, test in splits
     )
+    preds = [pred for pred, _ in fitted]
     oof = np.full_like(Y, np.nan)
     rows = []
     with warnings.catch_warnings():
@@ -172,7 +177,13 @@ def cross_validate_genes(
         "alpha": alpha,
     }
     predictions = pd.DataFrame(oof, columns=genes, index=index)
-    result = Bunch(per_fold=per_fold, pooled=pooled, summary=summary, predictions=predictions)
+    result = Bunch(
+        per_fold=per_fold,
+        pooled=pooled,
+        summary=summary,
+        predictions=predictions,
+        descriptions=[description for _, description in fitted],
+    )
     if by is not None:
         folds = np.empty(len(Y), dtype=np.int64)
         for fold, (_, test) in enumerate(splits):

@@ -3,7 +3,11 @@
 Torch modules (per-tile MLP, masked top-k pooling), the skorch glue (bag datasets,
 padding, per-batch k draws) and the scikit-learn estimators. One job per module:
 
-* ``_modules``: the torch network; ``_net``: bag datasets, padding, the skorch net;
+* ``_modules``: the per-tile MLP with top-k pooling; ``_tile_types``: the tile-type
+  network (soft codebook, pooled type fractions, low-rank readout) and its closed-form
+  start; ``_net``: bag datasets, padding, the skorch net;
+* ``_linear``: reduced-rank ridge and the tuned linear baseline (ridge, PCA-r + ridge or
+  reduced-rank ridge chosen by inner CV);
 * ``_params``: the shared parameters' defaults (one table) and constraints;
   ``_settings``: the paper's settings;
 * ``_training``: seeds, the validation split, ``TrainingOptions``, early stopping from a
@@ -21,6 +25,7 @@ elsewhere than PyTorch's random initialisation.
 
 from ._classifier import HE2RNAClassifier
 from ._ensemble import FoldEnsembleRegressor
+from ._linear import ReducedRankRidge, TunedLinearRegressor
 from ._modules import (
     KS_ALL_TILES,
     KS_DEFAULT,
@@ -36,6 +41,7 @@ from ._regressor import HE2RNARegressor
 from ._sequoia import SEQUOIA_CANCERS, SEQUOIA_FEATURE_SPEC, SequoiaRegressor, load_sequoia
 from ._sequoia_modules import SequoiaModule
 from ._settings import PAPER_SETTINGS
+from ._tile_types import TileTypeModule
 from ._transfer import HE2RNAEmbedder
 
 __all__ = [
@@ -51,10 +57,13 @@ __all__ = [
     "KS_SUPER_TILES",
     "MeanFeatureEmbedder",
     "PAPER_SETTINGS",
+    "ReducedRankRidge",
     "SEQUOIA_CANCERS",
     "SEQUOIA_FEATURE_SPEC",
     "SequoiaModule",
     "SequoiaRegressor",
+    "TileTypeModule",
+    "TunedLinearRegressor",
     "collate_bags",
     "check_pretrained_folder",
     "from_pretrained",

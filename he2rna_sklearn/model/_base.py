@@ -14,12 +14,16 @@ from .._torch import module_state, rebuild_module, resolve_device
 from ..bags import check_finite_outputs, check_fitted_bags, fitted_feature_spec
 from ._init_from import source_module
 from ._modules import HE2RNAModule
-from ._net import BagDataset, BagNet, collate_bags, iterate_batches
-from ._params import NETWORK_CONSTRAINTS
+from ._net import BagDataset, BagNet, TrainingInterrupted, collate_bags, iterate_batches
+from ._params import AUTO_LR, NETWORK_CONSTRAINTS
 from ._pretrained import PretrainedMixin  # save_pretrained, from_pretrained
+from ._tile_types import TileTypeModule
 from ._training import WarmEarlyStopping, draw_seeds, feature_stats
 
-__all__ = ["BaseHE2RNA"]
+__all__ = ["NETWORK_CLASSES", "BaseHE2RNA"]
+
+#: The network classes an estimator may hold, by name (how saved models name them).
+NETWORK_CLASSES = {"HE2RNAModule": HE2RNAModule, "TileTypeModule": TileTypeModule}
 
 
 class BaseHE2RNA(PretrainedMixin, BaseEstimator):
@@ -75,6 +79,16 @@ class BaseHE2RNA(PretrainedMixin, BaseEstimator):
         """
         return False
 
+    def _learning_rate(self):
+        """``lr``, with ``"auto"`` resolved for the network built (:data:`AUTO_LR`)."""
+        if self.lr == "auto":
+            return AUTO_LR[self._module_class().__name__]
+        return float(self.lr)
+
+    def _module_class(self):
+        """The network class to build (:class:`HE2RNAModule` unless overridden)."""
+        return HE2RNAModule
+
     def _output_l2(self, n_slides, n_outputs):
         """The penalty on the output weights in training (``BagNet.output_l2``), read after
         :meth:`_start_module`, or None for none."""
@@ -108,11 +122,11 @@ class BaseHE2RNA(PretrainedMixin, BaseEstimator):
         device = resolve_device(self.device)
         max_epochs = self.max_epochs if options.max_epochs is None else options.max_epochs
         return BagNet(
-            HE2RNAModule,
+            self._module_class(),
             options.criterion,
             optimizer=torch.optim.Adam,
             optimizer__weight_decay=float(self.weight_decay),
-            lr=float(self.lr),
+            lr=self._learning_rate(),
             max_epochs=int(max_epochs),
             batch_size=int(self.batch_size),
             iterator_train__shuffle=True,
@@ -130,7 +144,7 @@ class BaseHE2RNA(PretrainedMixin, BaseEstimator):
             **{f"module__{k}": v for k, v in module_params.items()},
         )
 
-    def _module_params(self, bags, train, options, seeds):
+    def _module_params(self, bags, targets, train, options, seeds):
         """The :class:`HE2RNAModule` arguments for training on ``bags[train]``."""
         hidden, activation, ks = self._check_architecture()
         mean = scale = None
@@ -159,7 +173,7 @@ class BaseHE2RNA(PretrainedMixin, BaseEstimator):
         train, valid = split
         self.feature_spec_ = fitted_feature_spec(bags)  # checked at predict (_run)
         self.validation_indices_ = None if valid is None else np.asarray(valid)
-        module_params = self._module_params(bags, train, options, seeds)
+        module_params = self._module_params(bags, targets, train, options, seeds)
         valid_ds = None
         if valid is not None:
             valid_ds = BagDataset([bags[i] for i in valid], targets[valid])
@@ -179,7 +193,14 @@ class BaseHE2RNA(PretrainedMixin, BaseEstimator):
                 # A warm start can already be the best model: it is epoch 0 of early stopping.
                 start = float(options.scoring(net, valid_ds, targets[valid]))
                 net.set_params(callbacks__early_stopping__start_score=start)
-            net.partial_fit(BagDataset(train_bags, targets[train]), None)
+            try:
+                net.partial_fit(BagDataset(train_bags, targets[train]), None)
+            except TrainingInterrupted:
+                # never leave a half-trained network to be served as a fitted model
+                self.__dict__.pop("module_", None)
+                raise KeyboardInterrupt(
+                    "training was interrupted: the model is not fitted"
+                ) from None
         self._finish_fit(net, options.monitor if valid is not None else None, start)
         self.n_features_in_ = module_params["n_features"]
         self._n_features_out = net.module_.embedding_size
@@ -195,7 +216,7 @@ class BaseHE2RNA(PretrainedMixin, BaseEstimator):
         rows = [{k: row.get(k, np.nan) for k in dict.fromkeys(keys)} for row in net.history]
         if start is not None:
             rows.insert(0, {**dict.fromkeys(keys, np.nan), "epoch": 0, monitor: start})
-        history = pd.DataFrame(rows)
+        history = pd.DataFrame(rows, columns=list(dict.fromkeys(keys)))  # 0 epochs: empty
         stopper = dict(net.callbacks_).get("early_stopping")
         scored = stopper is not None and (stopper.best_epoch_ or start is not None)
         if monitor is not None and scored:
@@ -204,7 +225,7 @@ class BaseHE2RNA(PretrainedMixin, BaseEstimator):
             kept = history.loc[history["epoch"] == self.best_epoch_, monitor]
             self.best_score_ = float(kept.iloc[0])
         else:
-            self.best_epoch_ = int(history["epoch"].max())
+            self.best_epoch_ = int(history["epoch"].max()) if len(history) else 0
             self.best_score_ = None
         history["kept"] = history["epoch"] == self.best_epoch_
         self.history_ = history
@@ -214,8 +235,8 @@ class BaseHE2RNA(PretrainedMixin, BaseEstimator):
     def __getstate__(self):
         state = dict(super().__getstate__())  # a copy: object.__getstate__ returns __dict__
         module = state.get("module_")
-        if isinstance(module, HE2RNAModule):
-            state["module_"] = module_state(module)
+        if isinstance(module, tuple(NETWORK_CLASSES.values())):
+            state["module_"] = {**module_state(module), "class": type(module).__name__}
         history = state.get("history_")
         if isinstance(history, pd.DataFrame):
             state["history_"] = {c: history[c].to_numpy() for c in history.columns}
@@ -225,7 +246,11 @@ class BaseHE2RNA(PretrainedMixin, BaseEstimator):
         state = dict(state)
         module = state.get("module_")
         if isinstance(module, dict):
-            state["module_"] = rebuild_module(lambda config: HE2RNAModule(**config), module)
+            name = module.get("class", "HE2RNAModule")  # files saved before 0.3 hold no class
+            if name not in NETWORK_CLASSES:
+                raise ValueError(f"Unknown network class {name!r} in a saved HE2RNA model.")
+            module_class = NETWORK_CLASSES[name]
+            state["module_"] = rebuild_module(lambda config: module_class(**config), module)
         if isinstance(state.get("history_"), dict):
             state["history_"] = pd.DataFrame(state["history_"])
         super().__setstate__(state)

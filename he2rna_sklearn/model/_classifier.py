@@ -223,6 +223,13 @@ class HE2RNAClassifier(
         if self.init_from is None:
             return super()._check_architecture()
         config = self._source_module().config
+        if "hidden_layer_sizes" not in config:
+            raise ValueError(
+                "HE2RNAClassifier(init_from=...) starts from the hidden layers of the paper's "
+                "network; this regressor has the tile-type network. Fit the regressor with "
+                "tile_types=None, or classify from its embedding: make_pipeline("
+                "FrozenEstimator(regressor), StandardScaler(), LogisticRegression())."
+            )
         return config["hidden_layer_sizes"], config["activation"], self._check_ks()
 
     def _n_frozen(self, n_hidden):

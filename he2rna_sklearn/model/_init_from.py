@@ -6,6 +6,7 @@ import torch
 from sklearn.utils.validation import check_is_fitted
 
 from ._modules import HE2RNAModule
+from ._tile_types import TileTypeModule
 
 __all__ = [
     "check_regressor_source",
@@ -33,25 +34,37 @@ def source_module(init_from, name="init_from"):
             f"{name}=FrozenEstimator(fitted_model) to keep it fitted."
         ) from exc
     module = source.module_
-    if not isinstance(module, HE2RNAModule):
+    if not isinstance(module, (HE2RNAModule, TileTypeModule)):
         raise TypeError(f"{name} must be a fitted HE2RNARegressor or HE2RNAClassifier.")
     return module
 
 
-def check_regressor_source(init_from, n_features, hidden, activation, names):
+def check_regressor_source(init_from, n_features, hidden, activation, names, n_types=None):
     """The module of ``init_from`` after checking it fits a regressor of this architecture
-    (``hidden``, ``activation``) on ``n_features`` tile features and the genes ``names``."""
+    (``hidden``, ``activation`` for the paper's network; ``n_types`` tile types for the
+    tile-type network, with ``hidden`` None) on ``n_features`` tile features and the genes
+    ``names``."""
     module = source_module(init_from)
     config = module.config
     mismatches = []
+    if isinstance(module, TileTypeModule) != (hidden is None):
+        source_net = "tile-type" if isinstance(module, TileTypeModule) else "paper's (MLP)"
+        raise ValueError(
+            f"init_from holds the {source_net} network; this regressor builds the other one: "
+            "give both the same tile_types (None for the paper's network)."
+        )
     if config["n_features"] != n_features:
         mismatches.append(f"{config['n_features']} tile features (X has {n_features})")
-    if config["hidden_layer_sizes"] != hidden:
-        mismatches.append(
-            f"hidden_layer_sizes={config['hidden_layer_sizes']} (this model: {hidden})"
-        )
-    if config["activation"] != activation:
-        mismatches.append(f"activation={config['activation']!r} (this model: {activation!r})")
+    if hidden is None:
+        if config["n_types"] != n_types:
+            mismatches.append(f"tile_types={config['n_types']} (this model: {n_types})")
+    else:
+        if config["hidden_layer_sizes"] != hidden:
+            mismatches.append(
+                f"hidden_layer_sizes={config['hidden_layer_sizes']} (this model: {hidden})"
+            )
+        if config["activation"] != activation:
+            mismatches.append(f"activation={config['activation']!r} (this model: {activation!r})")
     source_names = getattr(source_estimator(init_from), "gene_names_", None)
     if config["n_outputs"] != len(names):
         mismatches.append(f"{config['n_outputs']} genes (y has {len(names)})")

@@ -5,12 +5,20 @@ from __future__ import annotations
 import numpy as np
 import torch
 from skorch import NeuralNet
+from skorch.callbacks import EarlyStopping
 from skorch.dataset import unpack_data
 from torch.utils.data import DataLoader, Dataset
 
 from ..bags import Bag, check_finite_bag, is_lazy
 
-__all__ = ["BagDataset", "BagNet", "collate_bags", "iterate_batches", "split_batch"]
+__all__ = [
+    "BagDataset",
+    "BagNet",
+    "TrainingInterrupted",
+    "collate_bags",
+    "iterate_batches",
+    "split_batch",
+]
 
 
 class BagDataset(Dataset):
@@ -86,6 +94,15 @@ def iterate_batches(bags, *, batch_size, device, num_workers=0, max_tiles=None):
             yield X.to(device), mask.to(device)
 
 
+class TrainingInterrupted(BaseException):
+    """Ctrl-C during training. skorch's ``EarlyStopping`` ends training by raising
+    ``KeyboardInterrupt``, so its ``partial_fit`` swallows every ``KeyboardInterrupt`` and
+    returns a half-trained net as if training had ended. :class:`BagNet` raises this
+    instead when the interrupt did not come from early stopping (skorch lets it through),
+    and the estimators turn it back into ``KeyboardInterrupt`` after dropping the
+    half-trained network."""
+
+
 class BagNet(NeuralNet):
     """A skorch ``NeuralNet`` whose module takes padded bags and draws k per batch.
 
@@ -104,7 +121,8 @@ class BagNet(NeuralNet):
     max_batch_tiles : int, optional
         Largest number of padded tiles processed at once (None: no chunking).
     output_l2 : float, default=0.0
-        Penalty ``output_l2 * ||W||^2`` on the output layer's weights added to the
+        Penalty ``output_l2 * ||W||^2`` on the output layer's weights (the module's
+        ``readout_weight()`` where it has one) added to the
         training loss (e.g. the ridge penalty of a closed-form start, per sample and
         output, so that fine-tuning keeps the regularisation that made the start good).
     """
@@ -127,7 +145,9 @@ class BagNet(NeuralNet):
     def get_loss(self, y_pred, y_true, X=None, training=False):
         loss = super().get_loss(y_pred, y_true, X=X, training=training)
         if training and self.output_l2:
-            loss = loss + self.output_l2 * self.module_.output.weight.pow(2).sum()
+            readout = getattr(self.module_, "readout_weight", None)
+            weight = self.module_.output.weight if readout is None else readout()
+            loss = loss + self.output_l2 * weight.pow(2).sum()
         return loss
 
     def initialize(self):
@@ -158,6 +178,22 @@ class BagNet(NeuralNet):
             total = total + loss.detach()
             preds.append(y_pred.detach() if training else y_pred)
         return {"loss": total, "y_pred": torch.cat(preds)}
+
+    def fit_loop(self, X, y=None, epochs=None, **fit_params):
+        try:
+            return super().fit_loop(X, y, epochs=epochs, **fit_params)
+        except KeyboardInterrupt as exc:
+            if self._stopped_early():
+                raise  # skorch's own way to end training: partial_fit handles it
+            raise TrainingInterrupted("training was interrupted") from exc
+
+    def _stopped_early(self):
+        """Whether an ``EarlyStopping`` callback has run out of patience (it then raises
+        ``KeyboardInterrupt`` to end training)."""
+        return any(
+            isinstance(cb, EarlyStopping) and getattr(cb, "misses_", 0) >= cb.patience
+            for _, cb in getattr(self, "callbacks_", [])
+        )
 
     def train_step_single(self, batch, **fit_params):
         self._set_training(True)

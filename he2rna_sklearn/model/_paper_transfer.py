@@ -6,11 +6,13 @@ this project's issue 12; no code of the official HE2RNA repository is used.
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import StrOptions
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 from skorch import NeuralNet
 from skorch.callbacks import EarlyStopping, EpochScoring
@@ -156,6 +158,7 @@ class MeanFeatureEmbedder(TransformerMixin, BaseEstimator):
         "activation": [StrOptions(set(ACTIVATIONS))],
         "output": [StrOptions({"embedding", "expression"})],
         **{name: NETWORK_CONSTRAINTS[name] for name in _SHARED},
+        "lr": [Interval(numbers.Real, 0, None, closed="neither")],  # no "auto" here
     }
 
     def __init__(

@@ -73,8 +73,13 @@ def _estimator_classes():
 def _module_classes():
     from ._modules import HE2RNAModule
     from ._sequoia_modules import SequoiaModule
+    from ._tile_types import TileTypeModule
 
-    return {"HE2RNAModule": HE2RNAModule, "SequoiaModule": SequoiaModule}
+    return {
+        "HE2RNAModule": HE2RNAModule,
+        "SequoiaModule": SequoiaModule,
+        "TileTypeModule": TileTypeModule,
+    }
 
 
 def _step_classes():

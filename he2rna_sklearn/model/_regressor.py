@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import numbers
 import warnings
 from dataclasses import replace
 
 import numpy as np
 import torch
 from sklearn.base import ClassNamePrefixFeaturesOutMixin, RegressorMixin, TransformerMixin
-from sklearn.utils._param_validation import StrOptions
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from ..bags import check_bags
 from ..metrics import mean_gene_correlation
 from ._base import BaseHE2RNA
 from ._init_from import check_regressor_source, copy_module, source_estimator
+from ._modules import HE2RNAModule
 from ._params import NETWORK_CONSTRAINTS, store_params
 from ._params import SHARED_DEFAULTS as _D
 from ._targets import (
@@ -25,7 +27,8 @@ from ._targets import (
     per_group_mean_r,
     valid_mean_r,
 )
-from ._training import TrainingOptions, validation_split
+from ._tile_types import TileTypeModule, codebook_solution, set_solution
+from ._training import TrainingOptions, feature_stats, validation_split
 from ._warm_start import warm_start
 
 __all__ = ["HE2RNARegressor"]
@@ -40,32 +43,52 @@ class HE2RNARegressor(
 ):
     """Predict gene expression from bags of tile features (HE2RNA).
 
-    One MLP is shared by all tiles of a slide and gives every tile a score per gene; per
-    gene, the slide's prediction is the mean of its k highest tile scores over real tiles
-    (padding never counts, and k is clipped to the slide's tile count), averaged over the k
-    values in ``ks``. Training uses MSE and Adam (skorch underneath) and stops early on the
-    validation mean per-gene Pearson r, with the best weights restored.
+    A network shared by all tiles of a slide scores every tile, the scores are pooled over
+    the slide's tiles, and the genes are read out; training uses MSE and Adam (skorch
+    underneath) and stops early on the validation mean per-gene Pearson r, with the best
+    weights restored. Two networks are available:
+
+    * ``tile_types=128`` (default): the **tile-type network**
+      (:class:`~he2rna_sklearn.model.TileTypeModule`). One layer gives every tile a soft
+      membership in ``tile_types`` tile types (a soft k-means codebook of the tile
+      features); each slide's type fractions (the mean memberships) are read out, in
+      square-root units, through a few factors shared by all genes. Bulk expression mixes
+      the expression of a slide's tissue types in proportion to their share, and thousands
+      of genes follow a handful of tissue programmes: this network learns the tile types
+      that the slide-level expression asks for, which a linear model of mean-pooled
+      features cannot see. A tile's score for a gene is the prediction for a slide made
+      only of tiles like it (the virtual spatialization).
+    * ``tile_types=None``: the **paper's network**
+      (:class:`~he2rna_sklearn.model.HE2RNAModule`), an MLP of ``hidden_layer_sizes``
+      whose per-tile scores are pooled per gene by the mean of the k highest (padding never
+      counts, k is clipped to the slide's tile count), averaged over the k values in
+      ``ks``. :data:`PAPER_SETTINGS` reproduces the publication with it.
 
     The defaults depart from the paper where they learn better on cohorts of tens to
-    hundreds of slides (``benchmarks/fidelity.py``; :data:`PAPER_SETTINGS` reproduces the
-    publication):
+    hundreds of slides (``benchmarks/fidelity.py``; the user guide gives the figures and
+    what each piece adds):
 
-    * ``init="ridge"``: the network starts at a ridge regression on standardised pooled
-      tile features, built inside it in closed form (``he2rna_sklearn.model._warm_start``),
-      instead of at random: from a random start Adam moves the weights by about ``lr`` per
-      step and, with a few steps per epoch, the predictions stay shrunk to the training
-      mean. Per gene, the start pools by the mean over tiles or by the top-k means,
-      whichever predicts better in an inner cross-validation on the training slides. The
-      start is scored on the validation slides as epoch 0 and kept (and refitted on all
-      training slides) if no epoch beats it.
-    * ``k_training="average"``: training pools as inference does, over all ``ks`` at once,
-      instead of one k drawn per batch; fitting each k's pooling separately shrinks the
-      predictions (the small ks cannot follow a tissue fraction).
-    * ``ks=KS_DEFAULT``: both of the paper's sets, from one tile to thousands, so that a
-      gene can follow a tissue fraction (large k, the mean on small bags) or a few tiles.
-    * ``dropout=0.0`` instead of 0.25, ``lr=1e-4`` instead of 3e-4, and ``refit=True``:
-      fine-tuning stays near the start, and the slides held out for early stopping are
-      learnt from once it has chosen the number of epochs (see below).
+    * ``tile_types=128``: the tile-type network (above). On the benchmark's three cohorts
+      it finds more significant genes than the tuned linear baseline
+      (:func:`~he2rna_sklearn.evaluation.tuned_linear_baseline`), which the paper's network
+      from its closed-form start only matches.
+    * ``init="ridge"``: the network starts in closed form instead of at random: from a
+      random start Adam moves the weights by about ``lr`` per step and, with a few steps
+      per epoch, the predictions stay shrunk to the training mean. For the tile-type
+      network, the start is a k-means codebook of the training tiles and a reduced-rank
+      ridge readout of the square roots of the pooled memberships, its penalty and rank
+      chosen by an inner cross-validation by patient on the training slides
+      (``he2rna_sklearn.model._tile_types``). For the paper's network it is a ridge
+      regression on standardised pooled tile features, built inside it
+      (``he2rna_sklearn.model._warm_start``), with top-k pooling kept for the genes where an
+      inner cross-validation finds it better. The start is scored on the validation slides
+      as epoch 0 and kept (and refitted on all training slides) if no epoch beats it.
+    * ``k_training="average"``, ``ks=KS_DEFAULT`` (the paper's network only): training
+      pools as inference does, over both of the paper's sets of k at once.
+    * ``dropout=0.0`` instead of 0.25, ``lr="auto"`` instead of 3e-4 (1e-3 for the
+      tile-type network, 1e-4 for the paper's), and ``refit=True``: fine-tuning stays near
+      the start, and the slides held out for early stopping are learnt from once it has
+      chosen the number of epochs (see below).
 
     Parameters
     ----------
@@ -95,10 +118,32 @@ class HE2RNARegressor(
     k_training : {"average", "random"}, default="average"
         How training pools: ``"average"`` as at inference, the mean over all ``ks`` of the
         top-k means; ``"random"`` draws one k from ``ks`` per batch, as in the paper.
+        ``hidden_layer_sizes``, ``activation``, ``dropout``, ``ks`` and ``k_training``
+        shape the paper's network only (``tile_types=None``).
+    tile_types : int or None, default=128
+        Tile types of the tile-type network (codewords of its soft k-means layer); None
+        builds the paper's network instead. Must not exceed the number of training tiles.
+    type_temperature : float, default=0.2
+        Softness of the tile-type memberships: the softmax temperature, as a fraction of
+        the mean squared distance of the training tiles to their nearest codeword (small:
+        each tile in its nearest type; large: every tile in every type). Soft memberships
+        make smoother maps (``benchmarks/fidelity.py``: lymphocyte-tile AUC 0.85-0.91 with
+        hard ones, 0.98 at 0.2).
+    type_rank : int or "auto", default="auto"
+        Factors of the tile-type readout (the width of ``transform``'s embedding).
+        ``"auto"`` lets the closed-form start choose it, with its penalty, by inner
+        cross-validation among 1, 2, 3, 4, 6, 8, 12, 16, 24 and 32 (8 with
+        ``init="random"``).
+    type_link : {"sqrt", "identity"}, default="sqrt"
+        How the tile-type network reads each slide's type fractions: in square-root units
+        (they stabilise the variance of small fractions, and log-expression follows the
+        log of a tissue's share more closely than the share itself), or as they are (the
+        slide's prediction is then the mean of its tiles' scores, as in a linear model).
     init : {"ridge", "random"}, default="ridge"
-        How the network starts: the closed-form ridge start described above, or PyTorch's
-        random initialisation with the output bias at the genes' training means, as in the
-        paper. Ignored with ``init_from``.
+        How the network starts: the closed-form start described above (a ridge readout, of
+        the tile-type fractions or of the pooled features), or PyTorch's random
+        initialisation with the output bias at the genes' training means, as in the paper.
+        Ignored with ``init_from``.
     refit : bool, default=True
         After early stopping chose ``best_epoch_`` on the validation slides, train again
         on every training slide, validation ones included, for that many epochs (from the
@@ -106,18 +151,22 @@ class HE2RNARegressor(
         paper (False there); it doubles training time at most. Ignored without validation.
     init_from : HE2RNARegressor or FrozenEstimator, optional
         A fitted regressor whose weights (and feature standardisation) start this network,
-        e.g. the super-tiles model for the all-tiles model, as in the paper. Its feature
-        count, hidden layers, activation and genes must match this estimator's. Under
-        ``clone`` (GridSearchCV) wrap it as ``FrozenEstimator(fitted_regressor)``.
+        e.g. the super-tiles model for the all-tiles model, as in the paper. Its network
+        (``tile_types``, or hidden layers and activation), feature count and genes must
+        match this estimator's. Under ``clone`` (GridSearchCV) wrap it as
+        ``FrozenEstimator(fitted_regressor)``.
     clip_at_zero : bool, default=False
         Clip predictions at 0 (the paper applies a ReLU to predictions at evaluation, as
         log-expression is non-negative). Tile scores are not clipped.
     max_epochs : int, default=200
     batch_size : int, default=16
         Slides per batch; bags are padded per batch.
-    lr : float, default=1e-4
-        Adam learning rate. The paper used 3e-4 from a random start; from the closed-form
-        start, 1e-4 fine-tunes without leaving it too fast (``benchmarks/fidelity.py``).
+    lr : float or "auto", default="auto"
+        Adam learning rate. The paper used 3e-4 from a random start. ``"auto"`` takes the
+        rate measured best from the closed-form start for the network built
+        (``model._params.AUTO_LR``, ``benchmarks/fidelity.py``): 1e-3 for the tile-type
+        network (the same genes as at 1e-4 in a quarter of the epochs), 1e-4 for the
+        paper's (it fine-tunes without leaving its ridge start too fast).
     weight_decay : float, default=0.0
     patience : int, default=20
         Epochs without improvement of the validation score before stopping.
@@ -139,8 +188,8 @@ class HE2RNARegressor(
 
     Attributes
     ----------
-    module_ : HE2RNAModule
-        The trained network.
+    module_ : TileTypeModule or HE2RNAModule
+        The trained network (``tile_types`` set or None).
     history_ : pandas.DataFrame
         One row per epoch: ``epoch``, ``train_loss``, ``valid_loss`` and ``valid_r`` (the
         early-stopping score) when validating, ``dur`` (seconds), and ``kept`` (True at
@@ -156,9 +205,16 @@ class HE2RNARegressor(
     validation_indices_ : ndarray of int or None
         Positions in ``X`` of the slides held out for early stopping (None without
         validation), e.g. to score a baseline on the same slides.
+    validation_predictions_ : ndarray of shape (n_validation, n_genes) or None
+        The kept model's predictions for those slides, in the units of ``y``, before the
+        refit learnt from them: held-out predictions to compare with a baseline fitted on
+        the other slides (``he2rna fit`` does).
     init_alpha_ : float
-        With ``init="ridge"``: the penalty of the closed-form start (chosen by
-        leave-one-out cross-validation).
+        With ``init="ridge"``: the penalty of the closed-form start (chosen by inner
+        cross-validation).
+    init_rank_ : int
+        With ``init="ridge"`` and ``tile_types``: the rank of the start's readout (chosen
+        by inner cross-validation unless ``type_rank`` is an int).
     train_sd_ratio_ : float
         Mean over genes of the SD of the predictions on the training bags over the SD of
         the targets; below 0.1 ``fit`` warns that the model has learned little.
@@ -183,10 +239,18 @@ class HE2RNARegressor(
     >>> bags = [rng.normal(size=(rng.integers(5, 30), 16)).astype("float32")
     ...         for _ in range(40)]
     >>> y = np.array([[b[:, 0].max(), b[:, 1].mean()] for b in bags])
-    >>> model = HE2RNARegressor(hidden_layer_sizes=(32,), max_epochs=30,
-    ...                         random_state=0).fit(bags, y)
-    >>> model.predict(bags).shape, model.transform(bags).shape
-    ((40, 2), (40, 32))
+    >>> model = HE2RNARegressor(tile_types=16, max_epochs=30, random_state=0).fit(bags, y)
+    >>> model.predict(bags).shape, model.predict_tiles(bags[0]).shape
+    ((40, 2), (26, 2))
+    >>> model.transform(bags).shape == (40, model.init_rank_)
+    True
+
+    The paper's network, with top-k pooling (the max of feature 0 is a top-1 gene):
+
+    >>> mlp = HE2RNARegressor(tile_types=None, hidden_layer_sizes=(32,), max_epochs=30,
+    ...                       random_state=0).fit(bags, y)
+    >>> mlp.transform(bags).shape
+    (40, 32)
     >>> model.history_.columns.tolist()
     ['epoch', 'train_loss', 'valid_loss', 'valid_r', 'dur', 'kept']
     """
@@ -195,6 +259,10 @@ class HE2RNARegressor(
 
     _parameter_constraints = {
         **NETWORK_CONSTRAINTS,
+        "tile_types": [Interval(numbers.Integral, 2, None, closed="left"), None],
+        "type_temperature": [Interval(numbers.Real, 0, None, closed="neither")],
+        "type_rank": [Interval(numbers.Integral, 1, None, closed="left"), StrOptions({"auto"})],
+        "type_link": [StrOptions({"sqrt", "identity"})],
         "init": [StrOptions({"ridge", "random"})],
         "refit": ["boolean"],
         "clip_at_zero": ["boolean"],
@@ -208,6 +276,10 @@ class HE2RNARegressor(
         standardize=_D["standardize"],
         ks=_D["ks"],
         k_training=_D["k_training"],
+        tile_types=128,
+        type_temperature=0.2,
+        type_rank="auto",
+        type_link="sqrt",
         init="ridge",
         refit=True,
         init_from=_D["init_from"],
@@ -257,15 +329,29 @@ class HE2RNARegressor(
         Y, names, was_1d = check_targets(y, len(bags), bags=bags)
         projects = check_projects(projects, len(bags))
         if self.init_from is not None:
-            check_regressor_source(self.init_from, n_features, hidden, activation, names)
+            check_regressor_source(
+                self.init_from,
+                n_features,
+                hidden if self.tile_types is None else None,
+                activation,
+                names,
+                n_types=self.tile_types,
+            )
         seeds = self._seeds()
         train, valid = validation_split(
             len(bags), groups, self.validation_fraction, seeds["split"], strata=projects
         )
         y_mean, y_scale = self._target_standardization(Y[train])
         Z = (Y - y_mean) / y_scale
-        options = self._training_options(Z[train], projects, valid)
+        options = replace(
+            self._training_options(Z[train], projects, valid),
+            groups=None if groups is None else np.asarray(groups),
+        )
         self._fit_net(bags, Z, (train, valid), seeds, options)
+        self.validation_predictions_ = None
+        if valid is not None:  # the kept model's, before any refit sees these slides
+            out = self._run([bags[i] for i in valid], lambda m, x, mask: m(x, mask))
+            self.validation_predictions_ = out * y_scale + y_mean
         self.refitted_ = False
         if self.refit and valid is not None:
             self._refit_on_every_slide(
@@ -309,14 +395,62 @@ class HE2RNARegressor(
             scoring=scoring,
         )
 
+    def _module_class(self):
+        return HE2RNAModule if self.tile_types is None else TileTypeModule
+
+    def _module_params(self, bags, targets, train, options, seeds):
+        """The network's arguments; with ``tile_types``, the closed-form start is computed
+        here, as its rank (chosen by inner CV) sets the width of the readout."""
+        if self.tile_types is None:
+            return super()._module_params(bags, targets, train, options, seeds)
+        self._solution = None
+        if self.init_from is not None:
+            config = dict(self._source_module().config)
+            rank = config["rank"]
+        elif self.init == "ridge":
+            groups = None if options.groups is None else options.groups[train]
+            self._solution = codebook_solution(
+                [bags[i] for i in train],
+                targets[train],
+                groups,
+                n_types=int(self.tile_types),
+                temperature=float(self.type_temperature),
+                rank=self.type_rank,
+                link=self.type_link,
+                random_state=seeds["stats"],
+            )
+            rank = self._solution["rank"]
+            self.init_alpha_ = self._solution["alpha"]
+            self.init_rank_ = rank
+        else:
+            rank = 8 if self.type_rank == "auto" else int(self.type_rank)
+        mean = scale = None
+        if self.standardize and self.init_from is None and self._solution is None:
+            mean, scale = feature_stats([bags[i] for i in train], seeds["stats"])
+        return dict(
+            n_features=bags[0].shape[1],
+            n_outputs=options.n_outputs,
+            n_types=int(self.tile_types),
+            rank=int(rank),
+            link=self.type_link,
+            output_bias=options.output_bias,
+            input_mean=mean,
+            input_scale=scale,
+        )
+
     def _start_module(self, module, bags, targets, seeds):
-        """``init_from``'s weights, else the closed-form ridge start (``init="ridge"``),
-        else PyTorch's random initialisation (the output bias at the genes' means)."""
+        """``init_from``'s weights, else the closed-form start (``init="ridge"``: the
+        codebook and reduced-rank readout with ``tile_types``, else the ridge on pooled
+        features), else PyTorch's random initialisation (the output bias at the genes'
+        means)."""
         if self.init_from is not None:
             copy_module(module, self._source_module())
             return True
         if self.init == "ridge":
-            self._ridge_start(module, bags, targets, seeds)
+            if self.tile_types is None:
+                self._ridge_start(module, bags, targets, seeds)
+            else:
+                set_solution(module, self._solution)
             return True
         return False
 
@@ -335,6 +469,8 @@ class HE2RNARegressor(
         """
         if self.init_from is not None or self.init != "ridge":
             return None
+        if self.tile_types is not None:  # sum (y - y_hat)^2 + alpha ||V U||^2, per sample
+            return self.init_alpha_ / (n_slides * n_outputs)
         return self.init_alpha_ / (2.0 * n_slides * n_outputs)
 
     def _refit_on_every_slide(self, bags, Z, every, seeds, options):
@@ -348,7 +484,7 @@ class HE2RNARegressor(
         ``validation_indices_`` are kept.
         """
         selection = (self.history_, self.best_epoch_, self.best_score_, self.validation_indices_)
-        if self.best_epoch_ == 0:
+        if self.best_epoch_ == 0 and self.tile_types is None:
             self._start_module(self.module_, [bags[i] for i in every], Z[every], seeds)
         else:
             options = replace(
@@ -378,8 +514,8 @@ class HE2RNARegressor(
                 f"HE2RNARegressor predicts nearly constant values on its own training bags "
                 f"(prediction SD is {ratio:.3f} of the target SD, mean over genes): it has "
                 "learned little beyond the training mean. See history_ (did training stop "
-                "early?), and compare with a ridge baseline "
-                "(make_pipeline(BagPooling(), StandardScaler(), RidgeCV())).",
+                "early?), and compare with the tuned linear baseline "
+                "(he2rna_sklearn.evaluation.tuned_linear_baseline()).",
                 UserWarning,
                 stacklevel=3,
             )
@@ -395,9 +531,10 @@ class HE2RNARegressor(
     def predict_tiles(self, bag, genes=None):
         """Per-tile scores of one bag: the virtual spatialization.
 
-        These are the MLP outputs before top-k pooling, in the units of ``y``. For a bag of
-        super-tiles each row is a super-tile; :func:`he2rna_sklearn.spatial.tile_layout`
-        paints them back on the source tiles.
+        In the units of ``y``: for the tile-type network, the prediction for a slide made
+        only of tiles like each one; for the paper's network, the MLP outputs before top-k
+        pooling. For a bag of super-tiles each row is a super-tile;
+        :func:`he2rna_sklearn.spatial.tile_layout` paints them back on the source tiles.
 
         Parameters
         ----------
@@ -419,13 +556,16 @@ class HE2RNARegressor(
         return gene_set_score(scores[:, columns])
 
     def transform(self, X):
-        """Slide-level transcriptomic embedding, (n_slides, hidden_layer_sizes[-1]).
+        """Slide-level transcriptomic embedding: the representation the genes are read
+        from.
 
-        The last hidden layer of the per-tile MLP (after its activation), averaged over the
-        slide's real tiles: the representation from which the genes are predicted. This is
-        this package's embedding, not the paper's transfer recipe (which trains a separate
-        MLP on mean tile features and reuses its 256-d layer). With no hidden layers it is
-        the standardised mean tile feature vector.
+        For the tile-type network, (n_slides, rank): the readout's factors of the slide's
+        tile-type fractions (``init_rank_`` columns). For the paper's network,
+        (n_slides, hidden_layer_sizes[-1]): the last hidden layer of the per-tile MLP
+        (after its activation), averaged over the slide's real tiles (with no hidden
+        layers, the standardised mean tile feature vector). This is this package's
+        embedding, not the paper's transfer recipe (which trains a separate MLP on mean
+        tile features and reuses its 256-d layer: :class:`MeanFeatureEmbedder`).
         """
         return super().transform(X)
 

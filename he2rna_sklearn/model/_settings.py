@@ -9,6 +9,7 @@ from ._modules import KS_ALL_TILES, KS_SUPER_TILES
 __all__ = ["PAPER_SETTINGS"]
 
 _COMMON = {
+    "tile_types": None,  # the per-tile MLP with top-k pooling per gene
     "hidden_layer_sizes": (1024, 1024),  # all genes; the paper used (256, 256) for gene groups
     "activation": "relu",
     "dropout": 0.25,

@@ -118,6 +118,9 @@ class TrainingOptions:
         itself (``valid_loss``), and a warm start is not scored.
     max_epochs : int or None
         Overrides the estimator's ``max_epochs`` (a refit for a chosen number of epochs).
+    groups : ndarray of shape (n_bags,) or None
+        Patient ids of all the bags (a closed-form start's inner folds keep patients
+        together).
     """
 
     criterion: Any
@@ -127,6 +130,7 @@ class TrainingOptions:
     lower_is_better: bool = True
     scoring: Callable | None = None
     max_epochs: int | None = None
+    groups: np.ndarray | None = None
 
 
 class WarmEarlyStopping(EarlyStopping):

@@ -82,7 +82,7 @@ def test_set_output_keeps_bags_in_a_pipeline():
         SuperTiles().set_output(transform="arrow")
     pipe = make_pipeline(
         SuperTiles(n_clusters=4, random_state=0),
-        HE2RNARegressor(max_epochs=2, ks=(1, 2), validation_fraction=None, random_state=0),
+        HE2RNARegressor(tile_types=8, max_epochs=2, validation_fraction=None, random_state=0),
     ).set_output(transform="pandas")
     bags = [_bag(seed=i) for i in range(6)]
     y = np.random.default_rng(0).normal(size=(6, 3))

@@ -50,3 +50,36 @@ def test_outputs_are_checked_finite(models):
         broken.predict(bags[:2])
     with pytest.raises(ValueError, match="infinite outputs for bag 0 \\(slide 'S3'\\)"):
         broken.predict_tiles(bags[3])
+
+
+@pytest.mark.filterwarnings("ignore:HE2RNARegressor predicts nearly constant")
+def test_ctrl_c_during_training_leaves_no_fitted_model(monkeypatch):
+    # skorch's partial_fit swallows KeyboardInterrupt and ends training as if it had
+    # finished: a notebook user would get a half-trained model. The interrupt must reach
+    # the caller, and the estimator must not look fitted.
+    import numpy as np
+    from sklearn.exceptions import NotFittedError
+
+    from he2rna_sklearn import HE2RNARegressor
+    from he2rna_sklearn.model import BagNet
+
+    rng = np.random.default_rng(0)
+    bags = [rng.normal(size=(20, 4)).astype("float32") for _ in range(12)]
+    y = rng.normal(size=12)
+    calls = []
+    real = BagNet.train_step_single
+
+    def interrupted(self, batch, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(self, batch, **kwargs)
+
+    model = HE2RNARegressor(tile_types=4, max_epochs=30, patience=2, validation_fraction=0.25)
+    model.fit(bags, y)  # early stopping ends training by a KeyboardInterrupt of its own
+    assert len(model.history_) < 31  # it stopped early, and the fit went through
+    monkeypatch.setattr(BagNet, "train_step_single", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(bags, y)
+    with pytest.raises(NotFittedError):
+        model.predict(bags)

@@ -85,7 +85,11 @@ def test_init_from_regressor_and_freeze(data):
     bags, y = data
     expr = np.column_stack([[b[:, 0].max() for b in bags], [b[:, 1].mean() for b in bags]])
     reg = HE2RNARegressor(
-        hidden_layer_sizes=(16, 8), max_epochs=3, validation_fraction=None, random_state=0
+        tile_types=None,
+        hidden_layer_sizes=(16, 8),
+        max_epochs=3,
+        validation_fraction=None,
+        random_state=0,
     ).fit(bags, expr)
     src = reg.module_
     frozen = HE2RNAClassifier(
@@ -114,7 +118,11 @@ def test_init_from_regressor_and_freeze(data):
 def test_init_from_under_grid_search_needs_frozen_estimator(data):
     bags, y = data
     reg = HE2RNARegressor(
-        hidden_layer_sizes=(16,), max_epochs=2, validation_fraction=None, random_state=0
+        tile_types=None,
+        hidden_layer_sizes=(16,),
+        max_epochs=2,
+        validation_fraction=None,
+        random_state=0,
     ).fit(bags, [b[:, 0].max() for b in bags])
     groups = np.arange(40) // 2
     cv = StratifiedGroupKFold(2)
@@ -203,7 +211,11 @@ def test_init_from_rebuilds_the_source_architecture(data):
     bags, y = data
     expr = np.column_stack([[b[:, 0].max() for b in bags], [b[:, 1].mean() for b in bags]])
     reg = HE2RNARegressor(
-        hidden_layer_sizes=(12,), activation="tanh", max_epochs=2, validation_fraction=None
+        tile_types=None,
+        hidden_layer_sizes=(12,),
+        activation="tanh",
+        max_epochs=2,
+        validation_fraction=None,
     ).fit(bags, expr)
     clf = HE2RNAClassifier(init_from=reg, max_epochs=1, validation_fraction=None).fit(bags, y)
     assert clf.module_.config["activation"] == "tanh"

@@ -38,7 +38,7 @@ def regressor():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         model = HE2RNARegressor(
-            hidden_layer_sizes=(8,), max_epochs=3, init="random", random_state=0
+            tile_types=None, hidden_layer_sizes=(8,), max_epochs=3, init="random", random_state=0
         )
         model.fit(bags, y)
     return model, bags
@@ -231,7 +231,13 @@ def test_methods_of_the_estimators_and_pipelines_of_super_tiles(regressor, tmp_p
         warnings.simplefilter("ignore", UserWarning)
         pipe = make_pipeline(
             SuperTiles(n_clusters=3, random_state=0),
-            HE2RNARegressor(hidden_layer_sizes=(4,), max_epochs=2, init="random", random_state=0),
+            HE2RNARegressor(
+                tile_types=None,
+                hidden_layer_sizes=(4,),
+                max_epochs=2,
+                init="random",
+                random_state=0,
+            ),
         ).fit(tiled, y)
     again = from_pretrained(save_pretrained(pipe, tmp_path / "p"))
     assert [name for name, _ in again.steps] == ["supertiles", "he2rnaregressor"]
@@ -254,3 +260,17 @@ def test_methods_of_the_estimators_and_pipelines_of_super_tiles(regressor, tmp_p
         (folder / "config.json").write_text(json.dumps({**config, key: value}))
         with pytest.raises(ValueError, match=match):
             from_pretrained(folder)
+
+
+def test_tile_type_regressor_round_trip(regressor, tmp_path):
+    """The default network (tile types) is written and read like the paper's."""
+    _, bags = regressor
+    y = np.array([[np.asarray(b)[:, 0].max(), np.asarray(b)[:, 1].mean()] for b in bags])
+    model = HE2RNARegressor(tile_types=4, max_epochs=2, random_state=0).fit(bags, y)
+    folder = model.save_pretrained(tmp_path / "types")
+    config = json.loads((folder / "config.json").read_text())
+    assert config["module_class"] == "TileTypeModule"
+    loaded = HE2RNARegressor.from_pretrained(folder)
+    np.testing.assert_array_equal(loaded.predict(bags), model.predict(bags))
+    np.testing.assert_array_equal(loaded.predict_tiles(bags[0]), model.predict_tiles(bags[0]))
+    assert_no_pickle(folder)

@@ -10,7 +10,9 @@ from sklearn.preprocessing import StandardScaler
 
 from he2rna_sklearn import HE2RNAEmbedder, HE2RNARegressor
 
-FAST = dict(hidden_layer_sizes=(8,), max_epochs=3, validation_fraction=None, random_state=0)
+FAST = dict(
+    tile_types=None, hidden_layer_sizes=(8,), max_epochs=3, validation_fraction=None, random_state=0
+)
 
 
 @pytest.fixture(scope="module")
