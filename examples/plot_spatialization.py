@@ -2,7 +2,8 @@
 Virtual spatialization, checked against ground truth
 ====================================================
 
-HE2RNA's tile scores (the per-tile MLP outputs before pooling) show where on a slide a
+HE2RNA's tile scores (for each tile, the prediction for a slide made only of tiles like
+it; with the paper's network, the per-tile MLP outputs before pooling) show where on a slide a
 gene's expression comes from. The paper checked lymphocyte markers against lymphocyte
 tiles; the synthetic cohort knows the true class of every tile, so the same check is exact.
 """

@@ -1,3 +1,5 @@
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -113,8 +115,22 @@ def test_fit_reports_the_tuned_baseline_on_its_validation_slides(workspace, feat
     assert "validation mean r" in out
     assert "Tuned linear baseline (" in out and "chosen by inner CV) on the same" in out
     # a verdict only with an interval, never on a difference of noise
-    assert "HE2RNA is not distinguishable from the baseline" in out or "interval" in out
-    assert "HE2RNA beats it" not in out
+    verdict = re.search(
+        r"HE2RNA is (better than|worse than|not distinguishable from) the baseline \(95% "
+        r"interval of the mean r difference ([+-]\d\.\d{3}) to ([+-]\d\.\d{3})"
+        r"(, above 0| contains 0|, below 0)\)",
+        out,
+    )
+    assert verdict, out
+    word, low, high, where = verdict.groups()
+    low, high = float(low), float(high)
+    assert low <= high
+    if low > 0:
+        assert (word, where) == ("better than", ", above 0")
+    elif high < 0:
+        assert (word, where) == ("worse than", ", below 0")
+    else:
+        assert (word, where) == ("not distinguishable from", " contains 0")
 
 
 def test_round_trip(workspace, features, model_file, capsys):

@@ -17,6 +17,7 @@ from he2rna_sklearn import (
     SlideFeaturizer,
     SuperTiles,
 )
+from he2rna_sklearn.model import ReducedRankRidge, TunedLinearRegressor
 
 ESTIMATORS = [
     BagPooling(),
@@ -62,3 +63,9 @@ def test_tags():
 def test_html_repr():
     html = HE2RNARegressor(hidden_layer_sizes=(8,))._repr_html_()
     assert "HE2RNARegressor" in html and "hidden_layer_sizes" in html
+
+
+# The linear baselines take 2-D features, so scikit-learn's whole battery applies to them.
+@ec.parametrize_with_checks([ReducedRankRidge(), TunedLinearRegressor(cv=2)])
+def test_linear_baselines_pass_check_estimator(estimator, check):
+    check(estimator)

@@ -89,6 +89,24 @@ def _model_name(estimator):
     return type(last).__name__
 
 
+def _covering_splits(cv, n_slides, groups):
+    """The folds of ``cv`` as a list, after checking that every slide is predicted once
+    (the paired comparison needs out-of-fold predictions of every slide), before any fit."""
+    from sklearn.model_selection import check_cv
+
+    splits = list(check_cv(group_cv(cv)).split(np.zeros(n_slides), None, groups))
+    counts = np.zeros(n_slides, dtype=int)
+    for _, test in splits:
+        counts[test] += 1
+    if (counts != 1).any():
+        raise ValueError(
+            f"compare_to_baseline needs every slide in exactly one test fold, but cv "
+            f"({cv!r}) leaves {(counts == 0).sum()} slides out and tests "
+            f"{(counts > 1).sum()} more than once; use GroupKFold (the default)."
+        )
+    return splits
+
+
 def describe_choices(descriptions):
     """Per-fold choices in one line, e.g. ``"reduced-rank ridge (rank 4, alpha 100) in 3
     folds; ridge (alpha 1000) in 2"``, or None when the model chose nothing."""
@@ -142,9 +160,15 @@ def compare_to_baseline(
     """
     from ._compare import compare_genes
 
+    if kwargs.get("method", "pearson") != "pearson":
+        raise ValueError(
+            f"compare_to_baseline compares Pearson figures (its intervals are Pearson's); "
+            f"method={kwargs['method']!r} is not supported here: run cross_validate_genes "
+            "on each model for other correlations."
+        )
     base_name = "tuned linear baseline" if baseline is None else _model_name(baseline)
     baseline = tuned_linear_baseline() if baseline is None else baseline
-    cv = group_cv(cv)
+    cv = _covering_splits(cv, len(Y), groups)
     model_res = cross_validate_genes(estimator, X, Y, groups, cv=cv, **kwargs)
     base_res = cross_validate_genes(baseline, X, Y, groups, cv=cv, **kwargs)
     comparison = compare_genes(

@@ -90,6 +90,8 @@ def compare_genes(
     >>> compare_genes(Y, good, good + 1e-9).verdict.split(" (")[0]
     'not distinguishable from the baseline'
     """
+    if figure not in ("holm", "mean_r"):
+        raise ValueError(f"figure must be 'holm' or 'mean_r', got {figure!r}.")
     arrays = [np.asarray(v, dtype=np.float64) for v in (y_true, y_pred, baseline_pred)]
     arrays = [v[:, None] if v.ndim == 1 else v for v in arrays]
     Y, a, b = arrays
@@ -131,8 +133,6 @@ def compare_genes(
     tail = 100 * (1 - confidence_level) / 2
     holm_lo, holm_hi = np.percentile(d_holm, [tail, 100 - tail])
     r_lo, r_hi = np.percentile(d_r, [tail, 100 - tail])
-    if figure not in ("holm", "mean_r"):
-        raise ValueError(f"figure must be 'holm' or 'mean_r', got {figure!r}.")
     level = f"{100 * confidence_level:g}%"
     if figure == "holm":
         low, high = holm_lo, holm_hi

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pandas as pd
 import torch
@@ -61,6 +63,27 @@ class BaseHE2RNA(PretrainedMixin, BaseEstimator):
         if not ks or ks[0] < 1:
             raise ValueError(f"ks must hold positive integers, got {self.ks}.")
         return ks
+
+    @contextlib.contextmanager
+    def _fitting(self):
+        """Around ``fit``: a model is fitted by this call or not at all, never a mix of two.
+
+        Every fitted attribute of an earlier fit is dropped first, and this fit's are
+        dropped again if it does not finish (an error, or Ctrl-C during the selection run,
+        the validation predictions or the refit), so that ``predict`` raises
+        ``NotFittedError`` rather than pairing a new network with an old target scale.
+        """
+        self._forget_fit()
+        try:
+            yield
+        except BaseException:
+            self._forget_fit()
+            raise
+
+    def _forget_fit(self):
+        fitted = [k for k in vars(self) if k.endswith("_") and not k.endswith("__")]
+        for name in fitted + ["_solution", "_y_was_1d", "_n_features_out"]:
+            self.__dict__.pop(name, None)
 
     def _seeds(self):
         """This fit's seeds (see :func:`~he2rna_sklearn.model._training.draw_seeds`)."""

@@ -266,6 +266,10 @@ class HE2RNAClassifier(
         -------
         self
         """
+        with self._fitting():
+            return self._fit(X, y, groups)
+
+    def _fit(self, X, y, groups):
         self._validate_params()
         bags, n_features = check_bags(X)
         check_row_order(y, bags)

@@ -39,11 +39,13 @@ def source_module(init_from, name="init_from"):
     return module
 
 
-def check_regressor_source(init_from, n_features, hidden, activation, names, n_types=None):
+def check_regressor_source(
+    init_from, n_features, hidden, activation, names, n_types=None, link=None, rank="auto"
+):
     """The module of ``init_from`` after checking it fits a regressor of this architecture
-    (``hidden``, ``activation`` for the paper's network; ``n_types`` tile types for the
-    tile-type network, with ``hidden`` None) on ``n_features`` tile features and the genes
-    ``names``."""
+    (``hidden``, ``activation`` for the paper's network; ``n_types`` tile types, the
+    ``link`` and, unless ``"auto"``, the ``rank`` of the readout for the tile-type network,
+    with ``hidden`` None) on ``n_features`` tile features and the genes ``names``."""
     module = source_module(init_from)
     config = module.config
     mismatches = []
@@ -58,6 +60,10 @@ def check_regressor_source(init_from, n_features, hidden, activation, names, n_t
     if hidden is None:
         if config["n_types"] != n_types:
             mismatches.append(f"tile_types={config['n_types']} (this model: {n_types})")
+        if config["link"] != link:
+            mismatches.append(f"type_link={config['link']!r} (this model: {link!r})")
+        if rank != "auto" and config["rank"] != int(rank):
+            mismatches.append(f"type_rank={config['rank']} (this model: {rank})")
     else:
         if config["hidden_layer_sizes"] != hidden:
             mismatches.append(

@@ -23,6 +23,7 @@ import numbers
 import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.model_selection import GroupKFold, KFold
+from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted, validate_data
 
@@ -110,7 +111,7 @@ def _inner_cv(n, groups, n_splits, random_state):
             raise ValueError("The inner cross-validation needs at least 2 patients (groups).")
         return GroupKFold(min(n_splits, n_groups)).split(np.zeros(n), groups=groups)
     if n < 2:
-        raise ValueError("The inner cross-validation needs at least 2 slides.")
+        raise ValueError(f"The inner cross-validation needs at least 2 slides, got {n} sample.")
     return KFold(min(n_splits, n), shuffle=True, random_state=random_state).split(np.zeros(n))
 
 
@@ -240,6 +241,11 @@ class ReducedRankRidge(RegressorMixin, BaseEstimator):
         self.intercept_ = y_mean + path.y_mean * y_scale - path.x_mean @ coef
         return self
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        return tags
+
     def predict(self, X):
         check_is_fitted(self, "coef_")
         X = validate_data(self, X, reset=False, dtype=np.float64)
@@ -356,7 +362,7 @@ class TunedLinearRegressor(RegressorMixin, BaseEstimator):
                 )
         seed = self.random_state
         if not isinstance(seed, numbers.Integral):
-            seed = int(np.random.RandomState(seed).randint(2**31 - 1)) if seed is not None else 0
+            seed = int(check_random_state(seed).randint(2**31 - 1))
         choice = select_reduced_rank(
             X,
             Y,
@@ -379,6 +385,11 @@ class TunedLinearRegressor(RegressorMixin, BaseEstimator):
         }
         self.description_ = describe_linear(self.family_, self.alpha_, self.rank_)
         return self
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        return tags
 
     def predict(self, X):
         check_is_fitted(self, "coef_")

@@ -161,6 +161,8 @@ class BagNet(NeuralNet):
         if self.k_generator_ is None or "k" in fit_params:
             return fit_params
         ks = self.module_.ks
+        if not ks:  # the tile-type network pools by the mean: no k to draw
+            return fit_params
         draw = int(torch.randint(len(ks), (1,), generator=self.k_generator_))
         return {**fit_params, "k": ks[draw]}
 

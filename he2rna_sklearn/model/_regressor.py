@@ -109,7 +109,9 @@ class HE2RNARegressor(
         equally in the loss. With ``init="ridge"`` the features are standardised with the
         mean and standard deviation of the training slides' mean features; with
         ``init="random"``, of up to 200,000 training tiles. With False, as in the paper,
-        the loss is the MSE of the raw targets.
+        the loss is the MSE of the raw targets. The tile-type network's closed-form start
+        chooses its penalty, which fine-tuning keeps, on standardised targets; with False
+        that penalty then weighs each gene's readout by the gene's variance.
     ks : tuple of int, default=KS_DEFAULT
         Top-k values, (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000). The paper
         used ``KS_SUPER_TILES`` = (1, ..., 100) on super-tiles and ``KS_ALL_TILES`` =
@@ -149,6 +151,9 @@ class HE2RNARegressor(
         on every training slide, validation ones included, for that many epochs (from the
         same start), as ``GridSearchCV`` refits with the parameters it chose. Not in the
         paper (False there); it doubles training time at most. Ignored without validation.
+        The closed-form start is computed again on every slide, so with ``type_rank="auto"``
+        its rank and penalty (``init_rank_``, ``init_alpha_``) are the refit's and may
+        differ from those of the run that ``best_epoch_`` and ``history_`` describe.
     init_from : HE2RNARegressor or FrozenEstimator, optional
         A fitted regressor whose weights (and feature standardisation) start this network,
         e.g. the super-tiles model for the all-tiles model, as in the paper. Its network
@@ -323,6 +328,10 @@ class HE2RNARegressor(
         -------
         self
         """
+        with self._fitting():
+            return self._fit(X, y, groups, projects)
+
+    def _fit(self, X, y, groups, projects):
         self._validate_params()
         hidden, activation, _ = self._check_architecture()
         bags, n_features = check_bags(X)
@@ -336,6 +345,8 @@ class HE2RNARegressor(
                 activation,
                 names,
                 n_types=self.tile_types,
+                link=self.type_link,
+                rank=self.type_rank,
             )
         seeds = self._seeds()
         train, valid = validation_split(
@@ -351,7 +362,7 @@ class HE2RNARegressor(
         self.validation_predictions_ = None
         if valid is not None:  # the kept model's, before any refit sees these slides
             out = self._run([bags[i] for i in valid], lambda m, x, mask: m(x, mask))
-            self.validation_predictions_ = out * y_scale + y_mean
+            self.validation_predictions_ = self._postprocess(out * y_scale + y_mean, was_1d)
         self.refitted_ = False
         if self.refit and valid is not None:
             self._refit_on_every_slide(
@@ -443,6 +454,7 @@ class HE2RNARegressor(
         codebook and reduced-rank readout with ``tile_types``, else the ridge on pooled
         features), else PyTorch's random initialisation (the output bias at the genes'
         means)."""
+        solution = self.__dict__.pop("_solution", None)  # from _module_params; not kept
         if self.init_from is not None:
             copy_module(module, self._source_module())
             return True
@@ -450,7 +462,7 @@ class HE2RNARegressor(
             if self.tile_types is None:
                 self._ridge_start(module, bags, targets, seeds)
             else:
-                set_solution(module, self._solution)
+                set_solution(module, solution)
             return True
         return False
 
@@ -524,9 +536,12 @@ class HE2RNARegressor(
     def predict(self, X):
         """Predicted expression, (n_slides, n_genes) (1-D if ``y`` was 1-D in fit)."""
         pred = self._run(X, lambda m, x, mask: m(x, mask)) * self.y_scale_ + self.y_mean_
+        return self._postprocess(pred, self._y_was_1d)
+
+    def _postprocess(self, pred, was_1d):
         if self.clip_at_zero:
             pred = np.maximum(pred, 0.0)
-        return pred[:, 0] if self._y_was_1d else pred
+        return pred[:, 0] if was_1d else pred
 
     def predict_tiles(self, bag, genes=None):
         """Per-tile scores of one bag: the virtual spatialization.

@@ -242,7 +242,7 @@ class SequoiaRegressor(
     See Also
     --------
     load_sequoia : The five folds of a released cancer type, averaged.
-    he2rna_sklearn.HE2RNARegressor : HE2RNA's per-tile MLP with top-k pooling.
+    he2rna_sklearn.HE2RNARegressor : HE2RNA's tile-type network, or the paper's per-tile MLP.
 
     Examples
     --------

@@ -27,8 +27,9 @@ class HE2RNAEmbedder(TransformerMixin, BaseEstimator):
     regressor : HE2RNARegressor, optional
         The regressor to clone and fit (default ``HE2RNARegressor()``).
     output : {"embedding", "expression"}, default="embedding"
-        What ``transform`` returns: the slide embedding (last hidden layer, mean over
-        tiles) or the predicted expression.
+        What ``transform`` returns: the slide embedding (the regressor's ``transform``:
+        the readout's factors of the tile-type fractions, or with the paper's network the
+        last hidden layer averaged over tiles) or the predicted expression.
 
     Attributes
     ----------

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from he2rna_sklearn.evaluation import compare_genes, cross_validate_genes
+from he2rna_sklearn.evaluation import compare_genes, compare_to_baseline, cross_validate_genes
 
 
 def test_compare_to_baseline_table_and_verdict(cohort):
@@ -82,3 +82,21 @@ def test_compare_genes_errors():
         compare_genes(Y, Y[:, :2], Y)
     with pytest.raises(ValueError, match="finite"):
         compare_genes(Y, np.full_like(Y, np.nan), Y)
+
+
+def test_compare_to_baseline_checks_folds_and_method_before_fitting():
+    from sklearn.base import BaseEstimator, RegressorMixin
+    from sklearn.model_selection import GroupShuffleSplit
+
+    class NeverFit(RegressorMixin, BaseEstimator):
+        def fit(self, X, y):
+            raise AssertionError("fitted before the arguments were checked")
+
+    rng = np.random.default_rng(0)
+    bags = [rng.normal(size=(5, 3)).astype(np.float32) for _ in range(12)]
+    Y, groups = rng.normal(size=(12, 2)), np.arange(12)
+    shuffle = GroupShuffleSplit(n_splits=2, test_size=0.25, random_state=0)
+    with pytest.raises(ValueError, match="every slide in exactly one test fold"):
+        compare_to_baseline(NeverFit(), bags, Y, groups, cv=shuffle)
+    with pytest.raises(ValueError, match="compares Pearson figures"):
+        compare_to_baseline(NeverFit(), bags, Y, groups, method="spearman")

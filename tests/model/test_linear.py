@@ -68,3 +68,12 @@ def test_errors():
         TunedLinearRegressor().fit(X, Y, groups=[1, 2])
     with pytest.raises(ValueError, match="ranks must be positive"):
         TunedLinearRegressor(ranks=(0,)).fit(X, Y)
+
+
+def test_random_state_takes_a_random_state_instance():
+    # the constraint says "random_state", so a RandomState instance must work as an int does
+    X, Y, _ = _planted(2, n=30)
+    a = TunedLinearRegressor(random_state=np.random.RandomState(0)).fit(X, Y)
+    b = TunedLinearRegressor(random_state=np.random.RandomState(0)).fit(X, Y)
+    assert a.description_ == b.description_
+    np.testing.assert_allclose(a.predict(X), b.predict(X))

@@ -73,13 +73,14 @@ def test_closed_form_start_is_the_codebook_and_reduced_rank_ridge():
 
 def test_fine_tuning_moves_the_codebook_and_the_readout():
     bags, Y, _ = typed_cohort(40)
-    start = HE2RNARegressor(tile_types=6, max_epochs=1, lr=1e-12, random_state=0)
-    tuned = HE2RNARegressor(tile_types=6, validation_fraction=None, max_epochs=5, lr=1e-2)
-    a, b = start.fit(bags, Y), tuned.set_params(random_state=0).fit(bags, Y)
+    # the same fit but for the step size and the number of epochs
+    params = dict(tile_types=6, type_rank=3, validation_fraction=None, random_state=0)
+    a = HE2RNARegressor(**params, max_epochs=1, lr=1e-12).fit(bags, Y)
+    b = HE2RNARegressor(**params, max_epochs=5, lr=1e-2).fit(bags, Y)
     for name in ("types.weight", "factors.weight", "output.weight"):
         before, after = a.module_.state_dict()[name], b.module_.state_dict()[name]
-        if before.shape == after.shape:
-            assert not torch.allclose(before, after), name
+        assert before.shape == after.shape, name
+        assert not torch.allclose(before, after), name
 
 
 def test_paper_settings_keep_the_mlp_with_top_k():
@@ -106,6 +107,15 @@ def test_init_from_a_tile_type_regressor():
     np.testing.assert_allclose(warm.predict(bags), source.predict(bags), rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match=r"tile_types=6 \(this model: 4\)"):
         HE2RNARegressor(tile_types=4, init_from=source, validation_fraction=None).fit(bags, Y)
+    with pytest.raises(ValueError, match=r"type_link='sqrt' \(this model: 'identity'\)"):
+        HE2RNARegressor(
+            tile_types=6, type_link="identity", init_from=source, validation_fraction=None
+        ).fit(bags, Y)
+    rank = source.module_.config["rank"]
+    with pytest.raises(ValueError, match=rf"type_rank={rank} \(this model: {rank + 1}\)"):
+        HE2RNARegressor(
+            tile_types=6, type_rank=rank + 1, init_from=source, validation_fraction=None
+        ).fit(bags, Y)
     with pytest.raises(ValueError, match="holds the tile-type network"):
         HE2RNARegressor(tile_types=None, init_from=source, validation_fraction=None).fit(bags, Y)
     with pytest.raises(ValueError, match="hidden layers of the paper's network"):
@@ -137,3 +147,39 @@ def test_identity_link_pools_tile_scores_by_the_mean():
     np.testing.assert_allclose(model.predict(bags[:1])[0], tiles.mean(axis=0), rtol=1e-4, atol=1e-4)
     with pytest.raises(ValueError, match="link must be"):
         TileTypeModule(4, 2, n_types=3, rank=2, link="log")
+
+
+def test_random_k_training_does_not_apply_to_the_tile_type_network():
+    # the tile-type network pools by the mean: there is no k to draw, and nothing changes
+    bags, Y, _ = typed_cohort(20)
+    params = dict(tile_types=4, max_epochs=2, validation_fraction=None, random_state=0)
+    a = HE2RNARegressor(**params, k_training="random").fit(bags, Y)
+    b = HE2RNARegressor(**params).fit(bags, Y)
+    np.testing.assert_allclose(a.predict(bags), b.predict(bags), rtol=1e-5, atol=1e-6)
+
+
+def test_an_interrupted_refit_leaves_no_fitted_model(monkeypatch):
+    # Ctrl-C in the refit's closed-form start, after the selection run built a new network:
+    # the model must not pair that network with the previous fit's target scale.
+    from sklearn.exceptions import NotFittedError
+
+    import he2rna_sklearn.model._regressor as regressor_module
+
+    bags, Y, groups = typed_cohort(40)
+    model = HE2RNARegressor(tile_types=6, max_epochs=2, validation_fraction=0.25, random_state=0)
+    model.fit(bags, Y, groups=groups)
+    real, calls = regressor_module.codebook_solution, []
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:  # the refit's start; the first call is the selection run's
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(regressor_module, "codebook_solution", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(bags, 100 * Y + 50, groups=groups)
+    assert len(calls) == 2
+    with pytest.raises(NotFittedError):
+        model.predict(bags)
+    assert not [k for k in vars(model) if k.endswith("_") and not k.endswith("__")]
