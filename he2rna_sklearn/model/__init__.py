@@ -1,7 +1,8 @@
 """Stage 4 of the data flow: the model.
 
 Torch modules (the tile-type network; the per-tile MLP with masked top-k pooling), the
-skorch glue (bag datasets, padding, per-batch k draws) and the scikit-learn estimators. One job per module:
+skorch glue (bag datasets, padding, per-batch k draws) and the scikit-learn estimators.
+One job per module:
 
 * ``_modules``: the per-tile MLP with top-k pooling; ``_tile_types``: the tile-type
   network (soft codebook, pooled type fractions, low-rank readout) and its closed-form
