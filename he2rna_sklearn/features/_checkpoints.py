@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from .._torch import state_mismatch
 from ..exceptions import WeightsNotFoundError
 from ._encoder_modules import loadable_part
 
@@ -158,13 +159,7 @@ def load_encoder_state(module, encoder, state, *, source="the checkpoint"):
         # then interpolates to the input's grid); timm's bicubic otherwise.
         mode = "bilinear" if encoder.checkpoint_layout == "conch-v1.5" else "bicubic"
         state = _resample_pos_embed(state, own[pos_key], pos_key, n_prefix, mode)
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    wrong = [
-        f"{k} {tuple(state[k].shape)} (expected {tuple(own[k].shape)})"
-        for k in sorted(set(own) & set(state))
-        if tuple(state[k].shape) != tuple(own[k].shape)
-    ]
+    missing, unexpected, wrong = state_mismatch(own, state)
     if missing or unexpected or wrong:
         raise ValueError(
             f"Weights from {source} do not fit encoder '{encoder.name}' "

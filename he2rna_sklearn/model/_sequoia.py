@@ -35,6 +35,7 @@ from .._torch import (
     rebuild_module,
     resolve_device,
     safetensors_shapes,
+    state_mismatch,
 )
 from ..bags import check_bags, check_feature_spec, feature_spec, spec_to_json
 from ..metrics import mean_gene_correlation
@@ -129,14 +130,7 @@ def load_state_strict(module, path, source):
     from safetensors.torch import load_file
 
     state = load_file(path, device="cpu")
-    own = module.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    wrong = [
-        f"{k} {tuple(state[k].shape)} (expected {tuple(own[k].shape)})"
-        for k in sorted(set(own) & set(state))
-        if tuple(state[k].shape) != tuple(own[k].shape)
-    ]
+    missing, unexpected, wrong = state_mismatch(module.state_dict(), state)
     if missing or unexpected or wrong:
         raise ValueError(
             f"The weights at {source} do not fit its config: {len(missing)} missing tensors "
