@@ -18,6 +18,7 @@ __all__ = [
     "resolve_device",
     "resolve_precision",
     "safetensors_shapes",
+    "state_mismatch",
 ]
 
 
@@ -74,6 +75,38 @@ def module_state(module):
     }
 
 
+def state_mismatch(own, state, *, expected="expected"):
+    """How a state dict differs from a module's: what a strict load would refuse.
+
+    Parameters
+    ----------
+    own, state : mapping of str to tensor, array or shape
+        The module's tensors (or their shapes) and those to load into it.
+    expected : str, default="expected"
+        The words before the module's shape in each entry of ``wrong``.
+
+    Returns
+    -------
+    missing : list of str
+        Names of ``own`` that ``state`` lacks, sorted.
+    unexpected : list of str
+        Names of ``state`` that ``own`` lacks, sorted.
+    wrong : list of str
+        ``"name (shape) (expected (own shape))"`` for each shared name whose shapes differ,
+        sorted by name.
+    """
+    own = {k: tuple(int(n) for n in getattr(v, "shape", v)) for k, v in own.items()}
+    state = {k: tuple(int(n) for n in getattr(v, "shape", v)) for k, v in state.items()}
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    wrong = [
+        f"{k} {state[k]} ({expected} {own[k]})"
+        for k in sorted(set(own) & set(state))
+        if state[k] != own[k]
+    ]
+    return missing, unexpected, wrong
+
+
 class ModuleConfigError(ValueError):
     """A saved module's config cannot be built, or does not fit its saved weights."""
 
@@ -117,15 +150,9 @@ def build_checked(build, config, shapes, source="the saved model"):
     except (TypeError, ValueError, KeyError, IndexError, RuntimeError) as exc:
         reason = " ".join(str(exc).split())[:200]
         raise ModuleConfigError(f"{source}: the module config does not fit ({reason}).") from None
-    own = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
-    shapes = {k: tuple(int(n) for n in v) for k, v in shapes.items()}
-    missing = sorted(set(own) - set(shapes))
-    unexpected = sorted(set(shapes) - set(own))
-    wrong = [
-        f"{k} {shapes[k]} (the config makes {own[k]})"
-        for k in sorted(set(own) & set(shapes))
-        if shapes[k] != own[k]
-    ]
+    missing, unexpected, wrong = state_mismatch(
+        skeleton.state_dict(), shapes, expected="the config makes"
+    )
     if missing or unexpected or wrong:
         raise ModuleConfigError(
             f"The weights at {source} do not fit its config: {len(missing)} missing tensors "

@@ -3,7 +3,8 @@
 Every ``import`` and ``from ... import`` of ``he2rna_sklearn`` (function-level ones too) is an
 arrow from one unit to another: a unit is a subpackage (``features``) or a top-level module
 (``metrics``, ``_io``). Arrows go down the layers only, modules import no cycle, and no
-module reaches into another unit's private submodule or private name.
+module reaches into another unit's private submodule or private name. And no module is over
+450 lines unless its docstring says why.
 """
 
 import ast
@@ -127,6 +128,23 @@ def _cycles(imports):
     return found
 
 
+#: The most lines a module may have, unless its docstring says why in a paragraph that
+#: begins with :data:`JUSTIFIED`.
+MAX_LINES = 450
+JUSTIFIED = f"Over {MAX_LINES} lines:"
+
+
+def _long_modules(modules, max_lines=MAX_LINES):
+    """Modules over ``max_lines`` lines whose docstring does not say why."""
+    long = []
+    for name, (path, _) in modules.items():
+        text = path.read_text()
+        n_lines = len(text.splitlines())
+        if n_lines > max_lines and JUSTIFIED not in (ast.get_docstring(ast.parse(text)) or ""):
+            long.append(f"{name}: {n_lines} lines")
+    return long
+
+
 MODULES = _modules()
 IMPORTS = _imports(MODULES)
 
@@ -150,6 +168,25 @@ def test_no_private_name_crosses_units():
 
 def test_no_import_cycle():
     assert not _cycles(IMPORTS)
+
+
+def test_no_module_is_long_without_saying_why():
+    long = _long_modules(MODULES)
+    assert not long, (
+        f"split these modules by job, or say why not in a docstring paragraph beginning "
+        f"{JUSTIFIED!r}:\n" + "\n".join(long)
+    )
+
+
+def test_the_length_check_fails_on_a_long_module(tmp_path):
+    package = tmp_path / PACKAGE
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    body = "x = 1\n" * MAX_LINES
+    (package / "_short.py").write_text('"""Short."""\n' + "x = 1\n" * (MAX_LINES - 1))
+    (package / "_long.py").write_text('"""Long."""\n' + body)
+    (package / "_said.py").write_text(f'"""Long.\n\n{JUSTIFIED} a table.\n"""\n' + body)
+    assert _long_modules(_modules(package)) == [f"{PACKAGE}._long: {MAX_LINES + 1} lines"]
 
 
 @pytest.mark.parametrize(

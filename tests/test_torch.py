@@ -1,7 +1,13 @@
+import numpy as np
 import pytest
 import torch
 
-from he2rna_sklearn._torch import cpu_supports_bf16, resolve_device, resolve_precision
+from he2rna_sklearn._torch import (
+    cpu_supports_bf16,
+    resolve_device,
+    resolve_precision,
+    state_mismatch,
+)
 
 
 def test_auto_device_is_cpu_without_cuda():
@@ -64,3 +70,16 @@ def test_build_checked_refuses_a_config_beyond_its_weights_before_allocating(mon
         build_checked(build, {"in_features": -1, "out_features": 2}, {}, "x")
     with pytest.raises(ValueError, match="not a mapping"):
         build_checked(build, [3, 4], {}, "x")
+
+
+def test_state_mismatch_lists_missing_unexpected_and_misshapen_tensors():
+    own = {"a": torch.zeros(2, 3), "b": torch.zeros(4), "d": torch.zeros(())}
+    state = {"b": torch.zeros(5), "c": torch.zeros(1), "d": torch.zeros(())}
+    assert state_mismatch(own, state) == (["a"], ["c"], ["b (5,) (expected (4,))"])
+    shapes = {"a": (2, 3), "b": np.zeros(5).shape, "d": ()}  # shapes instead of tensors
+    assert state_mismatch(own, shapes, expected="the config makes") == (
+        [],
+        [],
+        ["b (5,) (the config makes (4,))"],
+    )
+    assert state_mismatch(own, own) == ([], [], [])

@@ -1,27 +1,31 @@
-"""The ``he2rna`` subcommands."""
+"""The ``he2rna`` subcommands: ``main`` runs ``cmd_<command>`` of this module.
+
+``fit`` and ``evaluate`` (which share reading the training data and building the model) and
+``demo`` are here; ``featurize``, ``index`` and ``export`` are in :mod:`._feature_commands`,
+``predict`` and ``heatmap`` in :mod:`._predict_commands`, and what they all share in
+:mod:`._command_io`.
+"""
 
 from __future__ import annotations
 
-import os
-import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
-from .._io import atomic_write, check_output_path
 from ..evaluation import fit_params_for
-from ..features import (
-    INDEX_NAME,
-    check_index_compatible,
-    index_from_bags,
-    read_index,
-    read_manifest,
-    update_index,
+from ..features import read_index
+from ..persistence import save_model
+from ._command_io import (
+    _atomic_csv,
+    _check_outputs,
+    _echo,
+    _load_bags,
+    _parameters,
+    _without_empty,
 )
-from ..persistence import load_model, save_model
-from ._inputs import CLIError, check_bags_match_index, match_expression
+from ._feature_commands import cmd_export, cmd_featurize, cmd_index
+from ._inputs import CLIError, match_expression
+from ._predict_commands import cmd_heatmap, cmd_predict
 
 __all__ = [
     "cmd_demo",
@@ -33,216 +37,6 @@ __all__ = [
     "cmd_index",
     "cmd_predict",
 ]
-
-
-def _echo(args, text):
-    """Report a result (``--quiet`` silences progress bars, not results)."""
-    print(text)
-
-
-def _note(args, text):
-    """A warning line on stderr (the results stay on stdout)."""
-    print(f"he2rna {args.command}: warning: {text}", file=sys.stderr)
-
-
-def _atomic_csv(table, path, **kwargs):
-    with atomic_write(path) as tmp:
-        table.to_csv(tmp, **kwargs)
-    return Path(path)
-
-
-def _parameters(args, estimator):
-    """The parameters of ``estimator`` set on the command line (each option is stored
-    under the name of the parameter it sets)."""
-    names = estimator().get_params()
-    return {k: v for k, v in vars(args).items() if k in names}
-
-
-def _same_file(a, b):
-    try:
-        return os.path.realpath(a) == os.path.realpath(b) or os.path.samefile(a, b)
-    except OSError:
-        return False
-
-
-def _inputs(args):
-    """The files a command reads (named by option), so that no output overwrites one."""
-    found = []
-    for option in ("manifest", "expression", "model", "slide_path"):
-        value = getattr(args, option, None)
-        if value:
-            found.append((value, f"--{option.replace('_', '-')}"))
-    for value in getattr(args, "slides", None) or []:
-        found.append((value, "a slide"))
-    features = getattr(args, "features", None)
-    if features:
-        index = Path(features) / INDEX_NAME if Path(features).is_dir() else Path(features)
-        found.append((index, "--features (its index)"))
-        try:
-            table = read_index(index, raw=True)
-        except (OSError, ValueError):  # reported where the index is read
-            table = pd.DataFrame()
-        for column, what in (("feature_file", "a feature file"), ("slide_path", "a slide")):
-            for value in table.get(column, []):
-                if value:
-                    found.append((Path(index).parent / value, f"{what} of --features"))
-    return found
-
-
-def _check_outputs(*paths, args=None):
-    """Check every output file before any work (a failure then loses nothing), and that
-    none of them is one of the command's inputs."""
-    inputs = [p for p in (_inputs(args) if args is not None else []) if Path(p[0]).is_file()]
-    for path, option in paths:
-        try:
-            check_output_path(path, option)
-        except ValueError as exc:
-            raise CLIError(str(exc)) from None
-        if not Path(path).is_file():
-            continue
-        for source, what in inputs:
-            if _same_file(path, source):
-                raise CLIError(
-                    f"{option} '{path}' is {what} this command reads ('{source}'): writing "
-                    "it would overwrite that input. Give another file name."
-                )
-
-
-# -- featurize ---------------------------------------------------------------------------
-def cmd_featurize(args):
-    from ..features import SlideFeaturizer
-
-    if bool(args.slides) == bool(args.manifest):
-        raise CLIError("Give slide files or --manifest CSV (one of the two).")
-    manifest = read_manifest(args.manifest or args.slides)
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise CLIError(f"--out '{out}' is a file; featurize writes a folder.")
-    _check_outputs((out / INDEX_NAME, "--out"), args=args)
-    featurizer = SlideFeaturizer(
-        **_parameters(args, SlideFeaturizer), cache_dir=out, lazy=True, progress=not args.quiet
-    )
-    featurizer.fit()  # parameter errors before any work
-    if (out / INDEX_NAME).is_file():  # features of another kind: refused before any work
-        runner = featurizer.build_runner()
-        check_index_compatible(
-            out,
-            {
-                "backbone": runner.backbone.name,
-                "weights": runner.backbone.weights_id,
-                "tile_size": featurizer.tile_size,
-                "mpp": featurizer.feature_spec().mpp,
-            },
-        )
-        del runner
-    bags = featurizer.fit_transform(list(manifest["slide_path"]))
-    first = next((b for b in bags if b is not None), None)
-    # merged into the index on disk now (under a lock): runs into one --out add up
-    index, n_before = update_index(
-        out, index_from_bags(manifest, bags, out), None if first is None else first.meta
-    )
-    kept = len(index) - len(manifest)
-    if kept:
-        _echo(args, f"{kept} of the {n_before} slides already in {out / INDEX_NAME} kept.")
-    failed = getattr(featurizer, "failed_slides_", {})
-    if first is not None:
-        _echo(
-            args,
-            f"Backbone {first.meta['backbone']}, weights {first.meta['weights']}, "
-            f"{first.meta['precision']}; tiles of {args.tile_size} px at "
-            f"{first.meta['mpp']:.3g} µm/px.",
-        )
-    n_tiles = sum(b.n_tiles for b in bags if b is not None)
-    _echo(
-        args,
-        f"Featurized {len(bags) - len(failed)} of {len(bags)} slides "
-        f"({n_tiles} tiles) into {out}/; index: {out / INDEX_NAME} ({len(index)} slides)",
-    )
-    empty = [s for s, b in zip(manifest["sample_id"], bags) if b is not None and not b.n_tiles]
-    if empty:
-        _note(args, f"no tissue tiles in {len(empty)} slides: {empty[:10]}")
-    for path, error in failed.items():
-        print(f"  skipped {path}: {error}")
-    return 1 if failed and args.on_error == "skip" and len(failed) == len(bags) else 0
-
-
-def _um_slide_mpp(args, slide_path):
-    """The base µm/px of a slide whose feature coordinates are in µm: read from the slide
-    file's metadata (``--slide-mpp`` was not given); an error if it cannot be."""
-    from ..slides import SlideReader
-
-    hint = "pass --slide-mpp (the slide's level-0 µm per pixel)"
-    if not slide_path or not Path(slide_path).is_file():
-        raise CLIError(
-            f"The tile coordinates of '{args.slide}' are in µm and its slide file "
-            f"({slide_path or 'not in the index'}) is not here to read its µm per pixel: "
-            f"{hint} or --slide-path."
-        )
-    try:
-        with SlideReader(slide_path) as reader:
-            return reader.mpp
-    except (ValueError, OSError) as exc:
-        raise CLIError(f"{exc} The tile coordinates are in µm: {hint}.") from None
-
-
-def _slide_mpps(args, index, slide_mpp=None):
-    """Level-0 µm per pixel by feature file: ``slide_mpp`` (or ``--slide-mpp``) for all,
-    else the index's ``slide_mpp`` column (``he2rna index --slide-mpp``); None if neither."""
-    given = slide_mpp if slide_mpp is not None else getattr(args, "slide_mpp", None)
-    column = index["slide_mpp"] if "slide_mpp" in index else [""] * len(index)
-    by_file = {}
-    for f, value in zip(index["feature_file"], column):
-        if given is not None:
-            by_file[os.fspath(f)] = float(given)
-        elif str(value).strip() and str(value) != "nan":
-            by_file[os.fspath(f)] = float(value)
-    return by_file or None
-
-
-def _npy_on_slide(args, bag, slide_path):
-    """An HE2RNA .npy bag read again with its slide's dimensions (level-0 pixels)."""
-    from ..features import read_he2rna_npy
-    from ..slides import SlideReader
-
-    if not slide_path or not Path(slide_path).is_file():
-        raise CLIError(
-            f"The tile coordinates of '{args.slide}' are DeepZoom tile indices (an HE2RNA "
-            f".npy file), placed on the slide from its size; its slide file "
-            f"({slide_path or 'not in the index'}) is not here: pass --slide-path."
-        )
-    with SlideReader(slide_path, args.slide_mpp or 1.0) as reader:  # the size only
-        dimensions = reader.dimensions
-    return read_he2rna_npy(bag.meta["feature_file"], slide_dimensions=dimensions)
-
-
-def _load_bags(args, index, source, slide_mpp=None):
-    """The index's bags (lazy, checksums verified), checked against its rows. Coordinates
-    in µm (STAMP) stay so without a slide µm/px: they serve super-tiles as well, and the
-    commands that place tiles on a slide (heatmap) resolve them."""
-    from .. import load_bags
-
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r".* in µm", category=UserWarning)
-        bags = load_bags(
-            list(index["feature_file"]),
-            lazy=True,
-            verify=True,
-            slide_mpp=_slide_mpps(args, index, slide_mpp),
-        )
-    check_bags_match_index(index, bags, source)
-    return bags
-
-
-def _without_empty(args, index, bags, what):
-    """Drop the slides without tissue tiles, naming them."""
-    keep = [b.n_tiles > 0 for b in bags]
-    if all(keep):
-        return index, bags
-    empty = index.loc[[not k for k in keep], "sample_id"].tolist()
-    _note(args, f"{len(empty)} slides have no tissue tiles and are left out of {what}: {empty}")
-    if not any(keep):
-        raise CLIError(f"No slide of '{args.features}' has tissue tiles.")
-    return index[keep].reset_index(drop=True), [b for b, k in zip(bags, keep) if k]
 
 
 # -- shared by fit / evaluate ------------------------------------------------------------
@@ -407,73 +201,6 @@ def _baseline_line(reg, bags, Y, groups):
     return f"{head}; {verdict}"
 
 
-def _load_pretrained(source):
-    """A folder of ``save_pretrained`` (or a cached repository id), as ``_load_model``
-    returns models: a Pipeline, the genes and the feature dimension."""
-    from sklearn.pipeline import Pipeline, make_pipeline
-
-    from ..exceptions import WeightsNotFoundError
-    from ..model import from_pretrained
-
-    try:
-        model = from_pretrained(source)
-    except WeightsNotFoundError:
-        raise
-    except FileNotFoundError:
-        raise CLIError(
-            f"Model not found: '{source}' is neither a model file (.skops), a folder written "
-            "by --save-pretrained, nor a Hugging Face repository id (org/name) in the cache."
-        ) from None
-    model = model if isinstance(model, Pipeline) else make_pipeline(model)
-    final = model[-1]
-    if getattr(final, "gene_names_", None) is None:
-        raise CLIError(
-            f"'{source}' holds a {type(final).__name__}, which predicts no expression; give "
-            "an expression model (HE2RNARegressor)."
-        )
-    genes = [str(g) for g in final.gene_names_]
-    return {"model": model, "genes": genes, "n_features": int(final.n_features_in_)}
-
-
-def _load_model(path):
-    """A model saved by ``he2rna fit``: loaded with skops and the trusted-type list of
-    :mod:`he2rna_sklearn.persistence`; a pickle or any other type is refused unread. A
-    folder (or a repository id in the Hugging Face cache) is read by ``from_pretrained``."""
-    if not Path(path).is_file() and Path(path).suffix.lower() != ".skops":
-        return _load_pretrained(path)
-    model, metadata = load_model(path, return_metadata=True)
-    missing = {"genes", "n_features"} - set(metadata)
-    if missing:
-        raise CLIError(
-            f"'{path}' is a model saved without {sorted(missing)}: give a model saved by "
-            "'he2rna fit'."
-        )
-    return {"model": model, **metadata}
-
-
-# -- predict -----------------------------------------------------------------------------
-def cmd_predict(args):
-    _check_outputs((args.out, "--out"), args=args)
-    saved = _load_model(args.model)
-    index = read_index(args.features)
-    bags = _load_bags(args, index, f"'{args.features}'")
-    index, bags = _without_empty(args, index, bags, "the predictions")
-    if bags and bags[0].shape[1] != saved["n_features"]:
-        raise CLIError(
-            f"The features have {bags[0].shape[1]} dimensions but the model was "
-            f"fitted on {saved['n_features']}: featurize with the same backbone."
-        )
-    pred = saved["model"].predict(bags)
-    table = pd.DataFrame(
-        np.asarray(pred).reshape(len(bags), -1),
-        columns=saved["genes"],
-        index=pd.Index(index["sample_id"], name="sample_id"),
-    )
-    _atomic_csv(table, args.out)
-    _echo(args, f"Predicted {table.shape[1]} genes for {table.shape[0]} slides: {args.out}")
-    return 0
-
-
 # -- evaluate ----------------------------------------------------------------------------
 def _evaluate_outputs(out):
     stem = out.stem
@@ -517,120 +244,6 @@ def cmd_evaluate(args):
     _echo(args, table.to_string())
     _echo(args, both.verdict)
     _echo(args, f"Per-gene report: {out}; comparison: {comparison}")
-    return 0
-
-
-# -- heatmap -----------------------------------------------------------------------------
-def cmd_heatmap(args):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from ..spatial import plot_tile_heatmap
-
-    _check_outputs((args.out, "--out"), args=args)
-    saved = _load_model(args.model)
-    _check_tile_model(saved["model"], args.model)
-    index = read_index(args.features)
-    rows = index[index["sample_id"] == args.slide]
-    if rows.empty:
-        raise CLIError(
-            f"Slide '{args.slide}' is not in the feature index "
-            f"(e.g. {index['sample_id'].tolist()[:3]})."
-        )
-    row = rows.iloc[0]
-    slide_path = args.slide_path or row.get("slide_path") or None
-    [bag] = _load_bags(args, rows, f"'{args.features}'")  # µm: resolved below, or an error
-    if bag.meta.get("coords_unit") == "um":  # e.g. STAMP: µm -> level-0 px needs the slide's
-        [bag] = _load_bags(args, rows, f"'{args.features}'", _um_slide_mpp(args, slide_path))
-    if bag.meta.get("coords_unit") == "deepzoom_px":  # HE2RNA .npy: needs the slide's size
-        bag = _npy_on_slide(args, bag, slide_path)
-    if not bag.n_tiles:
-        raise CLIError(f"Slide '{args.slide}' has no tissue tiles: there is nothing to paint.")
-    model = saved["model"]
-    genes = [g.strip() for g in args.gene.split(",")]
-    for step in model[:-1]:
-        [bag] = step.transform([bag])
-    try:
-        scores = model[-1].predict_tiles(bag, genes[0] if len(genes) == 1 else genes)
-    except ValueError as exc:
-        raise CLIError(str(exc)) from exc
-    label = genes[0] if len(genes) == 1 else f"gene set ({len(genes)}, mean z)"
-    ax = plot_tile_heatmap(bag, scores, slide_path=slide_path, label=label)
-    out = Path(args.out)
-    with atomic_write(out) as tmp:
-        ax.figure.savefig(tmp, dpi=120, bbox_inches="tight", format=out.suffix[1:].lower() or "png")
-    plt.close(ax.figure)
-    _echo(args, f"Heatmap of {label} on {args.slide}: {out}")
-    return 0
-
-
-def _check_tile_model(model, path):
-    """A model that paints tile scores (a Pipeline ending in a model with predict_tiles)."""
-    steps = getattr(model, "steps", None)
-    if not steps or not hasattr(steps[-1][1], "predict_tiles"):
-        last = type(steps[-1][1] if steps else model).__name__
-        raise CLIError(
-            f"'{path}' holds a {last}, which has no tile scores to paint: give a model "
-            "saved by 'he2rna fit' (an HE2RNA regressor)."
-        )
-
-
-# -- index -------------------------------------------------------------------------------
-def cmd_index(args):
-    """Index feature files made by other tools, for fit/evaluate/predict/heatmap."""
-    import argparse
-
-    from ..features import build_index
-
-    out = Path(args.out) if args.out else Path(args.features) / INDEX_NAME
-    if out.is_dir() or not out.suffix:
-        out = out / INDEX_NAME
-    _check_outputs((out, "--out"), args=argparse.Namespace(manifest=args.manifest))
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        index = build_index(
-            args.features,
-            args.manifest,
-            out=out,
-            on_missing=args.on_missing,
-            slide_mpp=args.slide_mpp,
-        )
-    for w in caught:
-        warnings.warn(str(w.message), w.category, stacklevel=1)  # shown the CLI's way
-    _echo(
-        args,
-        f"Indexed {len(index)} slides ({index['patient_id'].nunique()} patients, "
-        f"{int(index['n_tiles'].sum())} tiles of {int(index['n_features'].max())} features): "
-        f"{out}",
-    )
-    return 0
-
-
-# -- export ------------------------------------------------------------------------------
-def cmd_export(args):
-    """Write a features folder in the layout of TRIDENT, CLAM or STAMP."""
-    from ..features import export_features
-
-    try:
-        written = export_features(
-            args.features, args.out, args.layout, slide_mpp=getattr(args, "slide_mpp", None)
-        )
-    except ValueError as exc:
-        message = str(exc).replace(
-            "(slide_mpp=...)", "(--slide-mpp, or 'he2rna index --slide-mpp')"
-        )
-        raise CLIError(message) from None
-    index = read_index(args.features)
-    left = len(index) - len(written)
-    note = f"; {left} slides without tiles left out, as STAMP does" if left else ""
-    first = Path(written["path"].iloc[0]).parent if len(written) else Path(args.out)
-    _echo(
-        args,
-        f"Exported {len(written)} slides in {args.layout.upper()}'s layout into {args.out}/ "
-        f"(feature files in {first}/){note}.",
-    )
     return 0
 
 

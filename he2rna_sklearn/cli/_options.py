@@ -2,7 +2,9 @@
 
 :func:`parameter_option` adds an option stored under the name of the parameter it sets,
 with that parameter's default; :func:`parameter_options` finds them again, so that error
-messages name the option instead of the parameter.
+messages name the option instead of the parameter. The groups of options that several
+subcommands share (the expression table, the model, ``--slide-mpp``) are added by
+:func:`add_expression_options`, :func:`add_model_options` and :func:`add_slide_mpp_option`.
 """
 
 from __future__ import annotations
@@ -11,6 +13,9 @@ import argparse
 import inspect
 
 __all__ = [
+    "add_expression_options",
+    "add_model_options",
+    "add_slide_mpp_option",
     "folds_arg",
     "jobs_arg",
     "parameter_option",
@@ -140,3 +145,139 @@ def parameter_options(parser):
     return {
         a.dest: a.option_strings[-1] for a in parser._actions if getattr(a, "sets_parameter", 0)
     }
+
+
+# -- groups of options that several subcommands share ---------------------------------------
+def add_expression_options(p):
+    """The training data of ``fit`` and ``evaluate``: the feature index, the expression
+    table, how it is read and how its samples meet the index, and ``--slide-mpp``."""
+    from ..datasets import load_expression
+    from ._inputs import match_expression
+
+    e = signature_defaults(load_expression)
+    p.add_argument("--features", required=True, help="folder (or index.csv) from featurize")
+    p.add_argument(
+        "--expression",
+        required=True,
+        help="expression table: CSV/TSV(.gz), genes x samples or samples x genes",
+    )
+    parameter_option(p, "--log-transform", e, action="store_true", help="apply log10(1 + x)")
+    parameter_option(
+        p,
+        "--drop-zero-median",
+        e,
+        action="store_true",
+        help="drop genes with zero median, as the paper did",
+    )
+    p.add_argument("--genes", help="comma-separated genes to model (default: all)")
+    p.add_argument(
+        "--match",
+        choices=["exact", "tcga-sample"],
+        default=signature_defaults(match_expression)["match"],
+        help="how sample ids meet expression columns (default: %(default)s)",
+    )
+    parameter_option(
+        p,
+        "--orient",
+        e,
+        choices=["auto", "genes_x_samples", "samples_x_genes"],
+        help="layout of the expression table; auto finds the samples of the feature index "
+        "in its header or first column (default: %(default)s)",
+    )
+    add_slide_mpp_option(p)
+
+
+def add_slide_mpp_option(p):
+    """``--slide-mpp``, for the commands that read bags whose tile coordinates may be in µm."""
+    from ..features import read_bag
+
+    parameter_option(
+        p,
+        "--slide-mpp",
+        signature_defaults(read_bag),
+        type=slide_mpp_arg,
+        help="the slides' level-0 µm/px, for tile coordinates in µm (STAMP) when the index "
+        "has no slide_mpp column (see 'he2rna index --slide-mpp') and the slide files have "
+        "no resolution metadata (default: read from there)",
+    )
+
+
+def add_model_options(p):
+    """The model of ``fit`` and ``evaluate``: HE2RNARegressor's parameters, and SuperTiles'
+    (``--super-tiles``, ``--cluster-on``)."""
+    from ..bags import SuperTiles
+    from ..model import HE2RNARegressor
+
+    r = HE2RNARegressor().get_params()
+    g = p.add_argument_group(
+        "model",
+        "HE2RNARegressor at its defaults (the tile-type network), except --seed. With\n"
+        "--tile-types none (the paper's network), the top-k values (ks) follow the bags:\n"
+        "the paper's KS_SUPER_TILES with --super-tiles, its KS_ALL_TILES without (not the\n"
+        "regressor's default KS_DEFAULT, both sets together).",
+    )
+    parameter_option(
+        g,
+        "--tile-types",
+        r,
+        type=tile_types_arg,
+        help="tile types of the tile-type network, or none for the paper's network (an MLP "
+        "with top-k pooling; see --hidden) (default: %(default)s)",
+    )
+    parameter_option(
+        g,
+        "--hidden",
+        r,
+        dest="hidden_layer_sizes",
+        type=int,
+        nargs="+",
+        default=list(r["hidden_layer_sizes"]),
+        help="hidden layer sizes of the paper's network (--tile-types none) (default: %(default)s)",
+    )
+    parameter_option(
+        g,
+        "--super-tiles",
+        SuperTiles().get_params(),
+        dest="n_clusters",
+        type=int,
+        default=0,  # off: SuperTiles is a step only when asked for
+        metavar="N",
+        help="reduce each slide to N super-tiles first (the paper used 100; default: all tiles)",
+    )
+    parameter_option(
+        g,
+        "--cluster-on",
+        SuperTiles().get_params(),
+        choices=["coords", "features"],
+        help="with --super-tiles: k-means on tile positions (the paper's) or on tile features "
+        "(SEQUOIA's; needs no coordinates, e.g. for .pt features) (default: %(default)s)",
+    )
+    parameter_option(
+        g, "--epochs", r, dest="max_epochs", type=int, help="maximum epochs (default: %(default)s)"
+    )
+    parameter_option(
+        g,
+        "--lr",
+        r,
+        type=learning_rate_arg,
+        help="learning rate, or auto (1e-3 for the tile-type network, 1e-4 for the paper's) "
+        "(default: %(default)s)",
+    )
+    parameter_option(g, "--patience", r, type=int, help="early stopping (default: %(default)s)")
+    parameter_option(
+        g,
+        "--validation-fraction",
+        r,
+        type=validation_fraction_arg,
+        help="patients held out for early stopping; 0 or none disables (default: %(default)s)",
+    )
+    parameter_option(
+        g,
+        "--seed",
+        r,
+        dest="random_state",
+        type=int,
+        default=0,  # the estimator's default (None) is unseeded; the command line reproduces
+        help="random seed (default: %(default)s)",
+    )
+    parameter_option(g, "--verbose", r, type=int, help="1 prints the epoch table")

@@ -12,16 +12,16 @@ from __future__ import annotations
 import argparse
 
 from ._options import (
+    add_expression_options,
+    add_model_options,
+    add_slide_mpp_option,
     folds_arg,
     jobs_arg,
-    learning_rate_arg,
     parameter_option,
     parameter_options,
     signature_defaults,
     slide_mpp_arg,
     spell,
-    tile_types_arg,
-    validation_fraction_arg,
     weights_arg,
 )
 
@@ -151,136 +151,6 @@ def _add_featurize_parser(sub):
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
-def _add_expression_options(p):
-    from ..datasets import load_expression
-    from ._inputs import match_expression
-
-    e = signature_defaults(load_expression)
-    p.add_argument("--features", required=True, help="folder (or index.csv) from featurize")
-    p.add_argument(
-        "--expression",
-        required=True,
-        help="expression table: CSV/TSV(.gz), genes x samples or samples x genes",
-    )
-    parameter_option(p, "--log-transform", e, action="store_true", help="apply log10(1 + x)")
-    parameter_option(
-        p,
-        "--drop-zero-median",
-        e,
-        action="store_true",
-        help="drop genes with zero median, as the paper did",
-    )
-    p.add_argument("--genes", help="comma-separated genes to model (default: all)")
-    p.add_argument(
-        "--match",
-        choices=["exact", "tcga-sample"],
-        default=signature_defaults(match_expression)["match"],
-        help="how sample ids meet expression columns (default: %(default)s)",
-    )
-    parameter_option(
-        p,
-        "--orient",
-        e,
-        choices=["auto", "genes_x_samples", "samples_x_genes"],
-        help="layout of the expression table; auto finds the samples of the feature index "
-        "in its header or first column (default: %(default)s)",
-    )
-    _add_slide_mpp_option(p)
-
-
-def _add_slide_mpp_option(p):
-    from ..features import read_bag
-
-    parameter_option(
-        p,
-        "--slide-mpp",
-        signature_defaults(read_bag),
-        type=slide_mpp_arg,
-        help="the slides' level-0 µm/px, for tile coordinates in µm (STAMP) when the index "
-        "has no slide_mpp column (see 'he2rna index --slide-mpp') and the slide files have "
-        "no resolution metadata (default: read from there)",
-    )
-
-
-def _add_model_options(p):
-    from ..bags import SuperTiles
-    from ..model import HE2RNARegressor
-
-    r = HE2RNARegressor().get_params()
-    g = p.add_argument_group(
-        "model",
-        "HE2RNARegressor at its defaults (the tile-type network), except --seed. With\n"
-        "--tile-types none (the paper's network), the top-k values (ks) follow the bags:\n"
-        "the paper's KS_SUPER_TILES with --super-tiles, its KS_ALL_TILES without (not the\n"
-        "regressor's default KS_DEFAULT, both sets together).",
-    )
-    parameter_option(
-        g,
-        "--tile-types",
-        r,
-        type=tile_types_arg,
-        help="tile types of the tile-type network, or none for the paper's network (an MLP "
-        "with top-k pooling; see --hidden) (default: %(default)s)",
-    )
-    parameter_option(
-        g,
-        "--hidden",
-        r,
-        dest="hidden_layer_sizes",
-        type=int,
-        nargs="+",
-        default=list(r["hidden_layer_sizes"]),
-        help="hidden layer sizes of the paper's network (--tile-types none) (default: %(default)s)",
-    )
-    parameter_option(
-        g,
-        "--super-tiles",
-        SuperTiles().get_params(),
-        dest="n_clusters",
-        type=int,
-        default=0,  # off: SuperTiles is a step only when asked for
-        metavar="N",
-        help="reduce each slide to N super-tiles first (the paper used 100; default: all tiles)",
-    )
-    parameter_option(
-        g,
-        "--cluster-on",
-        SuperTiles().get_params(),
-        choices=["coords", "features"],
-        help="with --super-tiles: k-means on tile positions (the paper's) or on tile features "
-        "(SEQUOIA's; needs no coordinates, e.g. for .pt features) (default: %(default)s)",
-    )
-    parameter_option(
-        g, "--epochs", r, dest="max_epochs", type=int, help="maximum epochs (default: %(default)s)"
-    )
-    parameter_option(
-        g,
-        "--lr",
-        r,
-        type=learning_rate_arg,
-        help="learning rate, or auto (1e-3 for the tile-type network, 1e-4 for the paper's) "
-        "(default: %(default)s)",
-    )
-    parameter_option(g, "--patience", r, type=int, help="early stopping (default: %(default)s)")
-    parameter_option(
-        g,
-        "--validation-fraction",
-        r,
-        type=validation_fraction_arg,
-        help="patients held out for early stopping; 0 or none disables (default: %(default)s)",
-    )
-    parameter_option(
-        g,
-        "--seed",
-        r,
-        dest="random_state",
-        type=int,
-        default=0,  # the estimator's default (None) is unseeded; the command line reproduces
-        help="random seed (default: %(default)s)",
-    )
-    parameter_option(g, "--verbose", r, type=int, help="1 prints the epoch table")
-
-
 def _add_fit_parser(sub):
     p = sub.add_parser(
         "fit",
@@ -294,7 +164,7 @@ def _add_fit_parser(sub):
         "  he2rna fit --features features/ --expression expr.csv.gz --out model.skops "
         "--save-pretrained he2rna-coad/",
     )
-    _add_expression_options(p)
+    add_expression_options(p)
     p.add_argument(
         "--out",
         required=True,
@@ -307,7 +177,13 @@ def _add_fit_parser(sub):
         "JSON, gene list, model card; no pickle), to share it or 'he2rna predict --model DIR'",
     )
     p.add_argument("--quiet", action="store_true")
-    _add_model_options(p)
+    add_model_options(p)
+
+
+def _add_model_and_features(p):
+    """``--model`` and ``--features``: a saved model and the features it is applied to."""
+    p.add_argument("--model", required=True, help=_MODEL_HELP)
+    p.add_argument("--features", required=True)
 
 
 def _add_predict_parser(sub):
@@ -319,8 +195,7 @@ def _add_predict_parser(sub):
         "--out predictions.csv\n"
         "  he2rna predict --model he2rna-coad/ --features features/ --out predictions.csv",
     )
-    p.add_argument("--model", required=True, help=_MODEL_HELP)
-    p.add_argument("--features", required=True)
+    _add_model_and_features(p)
     p.add_argument("--out", required=True, help="CSV: slides x genes")
     p.add_argument("--quiet", action="store_true")
 
@@ -339,7 +214,7 @@ def _add_evaluate_parser(sub):
         "writes genes.csv (pooled r, one-sided p, Holm and BH), genes_per_fold.csv and "
         "genes_predictions.csv",
     )
-    _add_expression_options(p)
+    add_expression_options(p)
     p.add_argument(
         "--folds",
         type=folds_arg,
@@ -356,7 +231,7 @@ def _add_evaluate_parser(sub):
     )
     p.add_argument("--out", required=True, help="per-gene CSV")
     p.add_argument("--quiet", action="store_true")
-    _add_model_options(p)
+    add_model_options(p)
 
 
 def _add_heatmap_parser(sub):
@@ -368,12 +243,11 @@ def _add_heatmap_parser(sub):
         "--slide SAMPLE_ID --gene CD3E --out cd3e.png\n"
         "  he2rna heatmap ... --gene CD3E,CD8A,MS4A1   # a gene set (mean z-score)",
     )
-    p.add_argument("--model", required=True, help=_MODEL_HELP)
-    p.add_argument("--features", required=True)
+    _add_model_and_features(p)
     p.add_argument("--slide", required=True, help="sample id of the slide (see index.csv)")
     p.add_argument("--gene", required=True, help="a gene, or comma-separated gene set")
     p.add_argument("--slide-path", help="the slide file, if it moved since featurize")
-    _add_slide_mpp_option(p)
+    add_slide_mpp_option(p)
     p.add_argument("--out", required=True, help="PNG file")
     p.add_argument("--quiet", action="store_true")
 
@@ -442,7 +316,7 @@ def _add_export_parser(sub):
         required=True,
         help="a new or empty folder (or an earlier export's), the tool's job or feature folder",
     )
-    _add_slide_mpp_option(p)
+    add_slide_mpp_option(p)
     p.add_argument("--quiet", action="store_true")
 
 

@@ -8,16 +8,15 @@ file holds which sample of which patient) that the ``he2rna`` command reads.
 
 from .._torch import resolve_device
 from ._backbones import Backbone, build_backbone
+from ._build_index import build_index
 from ._encoder_modules import TileEncoder
 from ._encoders import ENCODERS, TOOL_NAMES, Encoder, get_encoder, list_encoders
+from ._export import EXPORT_LAYOUTS, export_features
 from ._extract import FeatureRunner, TileDataset, extract_features
 from ._featurizer import DEFAULT_MPP, SlideFeaturizer
 from ._index import (
-    EXPORT_LAYOUTS,
     INDEX_NAME,
-    build_index,
     check_index_compatible,
-    export_features,
     index_from_bags,
     merge_index,
     read_index,

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import os
 import urllib.error
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from ._checkpoints import (
     find_encoder_weights,
     load_encoder_state,
 )
+from ._checkpoints import read_state_dict as _read_state_dict  # tests replace it here
 from ._encoder_modules import InputTransform, TileEncoder, build_encoder_module
 from ._encoders import (
     ENCODERS,
@@ -95,61 +95,6 @@ def _looks_like_path(weights):
         isinstance(weights, str)
         and (weights.endswith(WEIGHT_SUFFIXES) or os.sep in weights or os.path.exists(weights))
     )
-
-
-def _read_state_dict(path, *, strip_prefixes=True):
-    path = Path(path)
-    if path.is_dir():
-        raise WeightsNotFoundError(
-            f"Weights '{path}' is a folder: pass the checkpoint file in it (a folder is "
-            "accepted as weights= of the registered encoders, see list_encoders())."
-        )
-    if not path.is_file():
-        raise WeightsNotFoundError(f"Weights file not found: '{path}'.")
-    if path.suffix == ".safetensors":
-        try:
-            from safetensors.torch import load_file
-        except ImportError as exc:  # pragma: no cover - depends on the environment
-            raise ImportError(
-                f"Reading '{path}' needs the safetensors package: pip install safetensors"
-            ) from exc
-        state = load_file(os.fspath(path))
-    else:
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:
-            # torch's message suggests weights_only=False, which can run code from the
-            # file: never do it, and do not relay the suggestion.
-            text = str(exc).strip()
-            if not zipfile.is_zipfile(path):
-                reason = "not a PyTorch checkpoint (torch.save writes a zip archive)"
-            elif "weights_only" in text or "weights only" in text.lower():
-                reason = (
-                    "it holds Python objects besides tensors, which would load only by "
-                    "running code from the file (refused)"
-                )
-            else:
-                reason = f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
-            raise ValueError(
-                f"Cannot read weights file '{path}': {reason}. Give a PyTorch state dict "
-                "(.pth/.pt saved with torch.save(model.state_dict(), path)) or a .safetensors "
-                "file."
-            ) from None
-    for key in ("state_dict", "model", "model_state_dict", "module"):
-        if isinstance(state, dict) and key in state and isinstance(state[key], dict):
-            state = state[key]
-    if not isinstance(state, dict) or not state:
-        raise ValueError(f"Weights file '{path}' holds no state dict.")
-    if not strip_prefixes:
-        return dict(state)
-    prefixes = ("module.", "model.", "backbone.")
-    out = {}
-    for k, v in state.items():
-        for p in prefixes:
-            if k.startswith(p):
-                k = k[len(p) :]
-        out[k] = v
-    return out
 
 
 def _load_into(model, state, source, name, head_attr=None):

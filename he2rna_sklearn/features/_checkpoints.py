@@ -1,4 +1,5 @@
-"""Published checkpoints of registered encoders: found in the Hugging Face cache without
+"""Weight files, read without running code from them (:func:`read_state_dict`), and the
+published checkpoints of registered encoders: found in the Hugging Face cache without
 network access, renamed from their key layout to timm's, and loaded strictly.
 
 Key layouts (:data:`~._encoders.LAYOUTS`): timm's own, Hugging Face ``ViTModel`` and
@@ -11,17 +12,25 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import zipfile
 from pathlib import Path
 
 import torch
 
+from .._torch import state_mismatch
 from ..exceptions import WeightsNotFoundError
 from ._encoder_modules import loadable_part
 
 #: Suffixes of weight files (a path with one names a file, not a repository id).
 WEIGHT_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt", ".safetensors")
 
-__all__ = ["file_sha1", "file_weights_id", "find_encoder_weights", "load_encoder_state"]
+__all__ = [
+    "file_sha1",
+    "file_weights_id",
+    "find_encoder_weights",
+    "load_encoder_state",
+    "read_state_dict",
+]
 
 
 def _merge_qkv_hf(state, prefix, out_prefix):
@@ -158,13 +167,7 @@ def load_encoder_state(module, encoder, state, *, source="the checkpoint"):
         # then interpolates to the input's grid); timm's bicubic otherwise.
         mode = "bilinear" if encoder.checkpoint_layout == "conch-v1.5" else "bicubic"
         state = _resample_pos_embed(state, own[pos_key], pos_key, n_prefix, mode)
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    wrong = [
-        f"{k} {tuple(state[k].shape)} (expected {tuple(own[k].shape)})"
-        for k in sorted(set(own) & set(state))
-        if tuple(state[k].shape) != tuple(own[k].shape)
-    ]
+    missing, unexpected, wrong = state_mismatch(own, state)
     if missing or unexpected or wrong:
         raise ValueError(
             f"Weights from {source} do not fit encoder '{encoder.name}' "
@@ -288,3 +291,66 @@ def find_encoder_weights(encoder, source=None, *, revision=None, cache_dir=None)
         # features stay valid).
         weights_id = f"hf-hub:{encoder.repo_id}@" + weights_id.split("@", 1)[1]
     return found, weights_id
+
+
+def read_state_dict(path, *, strip_prefixes=True):
+    """The state dict in a weights file, read without running code from it.
+
+    A ``.safetensors`` file, or a ``torch.save`` archive read with ``weights_only=True`` (a
+    file that needs more is refused, never loaded with ``weights_only=False``). A state dict
+    nested under ``state_dict``, ``model``, ``model_state_dict`` or ``module`` is taken
+    out; with ``strip_prefixes``, the key prefixes ``module.``, ``model.`` and ``backbone.``
+    are removed.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise WeightsNotFoundError(
+            f"Weights '{path}' is a folder: pass the checkpoint file in it (a folder is "
+            "accepted as weights= of the registered encoders, see list_encoders())."
+        )
+    if not path.is_file():
+        raise WeightsNotFoundError(f"Weights file not found: '{path}'.")
+    if path.suffix == ".safetensors":
+        try:
+            from safetensors.torch import load_file
+        except ImportError as exc:  # pragma: no cover - depends on the environment
+            raise ImportError(
+                f"Reading '{path}' needs the safetensors package: pip install safetensors"
+            ) from exc
+        state = load_file(os.fspath(path))
+    else:
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            # torch's message suggests weights_only=False, which can run code from the
+            # file: never do it, and do not relay the suggestion.
+            text = str(exc).strip()
+            if not zipfile.is_zipfile(path):
+                reason = "not a PyTorch checkpoint (torch.save writes a zip archive)"
+            elif "weights_only" in text or "weights only" in text.lower():
+                reason = (
+                    "it holds Python objects besides tensors, which would load only by "
+                    "running code from the file (refused)"
+                )
+            else:
+                reason = f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
+            raise ValueError(
+                f"Cannot read weights file '{path}': {reason}. Give a PyTorch state dict "
+                "(.pth/.pt saved with torch.save(model.state_dict(), path)) or a .safetensors "
+                "file."
+            ) from None
+    for key in ("state_dict", "model", "model_state_dict", "module"):
+        if isinstance(state, dict) and key in state and isinstance(state[key], dict):
+            state = state[key]
+    if not isinstance(state, dict) or not state:
+        raise ValueError(f"Weights file '{path}' holds no state dict.")
+    if not strip_prefixes:
+        return dict(state)
+    prefixes = ("module.", "model.", "backbone.")
+    out = {}
+    for k, v in state.items():
+        for p in prefixes:
+            if k.startswith(p):
+                k = k[len(p) :]
+        out[k] = v
+    return out

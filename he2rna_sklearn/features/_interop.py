@@ -3,10 +3,9 @@
 Read: TRIDENT and CLAM HDF5 files with their level-0 geometry, STAMP files whose
 coordinates are in µm or pixels, ``.pt`` feature files (CLAM, TRIDENT) and the official
 HE2RNA ``.npy`` tile features. Write: the coordinate attributes that CLAM and TRIDENT read,
-so that this package's files travel the other way, and whole files in each tool's layout
-(:func:`write_trident_h5`, :func:`write_clam_files`, :func:`write_stamp_h5`; a features
-folder is exported by ``export_features``, in :mod:`._index`, which with ``build_index``
-also indexes a folder of such files for the ``he2rna`` command).
+so that this package's files travel the other way. Whole files in each tool's layout are
+written by :mod:`._export` (``export_features``), and a folder of such files is indexed for
+the ``he2rna`` command by :mod:`._build_index` (``build_index``).
 
 Facts about the layouts come from the tools' public sources (mahmoodlab/CLAM,
 mahmoodlab/TRIDENT, KatherLab/STAMP, owkin/HE2RNA_code); none of their code is used.
@@ -43,28 +42,20 @@ from __future__ import annotations
 
 import math
 import os
-import re
 import warnings
 from pathlib import Path
 
 import numpy as np
 
-from .._io import atomic_write
 from ..bags import Bag
 
 __all__ = [
     "check_coords",
     "coords_attrs",
-    "export_facts",
     "features_attrs",
     "h5_geometry",
     "read_he2rna_npy",
     "read_pt_features",
-    "safe_name",
-    "trident_folder",
-    "write_clam_files",
-    "write_stamp_h5",
-    "write_trident_h5",
 ]
 
 #: DeepZoom tiling of the official HE2RNA code: 224-px tiles, no overlap.
@@ -306,157 +297,6 @@ def features_attrs(attrs):
     if attrs.get("backbone") is not None:
         out["encoder"] = str(attrs["backbone"])
     return out
-
-
-# -- whole files in other tools' layouts ------------------------------------------------------
-#: Written on every exported file (HDF5 attribute), so that a re-export may replace it.
-EXPORTED_BY = "he2rna-sklearn export"
-
-
-def export_facts(bag, path):
-    """What an export needs of a bag: level-0 pixel coordinates and the tile geometry.
-
-    Returns
-    -------
-    facts : dict
-        ``coords`` (n, 2) int64 level-0 pixels, ``extent`` (tile side, level-0 px),
-        ``tile_size`` (px at ``mpp``), ``mpp``, ``slide_mpp`` (µm per pixel of the tiles
-        and of level 0), ``encoder`` (the backbone's name, or "unknown").
-    """
-    meta = bag.meta
-    if bag.coords is None:
-        raise ValueError(
-            f"'{path}' has no tile coordinates (a .pt file?): TRIDENT, CLAM's h5_files and "
-            "STAMP need them; export the feature files that have them."
-        )
-    unit = meta.get("coords_unit") or "px"
-    if unit != "px":
-        fix = (
-            "give the slides' µm per pixel (slide_mpp=...) to convert them"
-            if unit == "um"
-            else "these tools' files need level-0 pixel coordinates"
-        )
-        raise ValueError(
-            f"The tile coordinates of '{path}' are not level-0 pixels (coords_unit "
-            f"{unit!r}): {fix}."
-        )
-    mpp = meta.get("mpp") or (10.0 / meta["magnification"] if meta.get("magnification") else None)
-    slide_mpp = meta.get("slide_mpp") or (
-        10.0 / meta["level0_magnification"] if meta.get("level0_magnification") else None
-    )
-    facts = {
-        "coords": np.asarray(bag.coords, dtype=np.int64).reshape(-1, 2),
-        "extent": meta.get("extent"),
-        "tile_size": meta.get("tile_size"),
-        "mpp": mpp,
-        "slide_mpp": slide_mpp,
-        "encoder": str(meta.get("backbone") or meta.get("extractor") or "unknown"),
-    }
-    missing = [k for k in ("extent", "tile_size", "mpp", "slide_mpp") if not facts[k]]
-    if missing:
-        raise ValueError(
-            f"'{path}' does not record {missing} (the tile geometry these tools' files carry); "
-            "export files written by SlideFeaturizer, TRIDENT or STAMP."
-        )
-    facts["extent"], facts["tile_size"] = float(facts["extent"]), int(facts["tile_size"])
-    facts["mpp"], facts["slide_mpp"] = float(facts["mpp"]), float(facts["slide_mpp"])
-    return facts
-
-
-def safe_name(name):
-    """A name fit for a folder: runs of other characters become ``_``."""
-    return re.sub(r"[^\w.+-]+", "_", str(name)).strip("._") or "unknown"
-
-
-def _magnification(mpp):
-    """TRIDENT's magnification of a resolution (10 / µm per pixel), as it names folders."""
-    mag = 10.0 / float(mpp)
-    return int(round(mag)) if abs(mag - round(mag)) < 1e-6 else mag
-
-
-def trident_folder(facts):
-    """``<mag>x_<size>px_0px_overlap/features_<encoder>``, as TRIDENT names its folders."""
-    mag = _magnification(facts["mpp"])
-    mag = str(mag) if isinstance(mag, int) else f"{mag:g}"
-    return Path(f"{mag}x_{facts['tile_size']}px_0px_overlap") / (
-        f"features_{safe_name(facts['encoder'])}"
-    )
-
-
-def write_trident_h5(path, features, facts, *, name, slide_dimensions=None):
-    """One slide's feature file as TRIDENT writes it (``features``, ``coords`` and their
-    attributes), atomically."""
-    import h5py
-
-    coords_attrs_ = {
-        **coords_attrs(
-            {
-                "extent": facts["extent"],
-                "tile_size": facts["tile_size"],
-                "mpp": facts["mpp"],
-                "slide_mpp": facts["slide_mpp"],
-            }
-        ),
-        "overlap": 0,
-        "name": name,
-        "savetodir": os.fspath(Path(path).parent),
-    }
-    if slide_dimensions is not None:
-        coords_attrs_["level0_width"], coords_attrs_["level0_height"] = (
-            int(v) for v in slide_dimensions
-        )
-    with atomic_write(path) as tmp, h5py.File(tmp, "w") as fh:
-        fh["features"] = np.asarray(features, dtype=np.float32)
-        fh["features"].attrs.update(
-            {"name": name, "savetodir": os.fspath(Path(path).parent), "encoder": facts["encoder"]}
-        )
-        fh["coords"] = facts["coords"]
-        fh["coords"].attrs.update(coords_attrs_)
-        fh.attrs["exported_by"] = EXPORTED_BY
-    return Path(path)
-
-
-def write_clam_files(folder, features, facts, *, name):
-    """One slide as CLAM's feature extraction leaves it: ``h5_files/<name>.h5`` (features,
-    int32 coords) and ``pt_files/<name>.pt`` (the features tensor), atomically."""
-    import h5py
-    import torch
-
-    features = np.asarray(features, dtype=np.float32)
-    h5 = Path(folder) / "h5_files" / f"{name}.h5"
-    with atomic_write(h5) as tmp, h5py.File(tmp, "w") as fh:
-        fh["features"] = features
-        fh["coords"] = facts["coords"].astype(np.int32)
-        fh["coords"].attrs.update(  # not CLAM's, but read by this package and TRIDENT
-            coords_attrs({k: facts[k] for k in ("extent", "tile_size", "mpp", "slide_mpp")})
-        )
-        fh.attrs["exported_by"] = EXPORTED_BY
-    pt = Path(folder) / "pt_files" / f"{name}.pt"
-    with atomic_write(pt) as tmp:
-        torch.save(torch.from_numpy(features), tmp)
-    return h5, pt
-
-
-def write_stamp_h5(path, features, facts):
-    """One slide's feature file as STAMP writes it: ``feats``, ``coords`` in µm (top-left
-    corners), ``unit="um"``, ``tile_size_um``, ``tile_size_px``, ``extractor`` and
-    ``feat_type="tile"``, atomically. Features stay float32 (STAMP stores float16)."""
-    import h5py
-
-    with atomic_write(path) as tmp, h5py.File(tmp, "w") as fh:
-        fh["coords"] = facts["coords"].astype(np.float64) * facts["slide_mpp"]
-        fh["feats"] = np.asarray(features, dtype=np.float32)
-        fh.attrs.update(
-            {
-                "extractor": facts["encoder"],
-                "unit": "um",
-                "tile_size_um": facts["extent"] * facts["slide_mpp"],
-                "tile_size_px": facts["tile_size"],
-                "feat_type": "tile",
-                "exported_by": EXPORTED_BY,
-            }
-        )
-    return Path(path)
 
 
 # -- .pt and .npy ---------------------------------------------------------------------------

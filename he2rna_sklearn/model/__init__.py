@@ -39,7 +39,8 @@ from ._net import BagDataset, BagNet, collate_bags
 from ._paper_transfer import MeanFeatureEmbedder, mean_tile_features
 from ._pretrained import check_pretrained_folder, from_pretrained, save_pretrained
 from ._regressor import HE2RNARegressor
-from ._sequoia import SEQUOIA_CANCERS, SEQUOIA_FEATURE_SPEC, SequoiaRegressor, load_sequoia
+from ._sequoia import SequoiaRegressor, load_sequoia
+from ._sequoia_checkpoint import SEQUOIA_CANCERS, SEQUOIA_FEATURE_SPEC
 from ._sequoia_modules import SequoiaModule
 from ._settings import PAPER_SETTINGS
 from ._tile_types import TileTypeModule

@@ -1,4 +1,12 @@
-"""HE2RNARegressor: bags of tile features in, gene expression out."""
+"""HE2RNARegressor: bags of tile features in, gene expression out.
+
+Over 450 lines: the module is one estimator, whose class saved models name by this module's
+path (``persistence.TRUSTED_TYPES``). Its docstring, which explains the two networks, the
+defaults that depart from the paper and every parameter and fitted attribute, is about 215
+lines; the code is the regressor's own part of fitting (targets, the start of each network,
+the refit) and inference. What it shares with the classifier is in ``_base`` and
+``_training``, its networks in ``_tile_types`` and ``_modules``.
+"""
 
 from __future__ import annotations
 

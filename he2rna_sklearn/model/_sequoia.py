@@ -2,13 +2,19 @@
 
 :class:`SequoiaRegressor` trains SEQUOIA's architecture (:mod:`._sequoia_modules`) on your
 bags, or is built fitted from one of SEQUOIA's released checkpoints with
-:meth:`SequoiaRegressor.from_pretrained`; :func:`load_sequoia` averages the five folds of a
-cancer type, as SEQUOIA reports its predictions.
+:meth:`SequoiaRegressor.from_pretrained` (the checkpoint is read by
+:mod:`._sequoia_checkpoint`); :func:`load_sequoia` averages the five folds of a cancer type,
+as SEQUOIA reports its predictions.
+
+Over 450 lines: the module is one estimator, whose class saved models name by this module's
+path (``persistence.TRUSTED_TYPES``), with its parameters' documentation, its two uses
+(``from_pretrained`` and ``fit``), inference and state, and ``load_sequoia``, a loop over
+``from_pretrained`` that only this class serves. Reading checkpoints is apart already; what
+is left would only scatter one estimator.
 """
 
 from __future__ import annotations
 
-import json
 import numbers
 from pathlib import Path
 
@@ -28,136 +34,17 @@ from sklearn.utils.validation import check_is_fitted
 from skorch.callbacks import EarlyStopping
 from skorch.helper import predefined_split
 
-from .._hub import resolve_snapshot
-from .._torch import (
-    build_checked,
-    module_state,
-    rebuild_module,
-    resolve_device,
-    safetensors_shapes,
-)
+from .._torch import module_state, rebuild_module, resolve_device
 from ..bags import check_bags, check_feature_spec, feature_spec, spec_to_json
 from ..metrics import mean_gene_correlation
 from ._ensemble import FoldEnsembleRegressor
 from ._net import BagDataset, BagNet, collate_bags, iterate_batches
-from ._sequoia_modules import SequoiaModule, config_from_sequoia
+from ._sequoia_checkpoint import SEQUOIA_CANCERS, SEQUOIA_FEATURE_SPEC, read_sequoia_checkpoint
+from ._sequoia_modules import SequoiaModule
 from ._targets import check_targets
 from ._training import feature_stats
 
 __all__ = ["SEQUOIA_CANCERS", "SEQUOIA_FEATURE_SPEC", "SequoiaRegressor", "load_sequoia"]
-
-#: The TCGA cancer types of SEQUOIA's released checkpoints (``gevaertlab/sequoia-{cancer}-{fold}``,
-#: folds 0 to 4), as in its repository's ``src/folds``.
-SEQUOIA_CANCERS = (
-    "blca",
-    "brca",
-    "coad",
-    "gbm",
-    "hnsc",
-    "kirc",
-    "kirp",
-    "lihc",
-    "luad",
-    "lusc",
-    "paad",
-    "prad",
-    "skcm",
-    "stad",
-    "thca",
-    "ucec",
-)
-
-#: The features of SEQUOIA's released checkpoints: UNI (1024-d, published weights) on tiles
-#: read as 256 px at 20x and resized to 224 px, i.e. 224 px at 0.5 * 256 / 224 µm/px.
-SEQUOIA_FEATURE_SPEC = {
-    "encoder": "uni",
-    "weights": "published",
-    "n_features": 1024,
-    "mpp": 0.5 * 256 / 224,
-    "tile_size": 224,
-}
-
-#: Files of a checkpoint folder read as its gene list, in this order.
-GENE_FILES = ("genes.txt", "gene_list.csv")
-
-_SEQUOIA_GENES_HINT = (
-    "SEQUOIA's checkpoints hold no gene names; their README gives them in examples/"
-    "gene_list.csv of https://github.com/gevaertlab/sequoia-pub (20,820 genes). Pass "
-    "genes='gene_list.csv' (or a list of names), or copy that file into the checkpoint folder."
-)
-
-
-def read_gene_list(genes, n_outputs, source):
-    """Gene names from a sequence, a ``.txt`` file (one per line) or a ``.csv`` file (a
-    ``gene`` column, or a single column with a header); checked against ``n_outputs``."""
-    where = "genes"
-    if isinstance(genes, (str, Path)):
-        path = Path(genes)
-        where = f"'{path}'"
-        if not path.is_file():
-            raise FileNotFoundError(f"Gene list not found: '{path}'.")
-        if path.suffix.lower() == ".csv":
-            table = pd.read_csv(path, dtype=str, keep_default_na=False)
-            if "gene" in table.columns:
-                names = table["gene"].tolist()
-            elif table.shape[1] == 1:
-                names = table.iloc[:, 0].tolist()
-            else:
-                raise ValueError(
-                    f"Gene list {where} has columns {list(table.columns)[:5]}; give one column "
-                    "of names (header 'gene')."
-                )
-        else:
-            names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
-    else:
-        names = [str(g) for g in genes]
-    if len(names) != n_outputs:
-        raise ValueError(
-            f"{where} holds {len(names)} gene names but the model at {source} has "
-            f"{n_outputs} outputs; give the gene list the model was trained with."
-        )
-    dupes = pd.Index(names)[pd.Index(names).duplicated()].unique().tolist()
-    if dupes:
-        raise ValueError(f"{where} repeats gene names {dupes[:5]}; names must be unique.")
-    return np.asarray(names, dtype=object)
-
-
-def load_state_strict(module, path, source):
-    """Load ``model.safetensors`` into ``module``; any missing, unexpected or misshapen
-    tensor is a one-line error naming ``source``. Safetensors holds tensors only: no code
-    runs on load."""
-    from safetensors.torch import load_file
-
-    state = load_file(path, device="cpu")
-    own = module.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    wrong = [
-        f"{k} {tuple(state[k].shape)} (expected {tuple(own[k].shape)})"
-        for k in sorted(set(own) & set(state))
-        if tuple(state[k].shape) != tuple(own[k].shape)
-    ]
-    if missing or unexpected or wrong:
-        raise ValueError(
-            f"The weights at {source} do not fit its config: {len(missing)} missing tensors "
-            f"(e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]}), "
-            f"{len(wrong)} of the wrong shape (e.g. {wrong[:2]})."
-        )
-    module.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
-    return module.eval()
-
-
-def _weights_file(snapshot):
-    path = snapshot.find("model.safetensors")
-    if path is not None:
-        return path
-    if snapshot.find("pytorch_model.bin") is not None:
-        raise ValueError(
-            f"{snapshot.source} holds pytorch_model.bin (a pickle, which can run code when "
-            "loaded) and no model.safetensors; it was not loaded. Convert it with "
-            "safetensors.torch.save_file on a machine you trust."
-        )
-    return snapshot.file("model.safetensors")  # raises WeightsNotFoundError
 
 
 class SequoiaRegressor(
@@ -378,38 +265,14 @@ class SequoiaRegressor(
         >>> model = SequoiaRegressor.from_pretrained(
         ...     "gevaertlab/sequoia-coad-0", genes="gene_list.csv")  # doctest: +SKIP
         """
-        snapshot = resolve_snapshot(source, revision=revision, cache_dir=cache_dir)
-        config_path = snapshot.file("config.json")
-        try:
-            config = json.loads(config_path.read_text())
-        except ValueError as exc:
-            raise ValueError(f"'{config_path}' is not valid JSON: {exc}") from None
-        if not isinstance(config, dict):
-            raise ValueError(f"'{config_path}' does not hold a JSON object.")
-        if "format" in config:  # a model saved by he2rna-sklearn
-            raise ValueError(
-                f"{snapshot.source} was saved by he2rna-sklearn, not released by SEQUOIA: load "
-                "it with he2rna_sklearn.model.from_pretrained, which builds the class it holds."
-            )
-        args = config_from_sequoia(config, source=f"'{config_path}'")
-        path = _weights_file(snapshot)  # the config checked against its shapes, then built
-        shapes = safetensors_shapes(path)
-        module = build_checked(lambda c: SequoiaModule(**c), args, shapes, snapshot.source)
-        module = load_state_strict(module, path, snapshot.source)
-        if genes is None:
-            gene_file = snapshot.find(*GENE_FILES)
-            if gene_file is None:
-                raise ValueError(
-                    f"{snapshot.source} has no gene list ({' or '.join(GENE_FILES)}). "
-                    + _SEQUOIA_GENES_HINT
-                )
-            genes = gene_file
-        names = read_gene_list(genes, args["n_outputs"], snapshot.source)
-        if feature_spec is None:
-            if args["n_features"] == SEQUOIA_FEATURE_SPEC["n_features"]:
-                feature_spec = dict(SEQUOIA_FEATURE_SPEC)
-            else:
-                feature_spec = {"n_features": args["n_features"]}
+        checkpoint = read_sequoia_checkpoint(
+            source,
+            genes=genes,
+            revision=revision,
+            cache_dir=cache_dir,
+            feature_spec=feature_spec,
+        )
+        args, module = checkpoint.config, checkpoint.module
         model = cls(
             depth=args["depth"],
             n_heads=args["n_heads"],
@@ -424,14 +287,14 @@ class SequoiaRegressor(
         model.n_features_in_ = args["n_features"]
         model.n_outputs_ = args["n_outputs"]
         model._n_features_out = module.embedding_size
-        model.gene_names_ = names
+        model.gene_names_ = checkpoint.gene_names
         model.y_mean_ = np.zeros(args["n_outputs"], dtype=np.float32)
         model.y_scale_ = np.ones(args["n_outputs"], dtype=np.float32)
         model._y_was_1d = False
-        model.feature_spec_ = spec_to_json(feature_spec)
+        model.feature_spec_ = spec_to_json(checkpoint.feature_spec)
         model.history_ = None
         model.best_epoch_ = None
-        model.source_ = snapshot.source
+        model.source_ = checkpoint.source
         return model
 
     # -- fitting ------------------------------------------------------------------------
