@@ -185,7 +185,23 @@ def select_reduced_rank(
     }
 
 
-class ReducedRankRidge(RegressorMixin, BaseEstimator):
+class _LinearPrediction(RegressorMixin):
+    """``X @ coef_.T + intercept_`` for the linear models here (1-D when ``y`` was), and
+    their tags: several targets at once."""
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        return tags
+
+    def predict(self, X):
+        check_is_fitted(self, "coef_")
+        X = validate_data(self, X, reset=False, dtype=np.float64)
+        pred = X @ self.coef_.T + self.intercept_
+        return pred[:, 0] if self._1d else pred
+
+
+class ReducedRankRidge(_LinearPrediction, BaseEstimator):
     """Ridge regression with its coefficient matrix truncated to a rank.
 
     The ridge solution ``B`` is projected on the ``rank`` leading right singular vectors of
@@ -241,19 +257,8 @@ class ReducedRankRidge(RegressorMixin, BaseEstimator):
         self.intercept_ = y_mean + path.y_mean * y_scale - path.x_mean @ coef
         return self
 
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.target_tags.multi_output = True
-        return tags
 
-    def predict(self, X):
-        check_is_fitted(self, "coef_")
-        X = validate_data(self, X, reset=False, dtype=np.float64)
-        pred = X @ self.coef_.T + self.intercept_
-        return pred[:, 0] if self._1d else pred
-
-
-class TunedLinearRegressor(RegressorMixin, BaseEstimator):
+class TunedLinearRegressor(_LinearPrediction, BaseEstimator):
     """Ridge, PCA-r + ridge or reduced-rank ridge, chosen by inner cross-validation.
 
     The cheap baseline that every HE2RNA report sits beside: on each slide's mean tile
@@ -385,17 +390,6 @@ class TunedLinearRegressor(RegressorMixin, BaseEstimator):
         }
         self.description_ = describe_linear(self.family_, self.alpha_, self.rank_)
         return self
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.target_tags.multi_output = True
-        return tags
-
-    def predict(self, X):
-        check_is_fitted(self, "coef_")
-        X = validate_data(self, X, reset=False, dtype=np.float64)
-        pred = X @ self.coef_.T + self.intercept_
-        return pred[:, 0] if self._1d else pred
 
 
 def describe_linear(family, alpha, rank):
