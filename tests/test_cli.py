@@ -937,6 +937,48 @@ def test_ctrl_c_stops_fit_and_evaluate_with_nothing_written(
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
 
 
+def test_ctrl_c_during_featurize_keeps_whole_slides_and_the_next_run_resumes(
+    workspace, tmp_path, capsys, monkeypatch
+):
+    """Ctrl-C in the second slide: exit 130, the first slide's file is whole, no partial
+    file is left, and the next run reuses the first slide and finishes the rest."""
+    import os
+    import signal
+
+    from he2rna_sklearn.features import _store, read_bag
+
+    slides = pd.read_csv(workspace / "slides.csv").iloc[:3]
+    slides.to_csv(tmp_path / "three.csv", index=False)
+    out = tmp_path / "features"
+    opened = {"n": 0}
+    enter, setitem = _store.BagWriter.__enter__, _store.BagWriter.__setitem__
+
+    def counting_enter(self):
+        opened["n"] += 1
+        return enter(self)
+
+    def interrupted(self, index, values):
+        if opened["n"] == 2:
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C while the second slide is written
+        return setitem(self, index, values)
+
+    monkeypatch.setattr(_store.BagWriter, "__enter__", counting_enter)
+    monkeypatch.setattr(_store.BagWriter, "__setitem__", interrupted)
+    assert main(_featurize_args(tmp_path / "three.csv", out)) == 130
+    assert "interrupted; the slides finished are kept" in capsys.readouterr().err
+    left = sorted(p.name for p in out.iterdir() if p.is_file() and p.name != "index.csv")
+    assert len(left) == 1 and left[0].endswith(".h5"), left  # no temporary, no partial file
+    first = out / left[0]
+    assert read_bag(first).shape[0] > 0  # whole: its checksums verify
+    stamp = first.stat().st_mtime_ns
+
+    monkeypatch.undo()
+    assert main(_featurize_args(tmp_path / "three.csv", out)) == 0
+    index = pd.read_csv(out / "index.csv")
+    assert sorted(index["sample_id"]) == sorted(slides["sample_id"])
+    assert first.stat().st_mtime_ns == stamp  # reused, not computed again
+
+
 def test_concurrent_featurize_runs_into_one_folder_keep_every_slide(workspace, tmp_path):
     """Two `he2rna featurize` processes with different slides into one --out: the index
     lists every slide (the index is merged under a lock when each run ends)."""
