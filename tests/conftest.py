@@ -49,6 +49,24 @@ def tiny_cohort(tmp_path_factory):
     )
 
 
+@pytest.fixture(scope="session")
+def pen_slide(tmp_path_factory):
+    """A pyramidal TIFF (512 x 1024 px at 0.5 µm/px) of H&E-stained tissue and a blue
+    marker stroke on the glass beside it, with the level-0 boxes (x0, y0, x1, y1) of both:
+    tiles of 64 µm (128 px) find 6 tissue tiles, and 8 more on the stroke when pen marks
+    are kept."""
+    from he2rna_sklearn.datasets import write_pyramidal_tiff
+
+    rng = np.random.default_rng(0)
+    img = np.full((512, 1024, 3), 240.0)  # glass
+    tissue, stroke = (128, 128, 512, 384), (640, 0, 896, 512)
+    for (x0, y0, x1, y1), colour in ((tissue, (170, 80, 140)), (stroke, (40, 90, 180))):
+        img[y0:y1, x0:x1] = colour  # H&E purple; blue marker ink
+    img = np.clip(img + rng.normal(0, 4, img.shape), 0, 255).astype(np.uint8)
+    path = tmp_path_factory.mktemp("pen") / "pen-stroke.tiff"
+    return write_pyramidal_tiff(path, img, 0.5), tissue, stroke
+
+
 def random_bags(n_bags, n_features=8, min_tiles=3, max_tiles=40, seed=0):
     """Ragged float32 bags of normal noise."""
     rng = np.random.default_rng(seed)

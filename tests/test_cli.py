@@ -507,6 +507,22 @@ def test_featurize_adds_to_an_existing_index(workspace, tmp_path, capsys):
     assert list(pd.read_csv(out / "index.csv")["sample_id"]) == list(index["sample_id"])
 
 
+def test_keep_pen_marks_reaches_the_featurizer(pen_slide, tmp_path, capsys):
+    """--keep-pen-marks sets exclude_pen_marks=False: the marker stroke on the glass of
+    the slide is tiled too, and recorded in the feature files."""
+    from he2rna_sklearn.features import read_bag
+
+    path = pen_slide[0]
+    pd.DataFrame({"slide_path": [path]}).to_csv(tmp_path / "pen.csv", index=False)
+    runs = {}
+    for name, extra in (("default", ()), ("kept", ("--keep-pen-marks",))):
+        _ok(_featurize_args(tmp_path / "pen.csv", tmp_path / name, *extra), capsys)
+        runs[name] = pd.read_csv(tmp_path / name / "index.csv").iloc[0]
+    assert (runs["default"]["n_tiles"], runs["kept"]["n_tiles"]) == (6, 14)
+    bag = read_bag(tmp_path / "kept" / runs["kept"]["feature_file"])
+    assert bag.meta["tissue_mask"] == "auto:saturation-otsu"
+
+
 def test_a_slide_without_tissue_does_not_block_predict(
     workspace, features, model_file, tmp_path, capsys
 ):
@@ -582,6 +598,7 @@ def test_cli_defaults_come_from_the_estimators():
         "device",
         "precision",
         "on_error",
+        "exclude_pen_marks",
     ]:
         assert getattr(args, param) == f[param], param
     r = HE2RNARegressor().get_params()

@@ -114,6 +114,15 @@ def _add_featurize_parser(sub):
         help="tissue fraction of a kept tile (default: %(default)s)",
     )
     parameter_option(
+        p,
+        "--keep-pen-marks",
+        f,
+        dest="exclude_pen_marks",
+        action="store_false",
+        help="keep blue, green and black pen marks in the automatic tissue mask (by "
+        "default they are left out; e.g. for blue-counterstained IHC)",
+    )
+    parameter_option(
         p, "--slide-mpp", f, type=slide_mpp_arg, help="base µm/px of slides without metadata"
     )
     parameter_option(p, "--batch-size", f, type=int, help="(default: %(default)s)")

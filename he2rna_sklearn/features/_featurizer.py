@@ -80,6 +80,12 @@ class SlideFeaturizer(TransformerMixin, BaseEstimator):
         a mask image (non-zero is tissue), or a GeoJSON file of tissue polygons in level-0
         pixels (QuPath, GrandQC, TRIDENT; see
         :func:`~he2rna_sklearn.slides.geojson_tissue_mask`).
+    exclude_pen_marks : bool, default=True
+        Whether the automatic tissue detection leaves out blue, green and black pen marks
+        (see :func:`~he2rna_sklearn.slides.tissue_mask`). Set it to False to keep them, e.g.
+        for stains other than H&E (blue-counterstained IHC), where the ink rules can take
+        stained tissue for ink. Features cached with one setting are never served for the
+        other. Slides with a mask in ``tissue_masks`` are not affected.
     tile_transform : callable, optional
         Applied to every (h, w, 3) uint8 tile before the backbone, in the reading
         workers, e.g. :class:`~he2rna_sklearn.features.ReinhardNormalizer`. Must be
@@ -142,6 +148,7 @@ class SlideFeaturizer(TransformerMixin, BaseEstimator):
         "max_tiles": [Interval(numbers.Integral, 1, None, closed="left"), None],
         "min_tissue_fraction": [Interval(numbers.Real, 0, 1, closed="both")],
         "tissue_masks": [Mapping, None],
+        "exclude_pen_marks": ["boolean"],
         "tile_transform": [callable, None],
         "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
         "num_workers": [Interval(numbers.Integral, 0, None, closed="left")],
@@ -171,6 +178,7 @@ class SlideFeaturizer(TransformerMixin, BaseEstimator):
         max_tiles=8000,
         min_tissue_fraction=0.5,
         tissue_masks=None,
+        exclude_pen_marks=True,
         tile_transform=None,
         batch_size=64,
         num_workers=0,
@@ -193,6 +201,7 @@ class SlideFeaturizer(TransformerMixin, BaseEstimator):
         self.max_tiles = max_tiles
         self.min_tissue_fraction = min_tissue_fraction
         self.tissue_masks = tissue_masks
+        self.exclude_pen_marks = exclude_pen_marks
         self.tile_transform = tile_transform
         self.batch_size = batch_size
         self.num_workers = num_workers
@@ -299,6 +308,7 @@ class SlideFeaturizer(TransformerMixin, BaseEstimator):
             slide_mpp=self.slide_mpp,
             tissue_masks=self.tissue_masks,
             tile_transform=self.tile_transform,
+            exclude_pen_marks=self.exclude_pen_marks,
         )
 
     def _run_options(self):

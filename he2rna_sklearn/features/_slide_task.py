@@ -121,6 +121,7 @@ def featurize_slide(
             max_tiles=spec.max_tiles,
             random_state=seed,
             mask=mask,
+            exclude_pen_marks=spec.exclude_pen_marks,
         )
         base_mpp = reader.mpp
     slide_id = slide_spec.slide_id

@@ -23,6 +23,7 @@ import numpy as np
 
 from ..slides import (
     AUTO_TISSUE_MASK,
+    AUTO_TISSUE_MASK_PEN_MARKS_KEPT,
     GEOJSON_SUFFIXES,
     SlideReader,
     geojson_tissue_mask,
@@ -69,7 +70,8 @@ class SlideSpec:
         Base resolution given by the user (None: the slide's own metadata).
     tissue_mask : str or None
         Digest of a user tissue mask, or the automatic detection's name
-        (``slides.AUTO_TISSUE_MASK``; None in files written before it existed).
+        (``slides.AUTO_TISSUE_MASK``, or ``slides.AUTO_TISSUE_MASK_PEN_MARKS_KEPT`` with
+        ``exclude_pen_marks=False``; None in files written before it existed).
     mpp, tile_size, max_tiles, min_tissue_fraction, random_state
         The tiling asked for.
     tile_transform : str or None
@@ -166,6 +168,7 @@ class FeatureSpec:
     slide_mpp: float | Mapping | None = None
     tissue_masks: Mapping | None = None
     tile_transform: Callable | None = None
+    exclude_pen_marks: bool = True
 
     def slide_mpp_for(self, path):
         return lookup_slide_mpp(self.slide_mpp, path)
@@ -193,11 +196,12 @@ class FeatureSpec:
     def for_slide(self, path, runner, *, fingerprint=None, mask=None):
         """The :class:`SlideSpec` of one slide featurized by ``runner``."""
         slide_mpp = self.slide_mpp_for(path)
+        auto = AUTO_TISSUE_MASK if self.exclude_pen_marks else AUTO_TISSUE_MASK_PEN_MARKS_KEPT
         return SlideSpec(
             slide_id=Path(path).stem,
             slide_fingerprint=fingerprint,
             slide_mpp=slide_mpp,
-            tissue_mask=AUTO_TISSUE_MASK if mask is None else _mask_digest(mask),
+            tissue_mask=auto if mask is None else _mask_digest(mask),
             mpp=float(self.mpp),
             tile_size=int(self.tile_size),
             max_tiles=None if self.max_tiles is None else int(self.max_tiles),

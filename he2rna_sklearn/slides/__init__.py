@@ -19,10 +19,16 @@ from ._tiling import (
     select_tissue_tiles,
     tile_fractions,
 )
-from ._tissue import AUTO_TISSUE_MASK, otsu_threshold, tissue_mask
+from ._tissue import (
+    AUTO_TISSUE_MASK,
+    AUTO_TISSUE_MASK_PEN_MARKS_KEPT,
+    otsu_threshold,
+    tissue_mask,
+)
 
 __all__ = [
     "AUTO_TISSUE_MASK",
+    "AUTO_TISSUE_MASK_PEN_MARKS_KEPT",
     "GEOJSON_SUFFIXES",
     "SlideReader",
     "TileGeometry",

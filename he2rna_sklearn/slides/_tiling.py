@@ -123,7 +123,14 @@ def thumbnail_mpp(reader, geometry, *, min_px_per_tile=8, coarsest=16.0):
 
 
 def select_tissue_tiles(
-    reader, geometry, *, min_tissue_fraction=0.5, max_tiles=None, random_state=None, mask=None
+    reader,
+    geometry,
+    *,
+    min_tissue_fraction=0.5,
+    max_tiles=None,
+    random_state=None,
+    mask=None,
+    exclude_pen_marks=True,
 ):
     """Level-0 coordinates of the tiles that hold enough tissue, in row-major order.
 
@@ -140,6 +147,9 @@ def select_tissue_tiles(
     mask : ndarray of bool, optional
         A user tissue mask covering the whole slide at any resolution (it is mapped onto
         level 0 by its shape). Replaces automatic detection.
+    exclude_pen_marks : bool, default=True
+        Whether the automatic detection leaves out blue, green and black pen marks (see
+        :func:`tissue_mask`); ignored with ``mask``.
 
     Returns
     -------
@@ -156,7 +166,7 @@ def select_tissue_tiles(
     w, h = reader.dimensions
     if mask is None:
         thumb, downsample = reader.thumbnail(thumbnail_mpp(reader, geometry))
-        mask = tissue_mask(thumb)
+        mask = tissue_mask(thumb, exclude_pen_marks=exclude_pen_marks)
     else:
         mask = np.asarray(mask, dtype=bool)
         if mask.ndim != 2:

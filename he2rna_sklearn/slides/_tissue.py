@@ -5,12 +5,16 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["AUTO_TISSUE_MASK", "otsu_threshold", "tissue_mask"]
+__all__ = ["AUTO_TISSUE_MASK", "AUTO_TISSUE_MASK_PEN_MARKS_KEPT", "otsu_threshold", "tissue_mask"]
 
 #: The automatic tissue detection (:func:`tissue_mask` at its defaults), as feature specs
 #: record it: change it whenever those defaults change, so that features cached with
 #: another automatic mask are computed again instead of served.
 AUTO_TISSUE_MASK = "auto:saturation-otsu,pen-marks-excluded"
+
+#: The automatic tissue detection with pen marks kept (``exclude_pen_marks=False``), as
+#: feature specs record it (change it as :data:`AUTO_TISSUE_MASK`).
+AUTO_TISSUE_MASK_PEN_MARKS_KEPT = "auto:saturation-otsu"
 
 
 def otsu_threshold(values, *, bins=256):

@@ -174,6 +174,57 @@ def test_user_tissue_mask_array_and_image(tiny_cnn, tmp_path):
     np.testing.assert_array_equal(again.coords, bag.coords)
 
 
+def _inside(coords, extent, box):
+    x0, y0, x1, y1 = box
+    x, y = coords[:, 0], coords[:, 1]
+    return (x >= x0) & (y >= y0) & (x + extent <= x1) & (y + extent <= y1)
+
+
+def test_pen_marks_are_tiled_only_when_kept(tiny_cnn, pen_slide):
+    """A blue marker stroke on the glass is left out of the automatic mask by default, and
+    taken for tissue with exclude_pen_marks=False."""
+    from he2rna_sklearn.slides import AUTO_TISSUE_MASK, AUTO_TISSUE_MASK_PEN_MARKS_KEPT
+
+    path, tissue, stroke = pen_slide
+    feat = _featurizer_for(tiny_cnn, mpp=1.0, tile_size=64)
+    assert feat.get_params()["exclude_pen_marks"] is True
+    [left_out] = feat.transform([path])
+    [kept] = clone(feat).set_params(exclude_pen_marks=False).transform([path])
+    extent = left_out.meta["extent"]
+    assert left_out.n_tiles == 6 and _inside(left_out.coords, extent, tissue).all()
+    assert kept.n_tiles == 14 and _inside(kept.coords, extent, stroke).sum() == 8
+    assert left_out.meta["tissue_mask"] == AUTO_TISSUE_MASK
+    assert kept.meta["tissue_mask"] == AUTO_TISSUE_MASK_PEN_MARKS_KEPT
+    with pytest.raises(ValueError, match="exclude_pen_marks"):
+        clone(feat).set_params(exclude_pen_marks="no").fit()
+
+
+def test_pen_mark_setting_keys_the_cache(tiny_cnn, pen_slide, tmp_path, monkeypatch):
+    """Features cached with pen marks left out are never served with them kept (nor the
+    reverse): each setting has its own file, and a file of the other setting put under
+    this one's name is recomputed."""
+    path = pen_slide[0]
+    feat = _featurizer_for(tiny_cnn, mpp=1.0, tile_size=64, cache_dir=tmp_path)
+    keep = clone(feat).set_params(exclude_pen_marks=False)
+    [left_out] = feat.transform([path])
+    [kept] = keep.transform([path])
+    assert (left_out.n_tiles, kept.n_tiles) == (6, 14)
+    assert kept.meta["spec_key"] != left_out.meta["spec_key"]
+    assert len(list(tmp_path.glob("*.h5"))) == 2
+
+    def fail(*args, **kwargs):
+        raise AssertionError("cached slides must not be featurized again")
+
+    monkeypatch.setattr(_slide_task, "extract_features", fail)
+    for featurizer, bag in ((feat, left_out), (keep, kept)):  # each served its own file
+        np.testing.assert_array_equal(featurizer.transform([path])[0].coords, bag.coords)
+    monkeypatch.undo()
+    os.replace(left_out.meta["feature_file"], kept.meta["feature_file"])
+    with pytest.warns(UserWarning, match=r"other settings \(tissue_mask\); recomputing"):
+        [again] = keep.transform([path])
+    np.testing.assert_array_equal(again.coords, kept.coords)
+
+
 def test_tile_transform_changes_features_and_cache_key(tiny_cnn, tmp_path):
     from he2rna_sklearn.features import ReinhardNormalizer
 

@@ -6,7 +6,12 @@ import pytest
 from PIL import Image
 
 import he2rna_sklearn.datasets
-from he2rna_sklearn.slides import AUTO_TISSUE_MASK, otsu_threshold, tissue_mask
+from he2rna_sklearn.slides import (
+    AUTO_TISSUE_MASK,
+    AUTO_TISSUE_MASK_PEN_MARKS_KEPT,
+    otsu_threshold,
+    tissue_mask,
+)
 
 from ..conftest import CMU_SVS
 
@@ -160,3 +165,31 @@ def test_the_automatic_mask_is_in_the_feature_spec():
     assert before.key() != auto.key()
     user = spec.for_slide(CMU_SVS, runner, mask=np.ones((4, 4), dtype=bool))
     assert user.tissue_mask not in (None, AUTO_TISSUE_MASK)
+
+
+def test_the_pen_mark_setting_is_in_the_feature_spec():
+    """Keeping pen marks names another automatic mask, hence another cache key; the default
+    keeps the name, and the key, of features cached before the setting existed."""
+    from types import SimpleNamespace
+
+    from he2rna_sklearn import SlideFeaturizer
+
+    runner = SimpleNamespace(
+        backbone=SimpleNamespace(name="tiny", weights_id="none"), precision="fp32"
+    )
+    kwargs = dict(mpp=1.0, tile_size=112)
+    default = SlideFeaturizer(**kwargs).feature_spec()
+    kept = SlideFeaturizer(exclude_pen_marks=False, **kwargs).feature_spec()
+    a = default.for_slide(CMU_SVS, runner, fingerprint="0" * 64)
+    b = kept.for_slide(CMU_SVS, runner, fingerprint="0" * 64)
+    assert a.tissue_mask == AUTO_TISSUE_MASK == "auto:saturation-otsu,pen-marks-excluded"
+    assert b.tissue_mask == AUTO_TISSUE_MASK_PEN_MARKS_KEPT != AUTO_TISSUE_MASK
+    assert a != b and a.key() != b.key()
+    # the key of the default as the code before the setting derived it (format 2): the
+    # caches it wrote stay valid
+    assert dataclasses.replace(a, format_version=2).key() == "ac116b84376a9fc9"
+    # a user mask replaces the automatic detection: the setting does not change its key
+    mask = np.ones((4, 4), dtype=bool)
+    assert default.for_slide(CMU_SVS, runner, mask=mask) == kept.for_slide(
+        CMU_SVS, runner, mask=mask
+    )
