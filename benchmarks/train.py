@@ -7,6 +7,9 @@ Scenarios (issue 4):
 * ``b``: 200 bags x 8,000 tiles x 2,048 features x 1,000 genes, read lazily from one HDF5
   file per bag (13 GB on disk). Target: peak RSS under 4 GB.
 
+``--network`` picks the regressor's network: ``tile-types`` (its default) or ``paper`` (the
+per-tile MLP of ``--hidden`` with top-k pooling, ``tile_types=None``).
+
 Each scenario runs in a fresh process, so its peak RSS is its own. Seconds per epoch are
 the median over epochs 2..E (the first includes warm-up). Figures depend on the machine and
 its load: compare settings within one run, and always state the thread setting.
@@ -14,6 +17,7 @@ its load: compare settings within one run, and always state the thread setting.
 Usage::
 
     OMP_WAIT_POLICY=PASSIVE python benchmarks/train.py --scenario all --epochs 3 --threads 2
+    python benchmarks/train.py --scenario a --network paper --hidden 1024 1024
     python benchmarks/train.py --scenario b --scale 0.1    # a tenth of the bags, quicker
 """
 
@@ -55,7 +59,7 @@ def _bags_on_disk(folder, n_bags, n_tiles, n_features, seed=0):
     return paths
 
 
-def worker(name, epochs, threads, scale, hidden, workdir):
+def worker(name, epochs, threads, scale, hidden, workdir, network="tile-types"):
     import numpy as np
     import torch
 
@@ -76,9 +80,9 @@ def worker(name, epochs, threads, scale, hidden, workdir):
     y = rng.normal(size=(n_bags, g)).astype(np.float32)
     rss_data = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     ks = KS_ALL_TILES if spec["ks"] == "all" else KS_SUPER_TILES
+    paper = dict(tile_types=None, hidden_layer_sizes=hidden, ks=ks)
     model = HE2RNARegressor(
-        hidden_layer_sizes=hidden,
-        ks=ks,
+        **(paper if network == "paper" else {}),
         max_epochs=epochs,
         validation_fraction=None,
         random_state=0,
@@ -94,7 +98,8 @@ def worker(name, epochs, threads, scale, hidden, workdir):
         "tiles": n_tiles,
         "features": d,
         "genes": g,
-        "hidden": list(hidden),
+        "network": network,
+        "hidden": list(hidden) if network == "paper" else None,
         "threads": threads,
         "epochs": epochs,
         "s_per_epoch": round(steady, 2),
@@ -111,7 +116,8 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--scale", type=float, default=1.0, help="fraction of the bags")
-    parser.add_argument("--hidden", type=int, nargs="+", default=[256, 256])
+    parser.add_argument("--network", choices=["tile-types", "paper"], default="tile-types")
+    parser.add_argument("--hidden", type=int, nargs="+", default=[256, 256], help="paper only")
     parser.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "he2rna-bench"))
     parser.add_argument("--worker", choices=["a", "b"], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -126,6 +132,7 @@ def main(argv=None):
                     args.scale,
                     tuple(args.hidden),
                     args.workdir,
+                    args.network,
                 )
             )
         )
@@ -146,6 +153,8 @@ def main(argv=None):
             str(args.scale),
             "--workdir",
             args.workdir,
+            "--network",
+            args.network,
             "--hidden",
             *map(str, args.hidden),
         ]

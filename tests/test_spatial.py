@@ -118,7 +118,6 @@ def trained(tmp_path_factory):
     """A regressor trained on 14 synthetic patients, and the slides of 6 held-out ones."""
     from he2rna_sklearn import HE2RNARegressor, SlideFeaturizer
     from he2rna_sklearn.datasets import make_synthetic_cohort
-    from he2rna_sklearn.model import KS_ALL_TILES
 
     cohort = make_synthetic_cohort(
         n_patients=20,
@@ -132,8 +131,6 @@ def trained(tmp_path_factory):
     patients = np.unique(cohort.patient_ids)
     test = np.isin(cohort.patient_ids, patients[14:])
     model = HE2RNARegressor(
-        ks=KS_ALL_TILES,
-        hidden_layer_sizes=(64,),
         lr=1e-3,
         validation_fraction=None,
         max_epochs=80,

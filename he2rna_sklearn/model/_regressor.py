@@ -341,6 +341,7 @@ class HE2RNARegressor(
 
     def _fit(self, X, y, groups, projects):
         self._validate_params()
+        self._warn_paper_network_parameters()
         hidden, activation, _ = self._check_architecture()
         bags, n_features = check_bags(X)
         Y, names, was_1d = check_targets(y, len(bags), bags=bags)
@@ -382,6 +383,26 @@ class HE2RNARegressor(
         self._y_was_1d = was_1d
         self._check_learned([bags[i] for i in train], Y[train])
         return self
+
+    def _warn_paper_network_parameters(self):
+        """Say so when parameters of the paper's network are set but the tile-type network
+        is built: they would otherwise be ignored without a word."""
+        if self.tile_types is None:
+            return
+        names = ("hidden_layer_sizes", "activation", "dropout", "ks", "k_training")
+        changed = [
+            n
+            for n in names
+            if np.atleast_1d(getattr(self, n)).tolist() != np.atleast_1d(_D[n]).tolist()
+        ]
+        if changed:
+            warnings.warn(
+                f"{', '.join(changed)} shape the paper's network only and are ignored by the "
+                f"tile-type network (tile_types={self.tile_types}); pass tile_types=None to "
+                "use them.",
+                UserWarning,
+                stacklevel=4,
+            )
 
     def _target_standardization(self, Y_train):
         """(mean, scale) of the targets: ``init_from``'s, the training slides', or (0, 1)."""

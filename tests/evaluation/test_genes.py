@@ -14,8 +14,6 @@ from he2rna_sklearn.metrics import gene_correlations
 def test_protocol_tables(cohort):
     bags, Y, groups = cohort
     model = HE2RNARegressor(
-        hidden_layer_sizes=(16,),
-        ks=(1000,),
         max_epochs=60,
         lr=3e-3,
         validation_fraction=None,
@@ -36,9 +34,7 @@ def test_protocol_tables(cohort):
 
 def test_parallel_folds_give_the_same_result(cohort):
     bags, Y, groups = cohort
-    model = HE2RNARegressor(
-        hidden_layer_sizes=(8,), max_epochs=3, validation_fraction=None, random_state=0
-    )
+    model = HE2RNARegressor(max_epochs=3, validation_fraction=None, random_state=0)
     a = cross_validate_genes(model, bags, Y, groups, cv=3)
     b = cross_validate_genes(model, bags, Y, groups, cv=3, n_jobs=2)
     pd.testing.assert_frame_equal(a.per_fold, b.per_fold)
@@ -92,6 +88,6 @@ def test_int_cv_means_group_k_fold(cohort, monkeypatch):
 
     monkeypatch.setattr(_genes, "_fit_predict", spy)
     bags, Y, groups = cohort
-    model = HE2RNARegressor(hidden_layer_sizes=(4,), max_epochs=1, validation_fraction=None)
+    model = HE2RNARegressor(max_epochs=1, validation_fraction=None)
     cross_validate_genes(model, bags, Y, groups, cv=4)
     assert len(seen) == 4 and all(not (a & b) for a, b in seen)

@@ -24,7 +24,7 @@ def test_groups_reach_the_regressor_in_a_pipeline(cohort, routing):
 
     bags, Y, groups = cohort
     _GroupSpy.seen = []
-    spy = _GroupSpy(hidden_layer_sizes=(4,), max_epochs=1, validation_fraction=0.2)
+    spy = _GroupSpy(max_epochs=1, validation_fraction=0.2)
     with config_context(enable_metadata_routing=routing):
         cross_validate_genes(make_pipeline(FunctionTransformer(), spy), bags, Y, groups, cv=2)
     assert len(_GroupSpy.seen) == 2 and all(s and len(s) == 15 for s in _GroupSpy.seen)

@@ -170,9 +170,9 @@ def test_errors(fitted, data):
 
 def test_early_stopping_restores_best(data):
     bags, y = data
-    model = HE2RNARegressor(
-        hidden_layer_sizes=(16,), max_epochs=60, patience=3, validation_fraction=0.2, random_state=0
-    ).fit(bags, y)
+    model = HE2RNARegressor(max_epochs=60, patience=3, validation_fraction=0.2, random_state=0).fit(
+        bags, y
+    )
     history = model.history_
     assert len(history) < 60
     assert model.best_epoch_ == history["epoch"].max() - 3  # stopped after `patience` epochs
@@ -391,9 +391,9 @@ def test_projects_give_per_project_early_stopping():
     bags, frac = planted_fraction(80, seed=4)
     projects = np.array(["COAD", "KIRC"] * 40)
     y = np.column_stack([frac, np.where(projects == "COAD", frac, -frac)])
-    model = HE2RNARegressor(
-        hidden_layer_sizes=(16,), max_epochs=6, validation_fraction=0.25, random_state=0
-    ).fit(bags, y, projects=projects)
+    model = HE2RNARegressor(max_epochs=6, validation_fraction=0.25, random_state=0).fit(
+        bags, y, projects=projects
+    )
     assert "valid_r_projects" in model.history_.columns
     kept = model.history_.loc[model.history_["kept"], "valid_r_projects"].item()
     assert model.best_score_ == kept >= model.history_["valid_r_projects"].max() - 1e-4

@@ -153,7 +153,8 @@ def test_random_k_training_does_not_apply_to_the_tile_type_network():
     # the tile-type network pools by the mean: there is no k to draw, and nothing changes
     bags, Y, _ = typed_cohort(20)
     params = dict(tile_types=4, max_epochs=2, validation_fraction=None, random_state=0)
-    a = HE2RNARegressor(**params, k_training="random").fit(bags, Y)
+    with pytest.warns(UserWarning, match="k_training shape the paper's network only"):
+        a = HE2RNARegressor(**params, k_training="random").fit(bags, Y)
     b = HE2RNARegressor(**params).fit(bags, Y)
     np.testing.assert_allclose(a.predict(bags), b.predict(bags), rtol=1e-5, atol=1e-6)
 
@@ -183,3 +184,17 @@ def test_an_interrupted_refit_leaves_no_fitted_model(monkeypatch):
     with pytest.raises(NotFittedError):
         model.predict(bags)
     assert not [k for k in vars(model) if k.endswith("_") and not k.endswith("__")]
+
+
+def test_parameters_of_the_paper_network_are_not_ignored_silently():
+    import warnings
+
+    bags, Y, _ = typed_cohort(20)
+    fast = dict(max_epochs=1, validation_fraction=None, random_state=0)
+    with pytest.warns(UserWarning, match="hidden_layer_sizes, dropout shape the paper's network"):
+        HE2RNARegressor(tile_types=4, hidden_layer_sizes=(8,), dropout=0.1, **fast).fit(bags, Y)
+    for params in (dict(tile_types=4), dict(tile_types=None, hidden_layer_sizes=(8,))):
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            HE2RNARegressor(**params, **fast).fit(bags, Y)
+        assert not [w for w in seen if "shape the paper's network" in str(w.message)], params
