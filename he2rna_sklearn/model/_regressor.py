@@ -129,7 +129,8 @@ class HE2RNARegressor(
         How training pools: ``"average"`` as at inference, the mean over all ``ks`` of the
         top-k means; ``"random"`` draws one k from ``ks`` per batch, as in the paper.
         ``hidden_layer_sizes``, ``activation``, ``dropout``, ``ks`` and ``k_training``
-        shape the paper's network only (``tile_types=None``).
+        shape the paper's network only (``tile_types=None``); ``fit`` warns when they are
+        set for the tile-type network.
     tile_types : int or None, default=128
         Tile types of the tile-type network (codewords of its soft k-means layer); None
         builds the paper's network instead. Must not exceed the number of training tiles.
