@@ -77,8 +77,6 @@ he2rna(
         "tcga-sample",
         "--folds",
         "5",
-        "--hidden",
-        "64",
         "--epochs",
         "80",
         "--lr",

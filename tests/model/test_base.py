@@ -75,7 +75,9 @@ def test_ctrl_c_during_training_leaves_no_fitted_model(monkeypatch):
             raise KeyboardInterrupt
         return real(self, batch, **kwargs)
 
-    model = HE2RNARegressor(tile_types=4, max_epochs=30, patience=2, validation_fraction=0.25)
+    model = HE2RNARegressor(
+        tile_types=4, max_epochs=30, patience=2, validation_fraction=0.25, random_state=0
+    )
     model.fit(bags, y)  # early stopping ends training by a KeyboardInterrupt of its own
     assert len(model.history_) < 31  # it stopped early, and the fit went through
     monkeypatch.setattr(BagNet, "train_step_single", interrupted)
