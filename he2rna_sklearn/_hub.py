@@ -28,6 +28,7 @@ Missing repositories, snapshots and files raise
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ __all__ = [
     "find_file",
     "hub_cache_dir",
     "parse_repo_id",
+    "read_json_object",
     "resolve_snapshot",
     "split_revision",
 ]
@@ -176,6 +178,18 @@ class Snapshot:
             f"{names} in '{self.folder}' (an interrupted download?). "
             + download_hint(self.repo_id, filenames=list(filenames[:1]))
         )
+
+
+def read_json_object(path):
+    """The JSON object (a dict) in the file ``path``; a ``ValueError`` naming the file when
+    it is not valid JSON or not an object (a model's ``config.json``)."""
+    try:
+        value = json.loads(Path(path).read_text())
+    except ValueError as exc:
+        raise ValueError(f"'{path}' is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"'{path}' does not hold a JSON object.")
+    return value
 
 
 def _repo_folders(cache, repo_id):

@@ -33,12 +33,11 @@ A folder holds:
 
 from __future__ import annotations
 
-import json
 import os
 
 import numpy as np
 
-from .._hub import resolve_snapshot
+from .._hub import read_json_object, resolve_snapshot
 from .._torch import build_checked, safetensors_shapes
 from .._version import __version__
 from ._pretrained_format import (
@@ -112,12 +111,7 @@ def _from_pretrained(source, revision, cache_dir, genes, device, expected=None):
     is refused before it is built."""
     snapshot = resolve_snapshot(source, revision=revision, cache_dir=cache_dir)
     config_path = snapshot.file("config.json")
-    try:
-        config = json.loads(config_path.read_text())
-    except ValueError as exc:
-        raise ValueError(f"'{config_path}' is not valid JSON: {exc}") from None
-    if not isinstance(config, dict):
-        raise ValueError(f"'{config_path}' does not hold a JSON object.")
+    config = read_json_object(config_path)
     if expected is not None:
         _check_expected(config, expected, snapshot.source)
     if "format" not in config and "input_dim" in config and "num_outputs" in config:

@@ -10,14 +10,13 @@ from what :func:`read_sequoia_checkpoint` returns.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from .._hub import resolve_snapshot
+from .._hub import read_json_object, resolve_snapshot
 from .._torch import build_checked, safetensors_shapes, state_mismatch
 from ._sequoia_modules import SequoiaModule, config_from_sequoia
 
@@ -161,12 +160,7 @@ def read_sequoia_checkpoint(
     errors."""
     snapshot = resolve_snapshot(source, revision=revision, cache_dir=cache_dir)
     config_path = snapshot.file("config.json")
-    try:
-        config = json.loads(config_path.read_text())
-    except ValueError as exc:
-        raise ValueError(f"'{config_path}' is not valid JSON: {exc}") from None
-    if not isinstance(config, dict):
-        raise ValueError(f"'{config_path}' does not hold a JSON object.")
+    config = read_json_object(config_path)
     if "format" in config:  # a model saved by he2rna-sklearn
         raise ValueError(
             f"{snapshot.source} was saved by he2rna-sklearn, not released by SEQUOIA: load "
