@@ -27,7 +27,6 @@ from sklearn.base import (
     RegressorMixin,
     TransformerMixin,
 )
-from sklearn.model_selection import GroupShuffleSplit, ShuffleSplit
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
@@ -39,10 +38,11 @@ from ..bags import check_bags, check_feature_spec, feature_spec, spec_to_json
 from ..metrics import mean_gene_correlation
 from ._ensemble import FoldEnsembleRegressor
 from ._net import BagDataset, BagNet, collate_bags, iterate_batches
+from ._params import NETWORK_CONSTRAINTS
 from ._sequoia_checkpoint import SEQUOIA_CANCERS, SEQUOIA_FEATURE_SPEC, read_sequoia_checkpoint
 from ._sequoia_modules import SequoiaModule
-from ._targets import check_targets
-from ._training import feature_stats
+from ._targets import check_targets, gene_columns, gene_set_score
+from ._training import feature_stats, validation_split
 
 __all__ = ["SEQUOIA_CANCERS", "SEQUOIA_FEATURE_SPEC", "SequoiaRegressor", "load_sequoia"]
 
@@ -153,18 +153,24 @@ class SequoiaRegressor(
         "summary_size": [Interval(numbers.Integral, 1, None, closed="left")],
         "combine_size": [Interval(numbers.Integral, 1, None, closed="left")],
         "n_positions": [Interval(numbers.Integral, 1, None, closed="left"), None],
-        "standardize": ["boolean"],
-        "max_epochs": [Interval(numbers.Integral, 1, None, closed="left")],
-        "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
-        "lr": [Interval(numbers.Real, 0, None, closed="neither")],
-        "weight_decay": [Interval(numbers.Real, 0, None, closed="left")],
-        "patience": [Interval(numbers.Integral, 1, None, closed="left")],
-        "validation_fraction": [Interval(numbers.Real, 0, 1, closed="neither"), None],
-        "device": [str, torch.device],
-        "max_batch_tiles": [Interval(numbers.Integral, 1, None, closed="left"), None],
-        "num_workers": [Interval(numbers.Integral, 0, None, closed="left")],
-        "random_state": ["random_state"],
-        "verbose": ["verbose"],
+        "lr": [Interval(numbers.Real, 0, None, closed="neither")],  # no "auto" here
+        # the training parameters it shares with the HE2RNA estimators, constrained alike
+        **{
+            name: NETWORK_CONSTRAINTS[name]
+            for name in (
+                "standardize",
+                "max_epochs",
+                "batch_size",
+                "weight_decay",
+                "patience",
+                "validation_fraction",
+                "device",
+                "max_batch_tiles",
+                "num_workers",
+                "random_state",
+                "verbose",
+            )
+        },
     }
 
     def __init__(
@@ -298,32 +304,6 @@ class SequoiaRegressor(
         return model
 
     # -- fitting ------------------------------------------------------------------------
-    def _split(self, n, groups, seed):
-        if self.validation_fraction is None:
-            return np.arange(n), None
-        if groups is not None:
-            groups = np.asarray(groups)
-            if groups.shape != (n,):
-                raise ValueError(
-                    f"groups must have one entry per bag ({n}), got shape {groups.shape}."
-                )
-            n_units, unit = len(np.unique(groups)), "patients (groups)"
-        else:
-            n_units, unit = n, "slides"
-        n_valid = max(2, int(np.ceil(self.validation_fraction * n_units)))
-        if n_units - n_valid < 2:
-            raise ValueError(
-                f"validation_fraction={self.validation_fraction} needs at least {n_valid + 2} "
-                f"{unit} but X has {n_units}. Pass validation_fraction=None to train for "
-                "max_epochs without early stopping."
-            )
-        if groups is not None:
-            splitter = GroupShuffleSplit(n_splits=1, test_size=n_valid, random_state=seed)
-        else:
-            splitter = ShuffleSplit(n_splits=1, test_size=n_valid, random_state=seed)
-        train, valid = next(splitter.split(np.zeros(n), groups=groups))
-        return np.sort(train), np.sort(valid)
-
     def fit(self, X, y, groups=None):
         """Train the network.
 
@@ -348,7 +328,7 @@ class SequoiaRegressor(
         Y, names, was_1d = check_targets(y, len(bags), bags=bags)
         rng = check_random_state(self.random_state)
         seed_torch, seed_split, seed_shuffle = (int(s) for s in rng.randint(2**31 - 1, size=3))
-        train, valid = self._split(len(bags), groups, seed_split)
+        train, valid = validation_split(len(bags), groups, self.validation_fraction, seed_split)
         if self.standardize:
             y_mean = Y[train].mean(axis=0)
             std = Y[train].std(axis=0)
@@ -513,17 +493,7 @@ class SequoiaRegressor(
         scores : ndarray of shape (n_tokens, n_genes), or (n_tokens,) with ``genes``
         """
         module, [bag] = self._checked([bag], name="bag")
-        columns = None
-        if genes is not None:
-            names = list(self.gene_names_)
-            wanted = [genes] if isinstance(genes, str) else list(genes)
-            missing = [g for g in wanted if g not in names]
-            if missing or not wanted:
-                raise ValueError(
-                    f"Unknown genes {missing or wanted}; the model predicts "
-                    f"{names[:10]}{'...' if len(names) > 10 else ''}."
-                )
-            columns = [names.index(g) for g in wanted]
+        columns = None if genes is None else gene_columns(list(self.gene_names_), genes)
         device = next(module.parameters()).device
         x = torch.as_tensor(np.asarray(bag, dtype=np.float32), device=device).unsqueeze(0)
         with torch.inference_mode():
@@ -533,10 +503,7 @@ class SequoiaRegressor(
             return scores
         if isinstance(genes, str):
             return scores[:, columns[0]]
-        chosen = scores[:, columns]
-        std = chosen.std(axis=0)
-        z = (chosen - chosen.mean(axis=0)) / np.where(std > 0, std, 1.0)
-        return z.mean(axis=1)
+        return gene_set_score(scores[:, columns])
 
     def score(self, X, y, sample_weight=None):
         """Mean over genes of the Pearson r between predictions and ``y``."""
